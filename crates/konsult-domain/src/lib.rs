@@ -1,0 +1,2 @@
+//! Konsult's domain rules, free of I/O.
+#![warn(missing_docs)]
