@@ -1,0 +1,50 @@
+//! The Konsult signaling wire protocol.
+//!
+//! One WebSocket endpoint, `/ws`, carries JSON text frames. Each frame is one
+//! message, an object tagged by `"type"`:
+//!
+//! - client → server: [`ClientMessage`]; the first frame is always `hello`
+//!   (parse it with [`parse_hello`], later frames with
+//!   [`parse_client_message`]);
+//! - server → client: [`ServerMessage`], a [`ServerBody`] plus a
+//!   per-participant `seq` used to resume after a dropped connection.
+//!
+//! `docs/protocol.md` in the repository describes every message, the states
+//! in which it is allowed, the error codes, the limits, resume, takeover and
+//! relay-only filtering. The JSON examples there are pinned by this crate's
+//! tests.
+//!
+//! This crate only describes the wire. The room logic (who may send what
+//! when) lives in `konsult-signal`.
+
+#![warn(missing_docs)]
+
+mod client;
+mod error;
+mod parse;
+mod server;
+mod types;
+
+pub use client::{
+    Auth, ClientMessage, EndOfCandidates, Hello, IceCandidate, Resume, SessionAuth, Stats,
+    CLIENT_MESSAGE_TYPES,
+};
+pub use error::{CloseCode, ErrorCode, ParseError};
+pub use parse::{parse_client_message, parse_hello, HelloError};
+pub use server::{
+    ByeReason, Denied, DeniedReason, ErrorBody, Limits, ServerBody, ServerMessage, Welcome,
+    SERVER_MESSAGE_TYPES,
+};
+pub use types::{
+    CandidateLine, CandidatePolicy, CandidateType, ChatText, ConnectionState, IceServer,
+    InvalidText, LinkToken, Mid, Note, ResumeToken, Role, Sdp, Ufrag, MAX_CANDIDATE_BYTES,
+    MAX_CHAT_CHARS, MAX_LINK_TOKEN_BYTES, MAX_MID_BYTES, MAX_NOTE_CHARS,
+};
+
+/// The protocol version this crate speaks. `hello.version` must equal it;
+/// otherwise the server answers `error` with code `version_mismatch` and
+/// closes the connection.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The WebSocket endpoint path.
+pub const WS_PATH: &str = "/ws";

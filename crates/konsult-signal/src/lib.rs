@@ -1,0 +1,1 @@
+//! Konsult signaling room core (placeholder while the crate is written).
