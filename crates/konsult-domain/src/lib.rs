@@ -1,2 +1,7 @@
 //! Konsult's domain rules, free of I/O.
 #![warn(missing_docs)]
+
+pub mod calendar;
+pub mod ids;
+pub mod money;
+pub mod service;
