@@ -1,1 +1,3 @@
-//! Konsult signaling room core (placeholder while the crate is written).
+//! Konsult signaling room core.
+#![warn(missing_docs)]
+pub mod filter;
