@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod calendar;
+pub mod fees;
 pub mod ids;
 pub mod money;
 pub mod service;
