@@ -2,6 +2,8 @@
 #![warn(missing_docs)]
 
 pub mod calendar;
+pub mod course;
+pub mod eligibility;
 pub mod fees;
 pub mod ids;
 pub mod money;
