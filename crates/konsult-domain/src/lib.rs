@@ -1,6 +1,7 @@
 //! Konsult's domain rules, free of I/O.
 #![warn(missing_docs)]
 
+pub mod billing;
 pub mod calendar;
 pub mod course;
 pub mod eligibility;
