@@ -196,7 +196,9 @@ pub struct Welcome {
     /// Perfect-negotiation role: the patient is polite, the therapist not.
     pub polite: bool,
     /// Present this in `hello.resume` to resume after a dropped WebSocket.
-    /// Every `welcome` carries a fresh token; only the latest is valid.
+    /// It stays the same across resumes; a join without a valid resume (a new
+    /// device or tab) gets a new one, and the previous device's token then
+    /// answers `error` `replaced`.
     pub resume_token: ResumeToken,
     /// True when this connection resumed the previous one: the messages the
     /// client missed (`seq > last_seq`) follow. False means a fresh start: drop
