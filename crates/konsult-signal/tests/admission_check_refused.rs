@@ -60,9 +60,10 @@ fn refused_check_denies_the_patient_with_reasons_and_tells_the_therapist() {
 
 #[test]
 fn the_therapists_not_eligible_error_does_not_count_as_abuse() {
-    let mut cfg = konsult_signal::Config::default();
-    cfg.max_errors = 2;
-    let mut h = Harness::with_config(cfg);
+    let mut h = Harness::with_config(konsult_signal::Config {
+        max_errors: 2,
+        ..Default::default()
+    });
     let t = h.join(Role::Therapist);
     for _ in 0..3 {
         h.join(Role::Patient);

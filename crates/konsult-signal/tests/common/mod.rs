@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// A fixed consultation id for single-room tests.
-pub const CONSULTATION: Uuid = Uuid::from_u128(0x6b6f_6e73_756c_74);
+pub const CONSULTATION: Uuid = Uuid::from_u128(0x006b_6f6e_7375_6c74);
 
 pub struct Harness {
     pub hub: Hub,
