@@ -1,0 +1,97 @@
+//! Konsult's embedded TURN relay.
+//!
+//! A consultation's two browsers often cannot reach each other directly
+//! (symmetric NAT, clinic firewalls, mobile carriers), and in relay-only mode
+//! they must not learn each other's addresses at all. Both then talk through
+//! a TURN relay. For the single-machine default Konsult runs this one, built
+//! on the webrtc-rs [`turn`] crate; in production any coturn-compatible relay
+//! can take its place, because both check the same credentials.
+//!
+//! It also answers plain STUN Binding requests on the same port, so clients
+//! need no third-party STUN server to learn their public address.
+//!
+//! # Why TURN REST credentials
+//!
+//! [`TurnCredentials`] implements the "TURN REST API" scheme that coturn
+//! checks with `use-auth-secret`: username `"<expiry>:<reference>"`, password
+//! `base64(HMAC-SHA1(secret, username))`. Konsult's server and the relay
+//! share one secret and nothing else: the server mints a credential per
+//! consultation, capped to the consultation's window, and hands it to the
+//! two browsers; the relay recomputes the password from the username. There
+//! is no user database to keep in sync, a credential expires by itself, and
+//! the same secret works for this relay and for a coturn fleet. The
+//! [`Reference`] in the username is a pseudonymous, consultation-scoped id
+//! (never a name, CPR number or contact detail): the username travels in
+//! clear text in every STUN request.
+//!
+//! # Why a peer deny list
+//!
+//! A relay sends datagrams wherever an authenticated client asks. Without a
+//! deny list, a credential from one consultation link would let its holder
+//! probe the relay host's loopback services, the hosting network's private
+//! ranges and cloud metadata endpoints, or send to multicast. A real call
+//! peer is never on such an address as seen from the relay, so the
+//! [`peer_policy`] refuses them (RFC 8656 §21 recommends exactly this): a
+//! CreatePermission or ChannelBind naming one gets 403 Forbidden IP, a Send
+//! indication to one is dropped, and the relay sockets themselves never send
+//! to or deliver from one. Loopback is allowed only by
+//! [`PeerPolicy::allow_loopback`], for tests.
+//!
+//! # Where the checks sit
+//!
+//! `turn` 0.17 offers no permission hook, no quota and no revocation, and
+//! answers bad credentials with 400 where coturn (and browsers' retry logic)
+//! expect 401. Every client request reaches its server through the listening
+//! socket, so the relay hands the server a wrapped socket whose receive path
+//! runs each datagram through a sans-I/O gate first: authenticated requests
+//! need valid, unexpired, not-closed credentials and a matching
+//! MESSAGE-INTEGRITY (else 401), an Allocate beyond
+//! [`RelayConfig::allocations_per_username`] gets 486, and denied peers get
+//! 403. What passes goes to the unmodified `turn` server, whose own
+//! `AuthHandler` checks the credentials again.
+//!
+//! # How `close_reference` works
+//!
+//! When a consultation ends, [`Relay::close_reference`] first marks its
+//! reference closed in the gate, so every later request with a credential
+//! for it (Allocate, Refresh, CreatePermission, ChannelBind) is refused with
+//! 401. It then waits until no datagram that passed the gate earlier is
+//! still being handled, lists the server's allocations, and deletes those
+//! whose username carries the reference; deleting an allocation closes its
+//! relay socket, so media stops at once. The closed mark is kept for
+//! [`RelayConfig::max_credential_ttl`], the longest any accepted credential
+//! can live, so credentials issued before the close cannot revive the
+//! consultation.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::{Duration, SystemTime};
+//! use konsult_relay::{Reference, Relay, RelayConfig, TurnCredentials};
+//! use secrecy::SecretString;
+//!
+//! let secret = SecretString::from("from-configuration");
+//! let mut config = RelayConfig::new(secret.clone());
+//! config.public_ip = Some("203.0.113.10".parse()?);
+//! let relay = Relay::start(config).await?;
+//!
+//! let consultation = Reference::parse("7f1c2e9a-0d4b-4e55-9a57-1b2c3d4e5f60")?;
+//! let creds = TurnCredentials::issue(&secret, &consultation, SystemTime::now(),
+//!                                    Duration::from_secs(45 * 60))?;
+//! // ... hand creds.username() and creds.password() to the two browsers ...
+//! relay.close_reference(&consultation).await?;
+//! relay.shutdown().await?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod conn;
+pub mod credentials;
+mod gate;
+pub mod peer_policy;
+mod relay;
+
+pub use credentials::{CredentialError, Reference, TurnCredentials, TurnUsername};
+pub use peer_policy::{denied_range, is_denied_peer, DeniedRange, PeerPolicy};
+pub use relay::{Relay, RelayConfig, RelayError};
