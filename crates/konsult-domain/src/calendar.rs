@@ -16,6 +16,9 @@ pub const DANISH_TIME_ZONE: Tz = chrono_tz::Europe::Copenhagen;
 /// Denmark (summer time, UTC+2), and 2026-03-28T23:30Z is 00:30 on 2026-03-29 (winter time,
 /// UTC+1).
 ///
+/// The tz data (chrono-tz) has transitions through 2099, which a property test checks against a
+/// hand-written EU summer-time rule from 1990 on; from 2100 on chrono-tz knows no summer time.
+///
 /// At the very ends of chrono's range, where the local time would not be representable, the date
 /// saturates to [`NaiveDate::MAX`] / [`NaiveDate::MIN`] instead of panicking.
 pub fn danish_day(instant: DateTime<Utc>) -> NaiveDate {
