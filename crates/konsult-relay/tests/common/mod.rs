@@ -1,0 +1,414 @@
+//! Shared harness for the relay's integration tests: a relay on 127.0.0.1,
+//! a UDP echo peer, a `turn`-crate client, and a raw STUN client that shows
+//! the exact error codes a relay answers with.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, bail, Context};
+use konsult_relay::{Reference, Relay, RelayConfig, TurnCredentials};
+use secrecy::{ExposeSecret, SecretString};
+use stun::agent::TransactionId;
+use stun::attributes::{ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
+use stun::error_code::ErrorCodeAttribute;
+use stun::fingerprint::FINGERPRINT;
+use stun::integrity::MessageIntegrity;
+use stun::message::{
+    Getter, Message, MessageType, Method, Setter, CLASS_ERROR_RESPONSE, CLASS_INDICATION,
+    CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_CHANNEL_BIND,
+    METHOD_CREATE_PERMISSION, METHOD_DATA, METHOD_REFRESH, METHOD_SEND,
+};
+use stun::textattrs::TextAttribute;
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+use turn::client::{Client, ClientConfig};
+use turn::proto::channum::ChannelNumber;
+use turn::proto::data::Data;
+use turn::proto::lifetime::Lifetime;
+use turn::proto::peeraddr::PeerAddress;
+use turn::proto::relayaddr::RelayedAddress;
+use turn::proto::reqtrans::RequestedTransport;
+use turn::proto::PROTO_UDP;
+
+pub const REALM: &str = "konsult.test";
+pub const SECRET: &str = "relay-integration-test-secret";
+
+/// How long a test waits for something that should happen. Generous: the
+/// machine is shared and loaded; a passing run never waits this long.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+/// How long a test waits to be sure something does *not* happen.
+pub const QUIET: Duration = Duration::from_millis(700);
+
+pub fn secret() -> SecretString {
+    SecretString::from(SECRET)
+}
+
+pub fn config(allow_loopback: bool) -> RelayConfig {
+    let mut c = RelayConfig::new(secret());
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.realm = REALM.to_owned();
+    c.peer_policy.allow_loopback = allow_loopback;
+    c
+}
+
+pub async fn start_relay(allow_loopback: bool) -> Relay {
+    Relay::start(config(allow_loopback))
+        .await
+        .expect("relay starts on 127.0.0.1")
+}
+
+pub fn issue(reference: &str, ttl_secs: u64) -> TurnCredentials {
+    issue_at(reference, SystemTime::now(), ttl_secs)
+}
+
+pub fn issue_at(reference: &str, now: SystemTime, ttl_secs: u64) -> TurnCredentials {
+    TurnCredentials::issue(
+        &secret(),
+        &Reference::parse(reference).unwrap(),
+        now,
+        Duration::from_secs(ttl_secs),
+    )
+    .unwrap()
+}
+
+/// A UDP echo server on 127.0.0.1 that counts what it received; stops when
+/// dropped.
+pub struct EchoPeer {
+    pub addr: SocketAddr,
+    pub received: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl EchoPeer {
+    pub async fn start() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let received = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&received);
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = socket.send_to(&buf[..n], from).await;
+            }
+        });
+        Self {
+            addr,
+            received,
+            task,
+        }
+    }
+
+    pub fn received(&self) -> usize {
+        self.received.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for EchoPeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A `turn`-crate client bound to 127.0.0.1, listening for responses.
+pub async fn turn_client(server: SocketAddr, username: &str, password: &str) -> Client {
+    let conn = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let client = Client::new(ClientConfig {
+        stun_serv_addr: server.to_string(),
+        turn_serv_addr: server.to_string(),
+        username: username.to_owned(),
+        password: password.to_owned(),
+        realm: String::new(),
+        software: String::new(),
+        rto_in_ms: 0,
+        conn,
+        vnet: None,
+    })
+    .await
+    .unwrap();
+    client.listen().await.unwrap();
+    client
+}
+
+pub async fn turn_client_for(server: SocketAddr, creds: &TurnCredentials) -> Client {
+    turn_client(
+        server,
+        &creds.username().to_string(),
+        creds.password().expose_secret(),
+    )
+    .await
+}
+
+/// An error response's code, or the success of a raw request.
+pub type Outcome<T> = Result<T, u16>;
+
+/// The long-term credentials of an allocation made by [`RawTurn`].
+#[derive(Clone)]
+pub struct Session {
+    username: String,
+    realm: String,
+    nonce: String,
+    integrity: MessageIntegrity,
+    pub relayed: SocketAddr,
+}
+
+/// A minimal TURN client over one UDP socket, built from `stun` messages, so
+/// tests can see the exact error code of every answer.
+pub struct RawTurn {
+    socket: UdpSocket,
+    server: SocketAddr,
+}
+
+impl RawTurn {
+    pub async fn new(server: SocketAddr) -> Self {
+        Self {
+            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            server,
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    /// Sends `request` and returns the response with its transaction id,
+    /// retransmitting a few times (UDP) within [`PATIENCE`].
+    pub async fn transact(&self, request: &Message) -> anyhow::Result<Message> {
+        let mut buf = vec![0u8; 2048];
+        let attempts = 5;
+        for _ in 0..attempts {
+            self.socket.send_to(&request.raw, self.server).await?;
+            let deadline = tokio::time::Instant::now() + PATIENCE / attempts;
+            loop {
+                let read = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await;
+                let Ok(read) = read else { break };
+                let (n, _) = read?;
+                let mut m = Message {
+                    raw: buf[..n].to_vec(),
+                    ..Default::default()
+                };
+                if m.decode().is_ok() && m.transaction_id == request.transaction_id {
+                    return Ok(m);
+                }
+            }
+        }
+        bail!("no response from the relay")
+    }
+
+    /// Allocate with the long-term credential dance: an unauthenticated
+    /// request, the 401 challenge, then the signed request.
+    pub async fn allocate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> anyhow::Result<Outcome<Session>> {
+        let first = build(&[
+            Box::new(TransactionId::new()),
+            Box::new(MessageType::new(METHOD_ALLOCATE, CLASS_REQUEST)),
+            Box::new(RequestedTransport {
+                protocol: PROTO_UDP,
+            }),
+            Box::new(FINGERPRINT),
+        ])?;
+        let challenge = self.transact(&first).await?;
+        if error_code(&challenge) != Some(401) {
+            bail!("expected a 401 challenge, got {:?}", challenge.typ);
+        }
+        let realm = TextAttribute::get_from_as(&challenge, ATTR_REALM)?.text;
+        let nonce = TextAttribute::get_from_as(&challenge, ATTR_NONCE)?.text;
+        let integrity = MessageIntegrity::new_long_term_integrity(
+            username.to_owned(),
+            realm.clone(),
+            password.to_owned(),
+        );
+        let mut session = Session {
+            username: username.to_owned(),
+            realm,
+            nonce,
+            integrity,
+            relayed: "0.0.0.0:0".parse().unwrap(),
+        };
+        let response = self
+            .signed(
+                &session,
+                METHOD_ALLOCATE,
+                vec![Box::new(RequestedTransport {
+                    protocol: PROTO_UDP,
+                })],
+            )
+            .await?;
+        if let Some(code) = error_code(&response) {
+            return Ok(Err(code));
+        }
+        let mut relayed = RelayedAddress::default();
+        relayed.get_from(&response)?;
+        session.relayed = SocketAddr::new(relayed.ip, relayed.port);
+        Ok(Ok(session))
+    }
+
+    pub async fn create_permission(
+        &self,
+        session: &Session,
+        peer: SocketAddr,
+    ) -> anyhow::Result<Outcome<()>> {
+        let response = self
+            .signed(session, METHOD_CREATE_PERMISSION, vec![peer_attr(peer)])
+            .await?;
+        Ok(outcome(&response))
+    }
+
+    pub async fn channel_bind(
+        &self,
+        session: &Session,
+        peer: SocketAddr,
+        channel: u16,
+    ) -> anyhow::Result<Outcome<()>> {
+        let response = self
+            .signed(
+                session,
+                METHOD_CHANNEL_BIND,
+                vec![Box::new(ChannelNumber(channel)), peer_attr(peer)],
+            )
+            .await?;
+        Ok(outcome(&response))
+    }
+
+    /// Refresh with `lifetime`; 0 deletes the allocation.
+    pub async fn refresh(
+        &self,
+        session: &Session,
+        lifetime: Duration,
+    ) -> anyhow::Result<Outcome<()>> {
+        let response = self
+            .signed(session, METHOD_REFRESH, vec![Box::new(Lifetime(lifetime))])
+            .await?;
+        Ok(outcome(&response))
+    }
+
+    /// A Send indication (no response).
+    pub async fn send_indication(&self, peer: SocketAddr, data: &[u8]) -> anyhow::Result<()> {
+        let msg = build(&[
+            Box::new(TransactionId::new()),
+            Box::new(MessageType::new(METHOD_SEND, CLASS_INDICATION)),
+            peer_attr(peer),
+            Box::new(Data(data.to_vec())),
+            Box::new(FINGERPRINT),
+        ])?;
+        self.socket.send_to(&msg.raw, self.server).await?;
+        Ok(())
+    }
+
+    /// Waits for a Data indication and returns its payload.
+    pub async fn recv_data(&self, within: Duration) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 2048];
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (n, _) = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf))
+                .await
+                .ok()?
+                .ok()?;
+            let mut m = Message {
+                raw: buf[..n].to_vec(),
+                ..Default::default()
+            };
+            if m.decode().is_ok() && m.typ == MessageType::new(METHOD_DATA, CLASS_INDICATION) {
+                let mut data = Data::default();
+                if data.get_from(&m).is_ok() {
+                    return Some(data.0);
+                }
+            }
+        }
+    }
+
+    pub async fn signed(
+        &self,
+        session: &Session,
+        method: Method,
+        attrs: Vec<Box<dyn Setter>>,
+    ) -> anyhow::Result<Message> {
+        let mut setters: Vec<Box<dyn Setter>> = vec![
+            Box::new(TransactionId::new()),
+            Box::new(MessageType::new(method, CLASS_REQUEST)),
+        ];
+        setters.extend(attrs);
+        setters.push(Box::new(TextAttribute::new(
+            ATTR_USERNAME,
+            session.username.clone(),
+        )));
+        setters.push(Box::new(TextAttribute::new(
+            ATTR_REALM,
+            session.realm.clone(),
+        )));
+        setters.push(Box::new(TextAttribute::new(
+            ATTR_NONCE,
+            session.nonce.clone(),
+        )));
+        setters.push(Box::new(session.integrity.clone()));
+        setters.push(Box::new(FINGERPRINT));
+        let request = build(&setters)?;
+        self.transact(&request).await
+    }
+}
+
+fn peer_attr(peer: SocketAddr) -> Box<dyn Setter> {
+    Box::new(PeerAddress {
+        ip: peer.ip(),
+        port: peer.port(),
+    })
+}
+
+fn build(setters: &[Box<dyn Setter>]) -> anyhow::Result<Message> {
+    let mut m = Message::new();
+    m.build(setters)
+        .map_err(|e| anyhow!("build STUN message: {e}"))?;
+    Ok(m)
+}
+
+/// The ERROR-CODE of an error response, `None` for a success response.
+pub fn error_code(m: &Message) -> Option<u16> {
+    if m.typ.class != CLASS_ERROR_RESPONSE {
+        return None;
+    }
+    let mut code = ErrorCodeAttribute::default();
+    code.get_from(m).ok()?;
+    Some(code.code.0)
+}
+
+/// The ERROR-CODE reason phrase of an error response.
+pub fn error_reason(m: &Message) -> Option<String> {
+    let mut code = ErrorCodeAttribute::default();
+    code.get_from(m).ok()?;
+    Some(String::from_utf8_lossy(&code.reason).into_owned())
+}
+
+fn outcome(m: &Message) -> Outcome<()> {
+    match error_code(m) {
+        Some(code) => Err(code),
+        None if m.typ.class == CLASS_SUCCESS_RESPONSE => Ok(()),
+        None => Err(0),
+    }
+}
+
+/// Sends `payload` through a relayed connection and waits for the echo.
+pub async fn round_trip(
+    relay_conn: &(impl webrtc_util::Conn + ?Sized),
+    peer: SocketAddr,
+    payload: &[u8],
+) -> anyhow::Result<Vec<u8>> {
+    relay_conn
+        .send_to(payload, peer)
+        .await
+        .map_err(|e| anyhow!("send through relay: {e}"))?;
+    let mut buf = vec![0u8; 2048];
+    let (n, from) = tokio::time::timeout(PATIENCE, relay_conn.recv_from(&mut buf))
+        .await
+        .context("no echo through the relay")?
+        .map_err(|e| anyhow!("recv through relay: {e}"))?;
+    if from != peer {
+        bail!("echo came from {from}, expected {peer}");
+    }
+    Ok(buf[..n].to_vec())
+}
