@@ -36,6 +36,10 @@ pub struct Harness {
     pub events: Vec<RoomEvent>,
     /// Admission checks the hub asked for and nobody answered yet.
     pub checks: Vec<(Uuid, AdmissionCheckId)>,
+    /// Every output in the order the hub produced it.
+    pub log: Vec<Output>,
+    /// The role each joined connection joined as.
+    pub roles: BTreeMap<ConnId, Role>,
 }
 
 impl Default for Harness {
@@ -62,6 +66,8 @@ impl Harness {
             closes: Vec::new(),
             events: Vec::new(),
             checks: Vec::new(),
+            log: Vec::new(),
+            roles: BTreeMap::new(),
         }
     }
 
@@ -73,6 +79,7 @@ impl Harness {
 
     fn drain(&mut self) {
         while let Some(output) = self.hub.poll_output() {
+            self.log.push(output.clone());
             match output {
                 Output::Send { conn, message } => {
                     self.history.entry(conn).or_default().push(message.clone());
@@ -137,6 +144,7 @@ impl Harness {
             resume,
         };
         self.hub.handle_join(self.now, conn, req).unwrap();
+        self.roles.insert(conn, role);
         self.drain();
         conn
     }
