@@ -1,0 +1,224 @@
+//! Expired and forged credentials are refused with 401, a username holds at
+//! most its quota of allocations, and closing a consultation reference ends
+//! its allocations and refuses its credentials.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use konsult_relay::{Reference, Relay, TurnCredentials};
+use secrecy::{ExposeSecret, SecretString};
+use webrtc_util::Conn;
+
+async fn allocate_raw(relay: &Relay, username: &str, password: &str) -> Outcome<Session> {
+    RawTurn::new(relay.local_addr())
+        .await
+        .allocate(username, password)
+        .await
+        .expect("the relay answers")
+}
+
+#[tokio::test]
+async fn expired_credentials_get_401() {
+    let relay = start_relay(false).await;
+    let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    let expired = issue_at("consult-cred-a", an_hour_ago, 60);
+    assert_eq!(
+        allocate_raw(
+            &relay,
+            &expired.username().to_string(),
+            expired.password().expose_secret()
+        )
+        .await
+        .err(),
+        Some(401)
+    );
+    // And the turn crate's client (a headless peer) fails to allocate.
+    let client = turn_client_for(relay.local_addr(), &expired).await;
+    let err = client.allocate().await.err().expect("allocation refused");
+    assert!(err.to_string().contains("401"), "{err}");
+    client.close().await.unwrap();
+
+    // The control: the same reference with a live credential works.
+    let live = issue("consult-cred-a", 60);
+    assert!(allocate_raw(
+        &relay,
+        &live.username().to_string(),
+        live.password().expose_secret()
+    )
+    .await
+    .is_ok());
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn forged_credentials_get_401() {
+    let relay = start_relay(false).await;
+    let genuine = issue("consult-cred-b", 600);
+    let password = genuine.password().expose_secret();
+    let expiry = genuine.username().expiry_unix();
+
+    // The expiry pushed out by a day, the password kept.
+    let extended = format!("{}:consult-cred-b", expiry + 86_400);
+    assert_eq!(
+        allocate_raw(&relay, &extended, password).await.err(),
+        Some(401)
+    );
+    // Another consultation's reference, the password kept.
+    let other = format!("{expiry}:consult-cred-c");
+    assert_eq!(
+        allocate_raw(&relay, &other, password).await.err(),
+        Some(401)
+    );
+    // Minted with another secret.
+    let foreign = TurnCredentials::issue(
+        &SecretString::from("not-the-relay-secret"),
+        &Reference::parse("consult-cred-b").unwrap(),
+        SystemTime::now(),
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    assert_eq!(
+        allocate_raw(
+            &relay,
+            &foreign.username().to_string(),
+            foreign.password().expose_secret()
+        )
+        .await
+        .err(),
+        Some(401)
+    );
+    // Not a TURN REST username at all.
+    assert_eq!(
+        allocate_raw(&relay, "therapist", "hunter2").await.err(),
+        Some(401)
+    );
+    // A lifetime beyond the relay's maximum (24 h by default).
+    let too_long = TurnCredentials::issue(
+        &secret(),
+        &Reference::parse("consult-cred-b").unwrap(),
+        SystemTime::now(),
+        Duration::from_secs(3 * 86_400),
+    )
+    .unwrap();
+    assert_eq!(
+        allocate_raw(
+            &relay,
+            &too_long.username().to_string(),
+            too_long.password().expose_secret()
+        )
+        .await
+        .err(),
+        Some(401)
+    );
+
+    assert!(
+        allocate_raw(&relay, &genuine.username().to_string(), password)
+            .await
+            .is_ok()
+    );
+    assert_eq!(relay.allocation_count().await.unwrap(), 1);
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_eleventh_allocation_of_a_username_gets_486() {
+    let relay = start_relay(false).await;
+    let creds = issue("consult-quota", 600);
+    let username = creds.username().to_string();
+    let password = creds.password().expose_secret();
+
+    let mut clients = Vec::new();
+    for i in 0..10 {
+        let raw = RawTurn::new(relay.local_addr()).await;
+        let session = raw
+            .allocate(&username, password)
+            .await
+            .unwrap()
+            .unwrap_or_else(|code| panic!("allocation {} refused with {code}", i + 1));
+        clients.push((raw, session));
+    }
+    assert_eq!(relay.allocation_count().await.unwrap(), 10);
+
+    let eleventh = RawTurn::new(relay.local_addr()).await;
+    assert_eq!(
+        eleventh.allocate(&username, password).await.unwrap().err(),
+        Some(486)
+    );
+    assert_eq!(relay.allocation_count().await.unwrap(), 10);
+
+    // The quota counts one username: another credential is not affected.
+    let other = issue("consult-quota-other", 600);
+    assert!(allocate_raw(
+        &relay,
+        &other.username().to_string(),
+        other.password().expose_secret()
+    )
+    .await
+    .is_ok());
+
+    // It counts live allocations: after one is released, there is room.
+    let (raw, session) = &clients[0];
+    assert_eq!(raw.refresh(session, Duration::ZERO).await.unwrap(), Ok(()));
+    assert!(eleventh
+        .allocate(&username, password)
+        .await
+        .unwrap()
+        .is_ok());
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn close_reference_ends_a_consultations_allocations_only() {
+    let relay = start_relay(true).await;
+    let echo = EchoPeer::start().await;
+    let ended = Reference::parse("consult-ended").unwrap();
+    let ongoing = Reference::parse("consult-ongoing").unwrap();
+
+    // Two participants of the ending consultation, one of another.
+    let ended_creds = issue(ended.as_str(), 600);
+    let patient = turn_client_for(relay.local_addr(), &ended_creds).await;
+    let patient_conn = patient.allocate().await.unwrap();
+    let therapist = turn_client_for(relay.local_addr(), &ended_creds).await;
+    let therapist_conn = therapist.allocate().await.unwrap();
+    let other_creds = issue(ongoing.as_str(), 600);
+    let other = turn_client_for(relay.local_addr(), &other_creds).await;
+    let other_conn = other.allocate().await.unwrap();
+    for conn in [&patient_conn, &therapist_conn, &other_conn] {
+        round_trip(conn, echo.addr, b"before").await.unwrap();
+    }
+    assert_eq!(relay.allocations_for(&ended).await.unwrap(), 2);
+
+    assert_eq!(relay.close_reference(&ended).await.unwrap(), 2);
+    assert_eq!(relay.allocations_for(&ended).await.unwrap(), 0);
+    assert_eq!(relay.allocations_for(&ongoing).await.unwrap(), 1);
+
+    // Media of the ended consultation no longer reaches the peer ...
+    let before = echo.received();
+    let _ = patient_conn.send_to(b"after", echo.addr).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(echo.received(), before);
+    // ... its credentials cannot allocate again ...
+    assert_eq!(
+        allocate_raw(
+            &relay,
+            &ended_creds.username().to_string(),
+            ended_creds.password().expose_secret()
+        )
+        .await
+        .err(),
+        Some(401)
+    );
+    // ... and the other consultation carries on.
+    assert_eq!(
+        round_trip(&other_conn, echo.addr, b"still here")
+            .await
+            .unwrap(),
+        b"still here"
+    );
+    for client in [patient, therapist, other] {
+        client.close().await.unwrap();
+    }
+    relay.shutdown().await.unwrap();
+}
