@@ -413,8 +413,8 @@ impl fmt::Debug for ResumeToken {
 }
 
 /// One ICE server for `RTCPeerConnection({iceServers})`, usually the TURN
-/// relay with short-lived TURN REST credentials.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// relay with short-lived TURN REST credentials. `Debug` hides the credential.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IceServer {
     /// `turn:`/`turns:`/`stun:` URLs.
@@ -425,6 +425,19 @@ pub struct IceServer {
     /// TURN password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+}
+
+impl fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field(
+                "credential",
+                &self.credential.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 #[cfg(test)]
@@ -480,5 +493,11 @@ mod tests {
         assert!(!format!("{cand:?}").contains("192.0.2.7"));
         let tok = LinkToken::parse("secret-token".into()).unwrap();
         assert!(!format!("{tok:?}").contains("secret"));
+        let ice = IceServer {
+            urls: vec!["turn:relay.example:3478".into()],
+            username: Some("1700000000:x".into()),
+            credential: Some("s3cr3t".into()),
+        };
+        assert!(!format!("{ice:?}").contains("s3cr3t"));
     }
 }

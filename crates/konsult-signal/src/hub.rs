@@ -12,7 +12,7 @@ use konsult_protocol::{
     Sdp, ServerBody, ServerMessage, Stats, Welcome, PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// How many superseded resume tokens a participant remembers, so an old
@@ -449,7 +449,7 @@ impl Room {
         if let Some(p) = self.slot(role).as_mut() {
             if p.conn() == Some(conn) {
                 p.link = Presence::Disconnected {
-                    grace_until: now + grace,
+                    grace_until: after(now, grace),
                 };
             }
         }
@@ -723,7 +723,7 @@ type Refusal = (ErrorCode, &'static str);
 /// ```
 /// use konsult_protocol::{CandidatePolicy, ResumeToken, Role};
 /// use konsult_signal::{ConnId, Config, Hub, JoinRequest, Output};
-/// use std::time::Instant;
+/// use std::time::{Duration, Instant};
 ///
 /// let mut hub = Hub::new(Config::default());
 /// let now = Instant::now();
@@ -971,7 +971,7 @@ impl Hub {
         let silent: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.closed.is_none() && c.last_seen + timeout <= now)
+            .filter(|(_, c)| c.closed.is_none() && after(c.last_seen, timeout) <= now)
             .map(|(id, _)| *id)
             .collect();
         for conn in silent {
@@ -979,7 +979,7 @@ impl Hub {
         }
         // Forget connections the core closed whose disconnect never came.
         self.conns
-            .retain(|_, c| c.closed.is_none() || c.last_seen + timeout > now);
+            .retain(|_, c| c.closed.is_none() || after(c.last_seen, timeout) > now);
         let mut ctx = Ctx {
             cfg: &self.config,
             out: &mut self.out,
@@ -998,7 +998,7 @@ impl Hub {
     /// When [`Hub::handle_timeout`] must be called next, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timeout = self.config.heartbeat_timeout;
-        let conns = self.conns.values().map(|c| c.last_seen + timeout);
+        let conns = self.conns.values().map(|c| after(c.last_seen, timeout));
         let rooms = self.rooms.values().filter_map(Room::next_deadline);
         conns.chain(rooms).min()
     }
@@ -1053,7 +1053,7 @@ impl Hub {
                 self.next_check += 1;
                 room.admission = Admission::Checking {
                     check,
-                    deadline: now + self.config.admission_check_timeout,
+                    deadline: after(now, self.config.admission_check_timeout),
                 };
                 ctx.out.push_back(Output::AdmissionCheck {
                     consultation,
@@ -1132,7 +1132,7 @@ impl Hub {
         };
         let window = self.config.error_window;
         c.errors.push_back(now);
-        while c.errors.front().is_some_and(|t| *t + window <= now) {
+        while c.errors.front().is_some_and(|t| after(*t, window) <= now) {
             c.errors.pop_front();
         }
         if c.errors.len() >= self.config.max_errors as usize {
@@ -1176,6 +1176,14 @@ impl Hub {
         }
         self.rooms.retain(|_, room| !room.is_empty());
     }
+}
+
+/// `t + d`, or a far-off instant if a huge configured duration would
+/// overflow `Instant` (which would otherwise panic).
+fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(t)
 }
 
 fn filtered_sdp(sdp: &Sdp, policy: CandidatePolicy) -> Result<Sdp, Refusal> {

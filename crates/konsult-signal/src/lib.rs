@@ -4,12 +4,89 @@
 //! is a pump around it: it feeds inputs (`handle_join`, `handle_text`,
 //! `handle_disconnect`, `handle_admission_check`, `handle_timeout`) and
 //! carries out the outputs ([`Hub::poll_output`], [`Hub::poll_timeout`]).
-//! Time comes in as `now`, tokens and ids as arguments; nothing here touches
-//! a clock, a random number generator, a socket or a log. See [`Hub`] for
-//! the calling order and an example pump, and `docs/protocol.md` for the
+//! Time comes in as `now`, tokens and ids as arguments. See [`Hub`] for the
+//! calling order and a runnable example, and `docs/protocol.md` for the
 //! rules the core enforces.
 //!
 //! [`filter`] is the pure relay-only filter for SDP and ICE candidates.
+//!
+//! # Architecture invariants
+//!
+//! - No clock, no randomness, no async runtime, no sockets, no database:
+//!   the crate depends only on `konsult-protocol`, `uuid` and `thiserror`.
+//!   Every behaviour is testable with a fake clock (`tests/common`).
+//! - No logging at all, and so never SDP, candidates, chat or addresses in a
+//!   log line. The pump logs [`RoomEvent`]s, [`CloseReason`]s and message
+//!   type names only (`ServerBody::type_name`), with pseudonymous ids.
+//! - Nothing outlives a room: relayed messages are held in memory only in a
+//!   participant's bounded replay buffer.
+//!
+//! # The pump in the server
+//!
+//! One task owns the `Hub` (or one per shard of consultations); each
+//! WebSocket task authenticates its hello, then forwards frames to the hub
+//! task over a channel and writes what comes back on its own channel. A
+//! sketch with tokio (not compiled here: this crate has no tokio):
+//!
+//! ```ignore
+//! enum In {
+//!     Join(ConnId, JoinRequest, mpsc::Sender<Out>), // after hello + DB auth
+//!     Text(ConnId, String),
+//!     Gone(ConnId),
+//!     Checked(Uuid, AdmissionCheckId, Result<(), Vec<String>>),
+//! }
+//! enum Out { Frame(String), Close(u16, &'static str) }
+//!
+//! async fn hub_task(mut hub: Hub, mut rx: mpsc::Receiver<In>, checks: CheckSpawner) {
+//!     let mut writers: HashMap<ConnId, mpsc::Sender<Out>> = HashMap::new();
+//!     loop {
+//!         let deadline = hub.poll_timeout();
+//!         tokio::select! {
+//!             input = rx.recv() => match input {
+//!                 None => return,
+//!                 Some(In::Join(conn, req, tx)) => {
+//!                     writers.insert(conn, tx);
+//!                     hub.handle_join(Instant::now(), conn, req).expect("fresh conn id");
+//!                 }
+//!                 Some(In::Text(conn, text)) => hub.handle_text(Instant::now(), conn, &text),
+//!                 Some(In::Gone(conn)) => {
+//!                     writers.remove(&conn);
+//!                     hub.handle_disconnect(Instant::now(), conn);
+//!                 }
+//!                 Some(In::Checked(c, id, result)) =>
+//!                     hub.handle_admission_check(Instant::now(), c, id, result),
+//!             },
+//!             _ = sleep_until_opt(deadline) => hub.handle_timeout(Instant::now()),
+//!         }
+//!         while let Some(output) = hub.poll_output() {
+//!             match output {
+//!                 Output::Send { conn, message } => {
+//!                     if let Some(tx) = writers.get(&conn) {
+//!                         let _ = tx.try_send(Out::Frame(message.to_json()));
+//!                     }
+//!                 }
+//!                 Output::Close { conn, reason } => {
+//!                     if let Some(tx) = writers.get(&conn) {
+//!                         let _ = tx.try_send(Out::Close(reason.code(), reason.as_str()));
+//!                     }
+//!                 }
+//!                 Output::Event { consultation, event } => record(consultation, event),
+//!                 // Runs the eligibility query and sends In::Checked back.
+//!                 Output::AdmissionCheck { consultation, check } => checks.spawn(consultation, check),
+//!             }
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! Per connection, split the socket (axum's chat example): the reader sends
+//! `In::Text` for each text frame and `In::Gone` when it ends; the writer
+//! drains the `Out` channel and closes the socket on `Out::Close`; a
+//! `select!` ends both when either ends. Set the WebSocket's maximum message
+//! size somewhat above [`Config::max_frame_bytes`] so an oversized frame
+//! reaches the core and gets `too_large` instead of killing the socket. If a
+//! writer's channel is full (a client that does not read), close that
+//! connection: the participant can resume and get the missed messages.
 
 #![warn(missing_docs)]
 

@@ -23,7 +23,9 @@ impl RateLimiter {
         RateLimiter {
             tat: now,
             interval,
-            tolerance: interval * (burst.max(1) - 1),
+            tolerance: interval
+                .checked_mul(burst.max(1) - 1)
+                .unwrap_or(Duration::MAX),
         }
     }
 
