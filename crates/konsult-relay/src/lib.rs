@@ -93,5 +93,17 @@ pub mod peer_policy;
 mod relay;
 
 pub use credentials::{CredentialError, Reference, TurnCredentials, TurnUsername};
+
+/// `tracing_subscriber::EnvFilter` directives that silence the logs of the
+/// `turn`, `stun` and `webrtc-util` crates.
+///
+/// They log through the `log` crate, which `tracing-subscriber` forwards by
+/// default, and some of their lines carry client and peer IP addresses even
+/// at info and error level (`turn` logs every datagram from a peer without
+/// permission, with its address, at info). Konsult never logs addresses, so
+/// the telemetry filter should append these directives, e.g.
+/// `format!("info,{}", konsult_relay::SILENCE_DEPENDENCY_LOGS)`. The relay's
+/// own events carry no addresses.
+pub const SILENCE_DEPENDENCY_LOGS: &str = "turn=off,stun=off,webrtc_util=off";
 pub use peer_policy::{denied_range, is_denied_peer, DeniedRange, PeerPolicy};
 pub use relay::{Relay, RelayConfig, RelayError};
