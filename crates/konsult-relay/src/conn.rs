@@ -22,7 +22,7 @@ use turn::relay::RelayAddressGenerator;
 use turn::server::Server;
 use webrtc_util::Conn;
 
-use crate::gate::{Gate, Verdict};
+use crate::gate::{Gate, Refusal, Verdict};
 use crate::peer_policy::{is_denied_peer, PeerPolicy};
 
 /// The listening socket, screened by the [`Gate`].
@@ -79,7 +79,7 @@ impl GateConn {
                 Some(n) => check.verdict(n),
                 // The server is not up yet (or is gone): let the client
                 // retransmit rather than guess.
-                None => Verdict::Drop(crate::gate::Refusal::Unauthorized("relay not ready")),
+                None => Verdict::Drop(Refusal::NotReady),
             },
             other => other,
         }
@@ -105,7 +105,11 @@ impl Conn for GateConn {
     async fn recv_from(&self, buf: &mut [u8]) -> webrtc_util::Result<(usize, SocketAddr)> {
         loop {
             self.idle.send_replace(true);
-            let (n, src) = self.socket.recv_from(buf).await?;
+            let (n, src) = match self.socket.recv_from(buf).await {
+                Ok(read) => read,
+                Err(err) if is_transient(&err) => continue,
+                Err(err) => return Err(err.into()),
+            };
             self.idle.send_replace(false);
             match self.verdict(&buf[..n]).await {
                 Verdict::Forward => return Ok((n, src)),
@@ -150,6 +154,19 @@ impl Conn for GateConn {
     }
 }
 
+/// Whether a receive error only reports an ICMP message about an earlier
+/// send (some platforms report those on unconnected UDP sockets; Linux does
+/// not). Ending the read loop on one would let any client stop the server,
+/// or any peer end an allocation, so the loops keep reading instead.
+fn is_transient(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::Interrupted
+    )
+}
+
 /// An allocation's relay socket that refuses denied peers.
 pub(crate) struct PeerFilterConn {
     inner: Arc<dyn Conn + Send + Sync>,
@@ -175,7 +192,11 @@ impl Conn for PeerFilterConn {
 
     async fn recv_from(&self, buf: &mut [u8]) -> webrtc_util::Result<(usize, SocketAddr)> {
         loop {
-            let (n, from) = self.inner.recv_from(buf).await?;
+            let (n, from) = match self.inner.recv_from(buf).await {
+                Ok(read) => read,
+                Err(webrtc_util::Error::Io(io)) if is_transient(&io.0) => continue,
+                Err(err) => return Err(err),
+            };
             // Drop and keep reading: an error here would end the allocation.
             if !is_denied_peer(from.ip(), &self.policy) {
                 return Ok((n, from));

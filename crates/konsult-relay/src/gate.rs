@@ -88,6 +88,9 @@ pub(crate) enum Refusal {
     QuotaReached,
     /// The request names a peer in a denied range.
     ForbiddenPeer(DeniedRange),
+    /// The relay cannot count allocations yet (starting) or any more
+    /// (stopping); the client retransmits.
+    NotReady,
 }
 
 /// The gate's settings.
