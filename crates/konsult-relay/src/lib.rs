@@ -31,7 +31,7 @@
 //! probe the relay host's loopback services, the hosting network's private
 //! ranges and cloud metadata endpoints, or send to multicast. A real call
 //! peer is never on such an address as seen from the relay, so the
-//! [`peer_policy`] refuses them (RFC 8656 §21 recommends exactly this): a
+//! [`peer_policy`] refuses them, as RFC 8656 allows a server to: a
 //! CreatePermission or ChannelBind naming one gets 403 Forbidden IP, a Send
 //! indication to one is dropped, and the relay sockets themselves never send
 //! to or deliver from one. Loopback is allowed only by
