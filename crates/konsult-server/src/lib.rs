@@ -1,48 +1,76 @@
 //! The Konsult clinic server.
 //!
 //! The binary (`src/main.rs`) parses the command line and calls [`run`];
-//! everything else lives here so that tests can start the real application
-//! on port 0 with [`Application::build`].
+//! everything else lives here so that tests start the real application on
+//! port 0 with [`Application::build`] and a fresh database.
 #![warn(missing_docs)]
 
+pub mod auth;
+pub mod config;
+
+pub mod error;
+pub mod extract;
+pub mod input;
+pub mod routes;
+pub mod security;
+pub mod startup;
+pub mod state;
 pub mod telemetry;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use axum::{routing::get, Json, Router};
-use serde::Serialize;
 use tokio::net::TcpListener;
 
-/// Settings the server needs to start.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Address to listen on; port 0 picks a free port (used by tests).
-    pub listen: SocketAddr,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
-        }
-    }
-}
+pub use config::Settings;
+pub use state::{AppState, Clock};
 
 /// A bound, not yet running server.
 pub struct Application {
     listener: TcpListener,
-    router: Router,
+    state: AppState,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
 }
 
 impl Application {
-    /// Binds the listener and builds the router.
+    /// Prepares the data directory, key and database, binds the listener
+    /// and builds the router, with the system clock.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Clock::System).await
+    }
+
+    /// As [`Application::build`], with a given clock (tests).
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        startup::check_listen(&settings)?;
+        let store = startup::open_store(&settings).await?;
+        let tls = if settings.serves_tls() {
+            Some(startup::tls_config(&settings).await?)
+        } else {
+            None
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let local = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let public_url: Arc<str> = settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{local}"))
+            .trim_end_matches('/')
+            .into();
+        let state = AppState {
+            store,
+            secure_cookies: tls.is_some() || settings.tls.behind_proxy,
+            settings: Arc::new(settings),
+            clock,
+            login_limiter: Arc::default(),
+            public_url,
+        };
         Ok(Self {
             listener,
-            router: router(),
+            state,
+            tls,
         })
     }
 
@@ -53,39 +81,63 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes.
+    /// The application state (tests reach the store and clock through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// On an installation without a clinic: the one-time setup link.
+    pub async fn setup_link(&self) -> anyhow::Result<Option<String>> {
+        let token = self
+            .state
+            .store
+            .issue_setup_token(self.state.clock.now())
+            .await?;
+        Ok(token.map(|t| format!("{}/app/setup#{t}", self.state.public_url)))
+    }
+
+    /// Serves until `shutdown` completes, then closes the database.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let store = self.state.store.clone();
+        let router = routes::router(self.state);
+        let app = router.into_make_service();
+        match self.tls {
+            None => {
+                axum::serve(self.listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await?
+            }
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let h = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+                });
+                axum_server::from_tcp_rustls(self.listener.into_std()?, tls)
+                    .handle(handle)
+                    .serve(app)
+                    .await?
+            }
+        }
+        store.close().await;
         Ok(())
     }
 }
 
-#[derive(Serialize)]
-struct Health {
-    status: &'static str,
-    version: &'static str,
-}
-
-async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
-    })
-}
-
-fn router() -> Router {
-    Router::new().route("/healthz", get(healthz))
-}
-
 /// Starts the server and runs it until SIGTERM or Ctrl-C.
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
+pub async fn run(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
-    tracing::info!(address = %app.local_addr(), "konsult listening");
+    let _ = demo;
+    let scheme = if app.tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %app.local_addr(), scheme, "konsult listening");
+    if let Some(link) = app.setup_link().await? {
+        // Printed, never logged: the link grants setting up the clinic.
+        println!("\nKonsult is not set up yet. Open this one-time link to create the clinic and its first admin:\n\n    {link}\n");
+    }
     app.run_until(shutdown_signal()).await
 }
 
@@ -95,8 +147,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
             s.recv().await;
         }

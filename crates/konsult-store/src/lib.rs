@@ -1,0 +1,245 @@
+//! Konsult storage on sqlx: SQLite (one file, the embedded default) or
+//! PostgreSQL (production and scale-out), chosen by the database URL.
+//!
+//! One code path serves both through `sqlx::Any`: queries use `$n`
+//! placeholders, which both dialects accept, and only the portable column
+//! types (TEXT, BIGINT, BLOB/BYTEA). Each dialect has its own migration
+//! folder with the same schema; both run embedded at [`Store::connect`].
+//!
+//! Every query of tenant data is filtered by the clinic id of the caller,
+//! every read or write of a patient's data appends to the tamper-evident
+//! audit chain ([`audit`]) in the same transaction, and personal fields are
+//! sealed with the data-at-rest key ([`crypto`]).
+#![warn(missing_docs)]
+
+pub mod audit;
+pub mod billing;
+
+pub mod clinical;
+pub mod clinics;
+pub mod consultations;
+
+pub mod crypto;
+pub mod patients;
+pub mod therapists;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Row};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+pub use crypto::{Cipher, CryptoError};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file (WAL mode); one writer at a time.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist, or belongs to another clinic (never told apart).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The change conflicts with the current state (a duplicate, a state
+    /// that does not allow it); nothing was changed.
+    #[error("{0}")]
+    Conflict(String),
+    /// A stored value could not be decrypted.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// A stored value does not parse into its domain type.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// The database URL is not supported.
+    #[error("unsupported database URL (use sqlite://… or postgres://…)")]
+    UnsupportedUrl,
+    /// Running the embedded migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Result alias of the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Maps a unique-constraint violation of one statement to a domain error,
+/// in one place rather than by matching strings in handlers.
+pub(crate) trait ResultExt<T> {
+    /// Turns a unique violation into `StoreError::Conflict(message)`.
+    fn on_unique(self, message: &str) -> Result<T>;
+}
+
+impl<T> ResultExt<T> for std::result::Result<T, sqlx::Error> {
+    fn on_unique(self, message: &str) -> Result<T> {
+        self.map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(message.to_owned())
+            }
+            _ => StoreError::Database(e),
+        })
+    }
+}
+
+/// The storage handle; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    cipher: Cipher,
+    /// SQLite allows one writer; taking this before a write transaction
+    /// avoids `SQLITE_BUSY` on lock upgrades inside one process.
+    writer: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+/// A write transaction; dropped without [`Tx::commit`] it rolls back.
+pub struct Tx {
+    inner: sqlx::Transaction<'static, Any>,
+    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl Tx {
+    /// Commits the transaction.
+    pub async fn commit(self) -> Result<()> {
+        self.inner.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.inner
+    }
+}
+
+impl Store {
+    /// Connects, creating an SQLite file if needed, and runs the embedded
+    /// migrations.
+    pub async fn connect(url: &str, cipher: Cipher) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        options = match backend {
+            Backend::Sqlite => options.max_connections(8).after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                        .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options.max_connections(16),
+        };
+        let pool = options.connect(&url).await?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Self {
+            pool,
+            backend,
+            cipher,
+            writer: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// Which database this store uses.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The data-at-rest cipher.
+    pub fn cipher(&self) -> &Cipher {
+        &self.cipher
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        let writer = match self.backend {
+            Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        Ok(Tx {
+            inner: self.pool.begin().await?,
+            _writer: writer,
+        })
+    }
+
+    /// Checks that the database answers (used by `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Milliseconds since the epoch, the stored form of an instant.
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The instant of stored milliseconds.
+pub(crate) fn from_ms(ms: i64) -> Result<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms}")))
+}
+
+pub(crate) fn opt_from_ms(ms: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    ms.map(from_ms).transpose()
+}
+
+pub(crate) fn parse_day(text: &str) -> Result<NaiveDate> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("calendar day {text:?}")))
+}
+
+pub(crate) fn parse_uuid(text: &str) -> Result<uuid::Uuid> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("id {text:?}")))
+}
+
+/// Reads a uuid column.
+pub(crate) fn get_uuid(row: &AnyRow, col: &str) -> Result<uuid::Uuid> {
+    parse_uuid(&row.try_get::<String, _>(col)?)
+}
+
+/// Reads a 0/1 flag column.
+pub(crate) fn get_flag(row: &AnyRow, col: &str) -> Result<bool> {
+    Ok(row.try_get::<i64, _>(col)? != 0)
+}
