@@ -34,7 +34,7 @@ use crate::peer::{ConnectionState, IceCandidate, Peer, PeerError, PeerEvent};
 use crate::report::{CandidateType, MediaReport};
 
 /// How often the run loops look at the counters.
-const CHECK_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// How often the run loops report statistics to the server.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// ICE restarts one call attempts before it gives up on repairing itself.
@@ -174,6 +174,10 @@ pub struct Call {
     restart_wanted: bool,
     restarts: u32,
     started: Instant,
+    /// When statistics were last reported to the server.
+    last_stats: Option<Instant>,
+    /// Whether a report already told the server that media flows.
+    reported_flowing: bool,
 }
 
 impl Call {
@@ -193,6 +197,8 @@ impl Call {
             restart_wanted: false,
             restarts: 0,
             started,
+            last_stats: None,
+            reported_flowing: false,
         })
     }
 
@@ -347,6 +353,26 @@ impl Call {
         })
     }
 
+    /// Takes a fresh report and returns it with the `stats` message to send
+    /// now, if one is due: once a second, and at once when media starts
+    /// flowing, so the server can mark the call established without delay.
+    /// Call it every few hundred milliseconds.
+    pub async fn poll_stats(&mut self) -> (MediaReport, Option<ClientMessage>) {
+        let report = self.report().await;
+        let flowing = report.media_flowed_both_ways();
+        let due = self
+            .last_stats
+            .is_none_or(|t| t.elapsed() >= STATS_INTERVAL);
+        let message = if due || (flowing && !self.reported_flowing) {
+            self.last_stats = Some(Instant::now());
+            self.reported_flowing |= flowing;
+            Some(self.stats_message(&report))
+        } else {
+            None
+        };
+        (report, message)
+    }
+
     /// Negotiates and runs the call until media flowed both ways (see
     /// [`MediaReport::media_flowed_both_ways`]), reporting statistics to the
     /// server once a second. Fails with [`CallError::Timeout`] after
@@ -382,8 +408,6 @@ impl Call {
         let deadline = tokio::time::Instant::from_std(began + limit);
         let mut check = tokio::time::interval(CHECK_INTERVAL);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_stats: Option<Instant> = None;
-        let mut reported_flowing = false;
         loop {
             let outgoing = tokio::select! {
                 message = transport.recv() => match message {
@@ -395,17 +419,11 @@ impl Call {
                     None => Vec::new(),
                 },
                 _ = check.tick() => {
-                    let report = self.report().await;
-                    let flowing = report.media_flowed_both_ways();
-                    let stats_due = last_stats.is_none_or(|t| t.elapsed() >= STATS_INTERVAL);
-                    // Report at once when media starts flowing, so the
-                    // server can mark the call established without delay.
-                    if stats_due || (flowing && !reported_flowing) {
-                        last_stats = Some(Instant::now());
-                        reported_flowing |= flowing;
-                        transport.send(self.stats_message(&report)).await?;
+                    let (report, stats) = self.poll_stats().await;
+                    if let Some(stats) = stats {
+                        transport.send(stats).await?;
                     }
-                    if stop_on_media && flowing {
+                    if stop_on_media && report.media_flowed_both_ways() {
                         return Ok(report);
                     }
                     Vec::new()

@@ -454,6 +454,29 @@ impl Store {
         })
     }
 
+    /// Whether the patient may be admitted now: the consultation is not
+    /// over, and the patient is still eligible (an assessment revoked since
+    /// scheduling blocks admission). Returns the failed criteria by code.
+    pub async fn admission_check(
+        &self,
+        clinic: ClinicId,
+        id: ConsultationId,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Vec<Failure>>> {
+        let mut tx = self.begin().await?;
+        let c = self.consultation_in(&mut tx, clinic, id).await?;
+        if c.state.is_final() || c.state == ConsultationState::Ended {
+            return Err(StoreError::Conflict(format!("the consultation is {}", c.state)));
+        }
+        let visits = self.visits_in(&mut tx, clinic, c.patient).await?;
+        let assessments = self.assessments_in(&mut tx, clinic, c.course).await?;
+        tx.commit().await?;
+        Ok(match eligibility(&visits, &assessments, now) {
+            Eligibility::Eligible => Ok(()),
+            Eligibility::NotEligible(failures) => Err(failures),
+        })
+    }
+
     /// One consultation of the clinic.
     pub async fn consultation(
         &self,
