@@ -12,17 +12,21 @@
 //! - [`Call`] ([`driver`]): negotiates a peer with `konsult-protocol`
 //!   messages over any [`SignalTransport`]; [`direct_link`] wires two calls
 //!   back to back in one process.
+//! - [`PeerClient`] ([`client`]): joins a consultation over the server's
+//!   WebSocket like a browser, with resume after a dropped connection.
 //!
 //! Nothing here logs SDP, candidates or addresses: tracing fields carry
 //! states, kinds and counters only.
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod config;
 pub mod driver;
 pub mod peer;
 pub mod report;
 pub mod vp8;
 
+pub use client::{CallReport, ClientError, ClientOptions, Credentials, PeerClient};
 pub use config::{FrameRate, IcePolicy, IceServer, NetworkScope, PeerConfig, VideoConfig};
 pub use driver::{direct_link, Call, CallError, DirectTransport, Negotiation, SignalTransport};
 pub use peer::{ConnectionState, IceCandidate, Peer, PeerError, PeerEvent};
