@@ -88,8 +88,10 @@ async fn two_peers_negotiated_by_hand_exchange_audio_and_video() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // The trickle tasks hold the other peer; wait until they are gone.
     t1.abort();
     t2.abort();
+    let _ = tokio::join!(t1, t2);
     Arc::into_inner(offerer).unwrap().close().await.unwrap();
     Arc::into_inner(answerer).unwrap().close().await.unwrap();
 }
