@@ -285,6 +285,13 @@ impl Call {
                 Ok(Vec::new())
             }
             ServerBody::IceRestart {} => match self.negotiation {
+                Negotiation::Offerer if self.restarts >= MAX_ICE_RESTARTS => {
+                    tracing::warn!(
+                        restarts = self.restarts,
+                        "restart requested; no restarts left"
+                    );
+                    Ok(Vec::new())
+                }
                 Negotiation::Offerer => {
                     self.restarts += 1;
                     if self.offer_pending {

@@ -80,7 +80,12 @@ async fn a_patient_whose_connection_drops_resumes_and_gets_the_missed_messages()
     let room = Shared::default();
     let server = start_server(Arc::clone(&room)).await;
 
-    let mut p = PeerClient::connect(&server, patient(), options(false))
+    // Enough attempts (with back-off) to outlast a slow, loaded machine.
+    let patient_options = ClientOptions {
+        max_reconnects: 40,
+        ..options(false)
+    };
+    let mut p = PeerClient::connect(&server, patient(), patient_options)
         .await
         .unwrap();
     // The patient's network goes away; the server stays out of reach until
