@@ -56,8 +56,7 @@ use webrtc::track::track_remote::TrackRemote;
 
 use crate::config::{IcePolicy, NetworkScope, PeerConfig, VideoConfig};
 use crate::report::{
-    millis_between, CandidateType, Counters, DirectionStats, MediaKind, MediaReport, SelectedPair,
-    SendCounters,
+    millis_between, CandidateType, Counters, MediaKind, MediaReport, SelectedPair, SendCounters,
 };
 use crate::vp8::Vp8Pattern;
 
@@ -408,16 +407,10 @@ impl Peer {
     /// `since` (for example the moment the patient was admitted).
     pub async fn report_since(&self, since: Instant) -> MediaReport {
         let stats = self.pc.get_stats().await;
-        let mut sent = DirectionStats::default();
         let mut pairs = Vec::new();
         let mut candidate_types = std::collections::HashMap::new();
         for report in stats.reports.into_values() {
             match report {
-                StatsReportType::OutboundRTP(s) => {
-                    if let Some(kind) = kind_of(&s.kind) {
-                        sent.add_sent(kind, s.packets_sent, s.bytes_sent);
-                    }
-                }
                 StatsReportType::CandidatePair(p) => pairs.push(p),
                 StatsReportType::LocalCandidate(c) | StatsReportType::RemoteCandidate(c) => {
                     if let Some(t) = from_ice_type(c.candidate_type) {
@@ -444,10 +437,8 @@ impl Peer {
             _ => self.transport_selected_pair().await,
         };
 
-        sent.audio.frames = self.counters.sent(MediaKind::Audio).frames.load(RELAXED);
-        sent.video.frames = self.counters.sent(MediaKind::Video).frames.load(RELAXED);
         MediaReport {
-            sent,
+            sent: self.counters.sent_snapshot(),
             // Not `remote-inbound-rtp` from getStats: webrtc-rs 0.17 only
             // fills it in when its sender reports pass the stats
             // interceptor, which they do not.
@@ -501,8 +492,6 @@ impl Drop for Peer {
         }
     }
 }
-
-const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
 
 fn setting_engine(network: NetworkScope) -> SettingEngine {
     let mut s = SettingEngine::default();
@@ -682,13 +671,13 @@ async fn send_frames(
                 return;
             }
         };
-        let mut written = 0;
+        let mut reached_transport = false;
         for packet in &packets {
             match track.write_rtp(packet).await {
                 Ok(0) => {}
-                Ok(n) => {
-                    written += n;
-                    sent.packet_sent(packet.header.sequence_number);
+                Ok(_) => {
+                    reached_transport = true;
+                    sent.packet_sent(packet.header.sequence_number, packet.payload.len());
                 }
                 Err(error) if !reported_error => {
                     reported_error = true;
@@ -697,17 +686,9 @@ async fn send_frames(
                 Err(_) => {}
             }
         }
-        if written > 0 {
-            sent.frames.fetch_add(1, RELAXED);
+        if reached_transport {
+            sent.frame_sent();
         }
-    }
-}
-
-fn kind_of(kind: &str) -> Option<MediaKind> {
-    match kind {
-        "audio" => Some(MediaKind::Audio),
-        "video" => Some(MediaKind::Video),
-        _ => None,
     }
 }
 

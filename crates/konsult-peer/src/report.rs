@@ -54,13 +54,6 @@ impl DirectionStats {
     pub fn flowed(&self) -> bool {
         self.audio.flowed() && self.video.flowed()
     }
-
-    fn kind_mut(&mut self, kind: MediaKind) -> &mut FlowStats {
-        match kind {
-            MediaKind::Audio => &mut self.audio,
-            MediaKind::Video => &mut self.video,
-        }
-    }
 }
 
 /// ICE candidate type (RFC 8445, section 5.1.1).
@@ -96,9 +89,9 @@ impl SelectedPair {
 /// A snapshot of what flowed through one peer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MediaReport {
-    /// What this peer sent. Packets and bytes come from the RTP sender
-    /// statistics; frames count frames whose packets were handed to a
-    /// connected transport.
+    /// What this peer sent: packets (and their payload bytes) handed to a
+    /// connected transport, and the frames they belong to. Packets written
+    /// before the transport is up are dropped by the stack and not counted.
     pub sent: DirectionStats,
     /// Packets of this peer's media that the other side says it received,
     /// per kind: computed from the extended highest sequence number and
@@ -166,8 +159,9 @@ impl FlowCounters {
 /// What one outgoing stream has sent and the other side acknowledged.
 #[derive(Debug, Default)]
 pub(crate) struct SendCounters {
-    /// Frames whose packets reached a connected transport.
-    pub(crate) frames: AtomicU64,
+    /// Packets, payload bytes and frames that reached a connected
+    /// transport.
+    flow: FlowCounters,
     /// Sequence number of the first packet that reached the transport.
     first_seq: Mutex<Option<u16>>,
     /// Packets the other side received, from its receiver reports.
@@ -175,11 +169,17 @@ pub(crate) struct SendCounters {
 }
 
 impl SendCounters {
-    /// Records the sequence number of a packet that reached the transport;
-    /// only the first one matters.
-    pub(crate) fn packet_sent(&self, seq: u16) {
+    /// Counts a packet that reached the transport, remembering the sequence
+    /// number of the first one.
+    pub(crate) fn packet_sent(&self, seq: u16, payload_bytes: usize) {
+        self.flow.add(1, payload_bytes as u64, 0);
         let mut first = self.first_seq.lock().unwrap_or_else(|e| e.into_inner());
         first.get_or_insert(seq);
+    }
+
+    /// Counts a frame some of whose packets reached the transport.
+    pub(crate) fn frame_sent(&self) {
+        self.flow.add(0, 0, 1);
     }
 
     /// Takes in a reception report (RFC 3550, section 6.4.1) of the other
@@ -218,6 +218,13 @@ impl Counters {
         }
     }
 
+    pub(crate) fn sent_snapshot(&self) -> DirectionStats {
+        DirectionStats {
+            audio: self.sent_audio.flow.snapshot(),
+            video: self.sent_video.flow.snapshot(),
+        }
+    }
+
     pub(crate) fn acknowledged_snapshot(&self) -> AcknowledgedStats {
         AcknowledgedStats {
             audio_packets: self.sent_audio.acknowledged(),
@@ -247,15 +254,6 @@ impl Counters {
             audio: self.received_audio.snapshot(),
             video: self.received_video.snapshot(),
         }
-    }
-}
-
-impl DirectionStats {
-    /// Adds the `getStats` packet and byte counts of one outbound stream.
-    pub(crate) fn add_sent(&mut self, kind: MediaKind, packets: u64, bytes: u64) {
-        let flow = self.kind_mut(kind);
-        flow.packets += packets;
-        flow.bytes += bytes;
     }
 }
 
@@ -330,8 +328,8 @@ mod tests {
         // A report before anything was sent cannot be related to our stream.
         sent.reception_report(10, 0);
         assert_eq!(sent.acknowledged(), 0);
-        sent.packet_sent(65_530);
-        sent.packet_sent(65_531);
+        sent.packet_sent(65_530, 100);
+        sent.packet_sent(65_531, 100);
         // Twelve packets later, across a sequence number wrap, two lost.
         sent.reception_report(65_536 + 5, 2);
         assert_eq!(sent.acknowledged(), 10);
