@@ -1,5 +1,7 @@
-//! The peer's own tracing output of a full call, at the most verbose level,
-//! carries no address, SDP or candidate line.
+//! The tracing output of a full call, at the most verbose level and with the
+//! WebRTC stack's own `log` records forwarded (minus the crates that
+//! [`konsult_peer::SILENCE_WEBRTC_LOGS`] silences), carries no address, SDP
+//! or candidate line.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -33,9 +35,12 @@ impl<'a> MakeWriter<'a> for Captured {
 // whose default subscriber captures the output.
 #[tokio::test(flavor = "current_thread")]
 async fn a_full_call_logs_no_address_sdp_or_candidate() {
+    // Forward `log` records to tracing, as a server using `init()` would.
+    tracing_log::LogTracer::init().unwrap();
     let captured = Captured::default();
+    let filter = format!("trace,{}", konsult_peer::SILENCE_WEBRTC_LOGS);
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap())
         .with_writer(captured.clone())
         .with_ansi(false)
         .finish();
