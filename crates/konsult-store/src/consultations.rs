@@ -162,6 +162,15 @@ impl CallEvent {
     }
 }
 
+/// The therapist's patient-safety confirmation at the start of a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SafetyConfirmation {
+    /// Where the patient is during the call.
+    pub patient_location: String,
+    /// A phone number to call if the video connection drops.
+    pub callback_phone: String,
+}
+
 /// How a consultation was closed without a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closure {
@@ -426,13 +435,18 @@ impl Store {
         let Some(r) = row else {
             return Ok(LinkStatus::Unknown);
         };
-        if r.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
-            return Ok(LinkStatus::Revoked);
-        }
         let state: ConsultationState = r
             .try_get::<String, _>("state")?
             .parse()
             .map_err(|_| StoreError::Corrupt("state".into()))?;
+        // A consultation that is over shows as expired to the patient, even
+        // though its links were also revoked when it closed.
+        if state.is_final() || state == ConsultationState::Ended {
+            return Ok(LinkStatus::Expired);
+        }
+        if r.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+            return Ok(LinkStatus::Revoked);
+        }
         let consultation = ConsultationId::from_uuid(get_uuid(&r, "consultation_id")?);
         let clinic = ClinicId::from_uuid(get_uuid(&r, "clinic_id")?);
         let opens_at = from_ms(r.try_get("opens_at")?)?;
@@ -466,7 +480,10 @@ impl Store {
         let mut tx = self.begin().await?;
         let c = self.consultation_in(&mut tx, clinic, id).await?;
         if c.state.is_final() || c.state == ConsultationState::Ended {
-            return Err(StoreError::Conflict(format!("the consultation is {}", c.state)));
+            return Err(StoreError::Conflict(format!(
+                "the consultation is {}",
+                c.state
+            )));
         }
         let visits = self.visits_in(&mut tx, clinic, c.patient).await?;
         let assessments = self.assessments_in(&mut tx, clinic, c.course).await?;
@@ -501,7 +518,8 @@ impl Store {
         Ok(c)
     }
 
-    /// The clinic's consultations that start in `[from, to)`, by start.
+    /// The clinic's consultations that start in `[from, to)`, by start, with
+    /// each patient's name (for the day view).
     pub async fn consultations_between(
         &self,
         clinic: ClinicId,
@@ -509,10 +527,11 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Consultation>> {
+    ) -> Result<Vec<(Consultation, String)>> {
         let mut tx = self.begin().await?;
         let rows = sqlx::query(&format!(
-            "SELECT {CONSULTATION_COLUMNS} FROM consultations c JOIN courses co ON co.id = c.course_id
+            "SELECT {CONSULTATION_COLUMNS}, p.name_enc FROM consultations c
+             JOIN courses co ON co.id = c.course_id JOIN patients p ON p.id = c.patient_id
              WHERE c.clinic_id = $1 AND c.scheduled_start >= $2 AND c.scheduled_start < $3
              ORDER BY c.scheduled_start"
         ))
@@ -521,11 +540,14 @@ impl Store {
         .bind(ms(to))
         .fetch_all(tx.conn())
         .await?;
-        let list = rows
-            .iter()
-            .map(consultation_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        for c in &list {
+        let mut list = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let c = consultation_from_row(r)?;
+            let sealed: Option<Vec<u8>> = r.try_get("name_enc")?;
+            let name = self
+                .cipher()
+                .open_opt(&format!("patients.name:{}", c.patient), sealed.as_deref())?
+                .unwrap_or_default();
             audit::append(
                 &mut tx,
                 clinic,
@@ -536,9 +558,88 @@ impl Store {
                 Some(&c.id.to_string()),
             )
             .await?;
+            list.push((c, name));
         }
         tx.commit().await?;
         Ok(list)
+    }
+
+    /// Records the therapist's patient-safety confirmation at the start of
+    /// the call: where the patient is and a number to call if the line drops.
+    pub async fn record_safety(
+        &self,
+        clinic: ClinicId,
+        by: TherapistId,
+        id: ConsultationId,
+        safety: &SafetyConfirmation,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let c = self.consultation_in(&mut tx, clinic, id).await?;
+        if c.state.is_final() {
+            return Err(StoreError::Conflict(format!(
+                "the consultation is {}",
+                c.state
+            )));
+        }
+        let json = serde_json::to_string(safety).expect("safety serialises");
+        sqlx::query("UPDATE consultations SET safety_enc = $1 WHERE id = $2")
+            .bind(
+                self.cipher()
+                    .seal(&format!("consultations.safety:{id}"), &json),
+            )
+            .bind(id.to_string())
+            .execute(tx.conn())
+            .await?;
+        audit::append(
+            &mut tx,
+            clinic,
+            now,
+            Actor::Therapist(by),
+            "consultation.safety",
+            Some(c.patient),
+            Some(&id.to_string()),
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// The safety confirmation, if recorded.
+    pub async fn safety(
+        &self,
+        clinic: ClinicId,
+        actor: Actor,
+        id: ConsultationId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SafetyConfirmation>> {
+        let mut tx = self.begin().await?;
+        let c = self.consultation_in(&mut tx, clinic, id).await?;
+        let sealed: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT safety_enc FROM consultations WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_one(tx.conn())
+                .await?;
+        let safety = self
+            .cipher()
+            .open_opt(&format!("consultations.safety:{id}"), sealed.as_deref())?
+            .map(|json| {
+                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("safety: {e}")))
+            })
+            .transpose()?;
+        if safety.is_some() {
+            audit::append(
+                &mut tx,
+                clinic,
+                now,
+                actor,
+                "consultation.safety.read",
+                Some(c.patient),
+                Some(&id.to_string()),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(safety)
     }
 
     async fn set_state(tx: &mut Tx, id: ConsultationId, state: ConsultationState) -> Result<()> {

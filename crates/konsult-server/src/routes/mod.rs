@@ -2,6 +2,10 @@
 
 pub mod account;
 pub mod admin;
+pub mod billing;
+pub mod clinical;
+pub mod consultations;
+pub mod join;
 pub mod patients;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -37,6 +41,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(account::router())
         .merge(admin::router())
         .merge(patients::router())
+        .merge(clinical::router())
+        .merge(consultations::router())
+        .merge(billing::router())
+        .merge(join::router())
 }
 
 #[derive(Serialize)]
@@ -71,6 +79,7 @@ pub fn router(state: AppState) -> Router {
     let hsts = state.settings.serves_tls();
     api.route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route(konsult_protocol::WS_PATH, get(crate::signaling::ws_handler))
         .route(
             "/api/openapi.json",
             get(move || {
@@ -78,6 +87,7 @@ pub fn router(state: AppState) -> Router {
                 async move { Json((*doc).clone()) }
             }),
         )
+        .merge(crate::web::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(move |req, next| {

@@ -107,6 +107,7 @@ CREATE TABLE consultations (
     eligibility_at_start TEXT,
     two_way_at BIGINT,
     ended_at BIGINT,
+    safety_enc BLOB,
     journal_enc BLOB,
     completed_at BIGINT,
     created_at BIGINT NOT NULL

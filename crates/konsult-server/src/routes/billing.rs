@@ -1,0 +1,270 @@
+//! Billing lines per period, export (CSV and JSON) and corrections.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use chrono::NaiveDate;
+use konsult_domain::{BillingLineId, Money};
+use konsult_store::billing::ExportLine;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{ApiJson, ApiQuery, IdPath};
+use crate::state::AppState;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_lines))
+        .routes(routes!(export_csv))
+        .routes(routes!(export_json))
+        .routes(routes!(correct))
+}
+
+/// A period of Danish calendar days, both ends included.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Period {
+    /// First day, `YYYY-MM-DD`.
+    pub from: NaiveDate,
+    /// Last day, `YYYY-MM-DD`.
+    pub to: NaiveDate,
+}
+
+impl Period {
+    fn check(&self) -> ApiResult<()> {
+        if self.to < self.from {
+            return Err(ApiError::BadRequest(
+                "`to` must not be before `from`".into(),
+            ));
+        }
+        if (self.to - self.from).num_days() > 400 {
+            return Err(ApiError::BadRequest(
+                "a period can be at most 400 days".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Sums of a period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Totals {
+    /// Number of lines (corrections included).
+    pub lines: usize,
+    /// Sum of fees in øre.
+    pub fee_ore: i64,
+    /// Sum of region shares in øre.
+    pub region_share_ore: i64,
+    /// Sum of patient shares in øre.
+    pub patient_share_ore: i64,
+    /// The fee sum in Danish text.
+    pub fee: String,
+    /// The region share sum in Danish text.
+    pub region_share: String,
+    /// The patient share sum in Danish text.
+    pub patient_share: String,
+}
+
+fn totals(lines: &[ExportLine]) -> Totals {
+    let fee: i64 = lines.iter().map(|l| l.fee_ore).sum();
+    let region: i64 = lines.iter().map(|l| l.region_share_ore).sum();
+    let patient: i64 = lines.iter().map(|l| l.patient_share_ore).sum();
+    Totals {
+        lines: lines.len(),
+        fee_ore: fee,
+        region_share_ore: region,
+        patient_share_ore: patient,
+        fee: Money::from_ore(fee).to_string(),
+        region_share: Money::from_ore(region).to_string(),
+        patient_share: Money::from_ore(patient).to_string(),
+    }
+}
+
+/// Lines of a period and their totals.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BillingPage {
+    /// Lines, by day.
+    #[schema(value_type = Vec<Object>)]
+    pub lines: Vec<ExportLine>,
+    /// Totals.
+    pub totals: Totals,
+}
+
+/// The clinic's billing lines of a period, with totals (does not export).
+#[utoipa::path(get, path = "/api/billing", tag = "billing", params(Period),
+    responses((status = 200, body = BillingPage), (status = 400, body = Problem)))]
+async fn list_lines(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(p): ApiQuery<Period>,
+) -> ApiResult<Json<BillingPage>> {
+    p.check()?;
+    let lines = state
+        .store
+        .billing_lines(auth.0.clinic, p.from, p.to)
+        .await?;
+    let totals = totals(&lines);
+    Ok(Json(BillingPage { lines, totals }))
+}
+
+/// The CSV columns, in order.
+pub const CSV_HEADER: &str = "line_id;ydernummer;patient_ref;service_number;speciale;calendar_day;fee_ore;region_share_ore;patient_share_ore;fee_kr;region_share_kr;patient_share_kr;consultation_id;correction_of";
+
+fn kroner(ore: i64) -> String {
+    // "1234,50" — Danish decimal comma, no thousands separator, no unit.
+    let sign = if ore < 0 { "-" } else { "" };
+    let abs = ore.unsigned_abs();
+    format!("{sign}{},{:02}", abs / 100, abs % 100)
+}
+
+/// Renders lines as CSV (semicolon-separated, as Danish spreadsheets
+/// expect; amounts both in øre and in kroner with a decimal comma).
+pub fn to_csv(lines: &[ExportLine]) -> String {
+    let mut out = String::from(CSV_HEADER);
+    out.push_str("\r\n");
+    for l in lines {
+        let row = [
+            l.line_id.to_string(),
+            l.ydernummer.clone(),
+            l.patient_ref.clone(),
+            l.service_number.to_string(),
+            l.speciale.code().to_string(),
+            l.calendar_day.to_string(),
+            l.fee_ore.to_string(),
+            l.region_share_ore.to_string(),
+            l.patient_share_ore.to_string(),
+            kroner(l.fee_ore),
+            kroner(l.region_share_ore),
+            kroner(l.patient_share_ore),
+            l.consultation_id.to_string(),
+            l.correction_of.map(|c| c.to_string()).unwrap_or_default(),
+        ];
+        out.push_str(&row.join(";"));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// Exports a period as CSV; exported lines become immutable.
+#[utoipa::path(get, path = "/api/billing/export.csv", tag = "billing", params(Period),
+    responses((status = 200, description = "CSV", content_type = "text/csv"), (status = 400, body = Problem)))]
+async fn export_csv(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(p): ApiQuery<Period>,
+) -> ApiResult<impl IntoResponse> {
+    p.check()?;
+    let lines = state
+        .store
+        .export_billing(
+            auth.0.clinic,
+            auth.0.therapist,
+            p.from,
+            p.to,
+            state.clock.now(),
+        )
+        .await?;
+    let disposition = format!(
+        "attachment; filename=\"konsult-billing-{}-{}.csv\"",
+        p.from, p.to
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        to_csv(&lines),
+    ))
+}
+
+/// Exports a period as JSON; exported lines become immutable.
+#[utoipa::path(get, path = "/api/billing/export.json", tag = "billing", params(Period),
+    responses((status = 200, body = BillingPage), (status = 400, body = Problem)))]
+async fn export_json(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(p): ApiQuery<Period>,
+) -> ApiResult<Json<BillingPage>> {
+    p.check()?;
+    let lines = state
+        .store
+        .export_billing(
+            auth.0.clinic,
+            auth.0.therapist,
+            p.from,
+            p.to,
+            state.clock.now(),
+        )
+        .await?;
+    let totals = totals(&lines);
+    Ok(Json(BillingPage { lines, totals }))
+}
+
+/// Why a line is corrected.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorrectionRequest {
+    /// The reason, for the accountant.
+    pub note: String,
+}
+
+/// The correction line made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CorrectionDto {
+    /// The new, reversing line.
+    pub id: uuid::Uuid,
+    /// The line it corrects.
+    pub correction_of: uuid::Uuid,
+}
+
+/// Corrects a line with a new reversing line that references it.
+#[utoipa::path(post, path = "/api/billing/{id}/correction", tag = "billing",
+    params(("id" = uuid::Uuid, Path)), request_body = CorrectionRequest,
+    responses((status = 201, body = CorrectionDto), (status = 409, body = Problem), (status = 404, body = Problem)))]
+async fn correct(
+    State(state): State<AppState>,
+    auth: Auth,
+    IdPath(id): IdPath,
+    ApiJson(req): ApiJson<CorrectionRequest>,
+) -> ApiResult<(StatusCode, Json<CorrectionDto>)> {
+    let note = req.note.trim();
+    if note.is_empty() || note.chars().count() > 500 {
+        return Err(ApiError::BadRequest(
+            "the note must be 1–500 characters".into(),
+        ));
+    }
+    let original = BillingLineId::from_uuid(id);
+    let new_id = state
+        .store
+        .correct_line(
+            auth.0.clinic,
+            auth.0.therapist,
+            original,
+            note,
+            state.clock.now(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CorrectionDto {
+            id: new_id.as_uuid(),
+            correction_of: id,
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kroner_use_a_decimal_comma() {
+        assert_eq!(kroner(30795), "307,95");
+        assert_eq!(kroner(-12102), "-121,02");
+        assert_eq!(kroner(5), "0,05");
+    }
+}
