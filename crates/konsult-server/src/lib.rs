@@ -16,6 +16,7 @@ pub mod security;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
