@@ -1,0 +1,211 @@
+// Camera, microphone and speaker: opening them with plain-language
+// problems, listing them, a level meter, a test tone, and whether the
+// relay (TURN) can be reached from this network.
+
+/**
+ * Opens camera and microphone. Returns {stream, problem, videoProblem}:
+ * `problem` (no stream at all) and `videoProblem` (audio only) are codes
+ * with texts in messages.js: denied, nodevice, inuse, unsupported, failed.
+ */
+export async function openMedia({ audioId = '', videoId = '' } = {}) {
+  if (!navigator.mediaDevices?.getUserMedia) return { stream: null, problem: 'unsupported' };
+  const audio = audioId ? { deviceId: { exact: audioId } } : true;
+  const video = {
+    ...(videoId ? { deviceId: { exact: videoId } } : {}),
+    width: { ideal: 1280 },
+    height: { ideal: 720 },
+  };
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio, video });
+    return { stream, problem: null };
+  } catch (err) {
+    const problem = classify(err);
+    if (problem === 'denied' || problem === 'unsupported') return { stream: null, problem };
+    // Maybe only the camera is missing or busy: try the microphone alone.
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio, video: false });
+      return { stream, problem: null, videoProblem: problem };
+    } catch (err2) {
+      return { stream: null, problem: classify(err2) };
+    }
+  }
+}
+
+/** Opens one kind alone (device switch). Throws a problem code. */
+export async function openTrack(kind, deviceId) {
+  const constraints =
+    kind === 'audio'
+      ? { audio: deviceId ? { deviceId: { exact: deviceId } } : true }
+      : { video: { ...(deviceId ? { deviceId: { exact: deviceId } } : {}), width: { ideal: 1280 }, height: { ideal: 720 } } };
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia(constraints);
+    return stream.getTracks()[0];
+  } catch (err) {
+    throw classify(err);
+  }
+}
+
+function classify(err) {
+  switch (err?.name) {
+    case 'NotAllowedError':
+    case 'PermissionDeniedError':
+    case 'SecurityError':
+      return 'denied';
+    case 'NotFoundError':
+    case 'DevicesNotFoundError':
+    case 'OverconstrainedError':
+      return 'nodevice';
+    case 'NotReadableError':
+    case 'TrackStartError':
+    case 'AbortError':
+      return 'inuse';
+    case 'TypeError':
+      return 'unsupported';
+    default:
+      return 'failed';
+  }
+}
+
+/** The devices by kind: {audioinput, videoinput, audiooutput}. */
+export async function listDevices() {
+  const out = { audioinput: [], videoinput: [], audiooutput: [] };
+  if (!navigator.mediaDevices?.enumerateDevices) return out;
+  try {
+    for (const d of await navigator.mediaDevices.enumerateDevices()) {
+      if (out[d.kind] && d.deviceId) out[d.kind].push(d);
+    }
+  } catch {
+    // No list: the selects offer the default device only.
+  }
+  return out;
+}
+
+/** Whether this browser can choose the speaker of a media element. */
+export function canChooseSpeaker() {
+  return typeof HTMLMediaElement !== 'undefined' && 'setSinkId' in HTMLMediaElement.prototype;
+}
+
+/** Sends the output of `el` to speaker `sinkId` where supported. */
+export async function setSpeaker(el, sinkId) {
+  if (!canChooseSpeaker() || !el) return;
+  try {
+    await el.setSinkId(sinkId || '');
+  } catch {
+    // The default speaker stays.
+  }
+}
+
+/**
+ * Measures the loudness of the stream's audio. Calls `onLevel(0..1)` about
+ * ten times a second; returns a function that stops it.
+ */
+export function levelMeter(stream, onLevel) {
+  const track = stream?.getAudioTracks()[0];
+  if (!track || typeof AudioContext === 'undefined') return () => {};
+  const ctx = new AudioContext();
+  const source = ctx.createMediaStreamSource(new MediaStream([track]));
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 1024;
+  source.connect(analyser);
+  const data = new Float32Array(analyser.fftSize);
+  let shown = 0;
+  const timer = setInterval(() => {
+    if (ctx.state === 'suspended') ctx.resume().catch(() => {});
+    analyser.getFloatTimeDomainData(data);
+    let sum = 0;
+    for (const v of data) sum += v * v;
+    const rms = Math.sqrt(sum / data.length);
+    // Speech RMS is roughly 0.01–0.3; a square root spreads it over the
+    // bar. The bar falls slowly, so short sounds stay visible.
+    shown = Math.max(Math.min(1, Math.sqrt(rms * 3)), shown * 0.85);
+    onLevel(shown);
+  }, 100);
+  return () => {
+    clearInterval(timer);
+    source.disconnect();
+    ctx.close().catch(() => {});
+  };
+}
+
+/**
+ * Plays a short, gentle two-note tone on speaker `sinkId` (through an
+ * audio element, so the chosen speaker is used). Resolves when it ends.
+ */
+export async function playTestTone(sinkId, audioEl) {
+  if (typeof AudioContext === 'undefined') return;
+  const ctx = new AudioContext();
+  const dest = ctx.createMediaStreamDestination();
+  const gain = ctx.createGain();
+  gain.connect(dest);
+  const t0 = ctx.currentTime + 0.05;
+  for (const [i, freq] of [523.25, 659.25].entries()) {
+    const osc = ctx.createOscillator();
+    osc.frequency.value = freq;
+    osc.connect(gain);
+    osc.start(t0 + i * 0.5);
+    osc.stop(t0 + i * 0.5 + 0.45);
+  }
+  gain.gain.setValueAtTime(0, t0);
+  gain.gain.linearRampToValueAtTime(0.3, t0 + 0.05);
+  gain.gain.setValueAtTime(0.3, t0 + 0.9);
+  gain.gain.linearRampToValueAtTime(0, t0 + 0.95);
+  const el = audioEl || new Audio();
+  el.srcObject = dest.stream;
+  await setSpeaker(el, sinkId);
+  try {
+    await el.play();
+  } catch {
+    // Autoplay refused: the click should have allowed it; nothing to add.
+  }
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  el.pause();
+  el.srcObject = null;
+  await ctx.close().catch(() => {});
+}
+
+/**
+ * Whether the relay can be reached: gathers candidates with the relay only
+ * and waits for a relay candidate. Resolves "ok", "unreachable" or
+ * "unsupported". Never sends anything to a peer.
+ */
+export async function checkRelay(iceServers, timeoutMs = 10000) {
+  if (typeof RTCPeerConnection === 'undefined') return 'unsupported';
+  const turn = (iceServers || []).filter((s) =>
+    [].concat(s.urls).some((u) => /^turns?:/.test(u)),
+  );
+  if (!turn.length) return 'unreachable';
+  let pc;
+  try {
+    pc = new RTCPeerConnection({ iceServers: turn, iceTransportPolicy: 'relay' });
+  } catch {
+    return 'unreachable';
+  }
+  try {
+    return await new Promise((resolve) => {
+      const timer = setTimeout(() => resolve('unreachable'), timeoutMs);
+      pc.addEventListener('icecandidate', ({ candidate }) => {
+        if (candidate && / typ relay /.test(candidate.candidate)) {
+          clearTimeout(timer);
+          resolve('ok');
+        } else if (!candidate) {
+          clearTimeout(timer);
+          resolve('unreachable');
+        }
+      });
+      pc.createDataChannel('check');
+      pc.createOffer()
+        .then((offer) => pc.setLocalDescription(offer))
+        .catch(() => {
+          clearTimeout(timer);
+          resolve('unreachable');
+        });
+    });
+  } finally {
+    pc.close();
+  }
+}
+
+/** Stops every track of a stream. */
+export function stopStream(stream) {
+  for (const track of stream?.getTracks() || []) track.stop();
+}
