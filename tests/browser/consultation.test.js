@@ -1,0 +1,235 @@
+// A whole consultation in two browser contexts, therapist and patient:
+// setup and login, patient, in-clinic visit, course, assessment,
+// scheduling and the join link; the patient's device check and waiting
+// room; admission and the safety prompt; video and audio both ways; a
+// network drop on the patient's side that heals without a reload; the end,
+// the journal note and the billing line (307,95 kr, 121,02 / 186,93 for
+// sp. 51). Then a second consultation the same day: the call works and the
+// page says why it is not billable. Billing page and CSV export; the
+// expired link's page. Every main screen is scanned with axe and saved as
+// a screenshot.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import {
+  expectMediaFlowing,
+  launch,
+  mediaStats,
+  newContext,
+  screenshot,
+  waitFor,
+  watchErrors,
+} from './helpers/browser.js';
+import {
+  admit,
+  confirmSafety,
+  createPatient,
+  endAndWriteJournal,
+  expectAccessible,
+  openCourse,
+  patientToWaitingRoom,
+  recordAssessment,
+  recordVisit,
+  relogin,
+  schedule,
+  setupClinic,
+  therapistOpens,
+} from './helpers/flows.js';
+import { startServer } from './helpers/server.js';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/**
+ * Puts the patient page's signaling socket under the test's control:
+ * `drop()` takes the page offline and closes its socket (and the server's
+ * side of it), and refuses new sockets until `restore()`.
+ */
+async function controllableSignaling(page) {
+  let offline = false;
+  const open = new Set();
+  await page.routeWebSocket(/\/ws$/, (ws) => {
+    if (offline) {
+      ws.close({ code: 1001, reason: 'offline' });
+      return;
+    }
+    const server = ws.connectToServer();
+    const pair = { ws, server };
+    open.add(pair);
+    ws.onClose(() => open.delete(pair));
+  });
+  return {
+    async drop() {
+      offline = true;
+      await page.context().setOffline(true);
+      for (const { ws, server } of open) {
+        await ws.close({ code: 1001, reason: 'network lost' });
+        await server.close();
+      }
+      open.clear();
+    },
+    async restore() {
+      offline = false;
+      await page.context().setOffline(false);
+    },
+  };
+}
+
+const bodyData = (page, key) => page.evaluate((k) => document.body.dataset[k] || '', key);
+
+test('a full consultation with a network drop, the journal note and billing; a second one the same day is not billable', { timeout: 300000 }, async () => {
+  const therapistContext = await newContext(browser, { baseUrl: server.baseUrl });
+  const patientContext = await newContext(browser, { baseUrl: server.baseUrl });
+  const tp = await therapistContext.newPage();
+  const pp = await patientContext.newPage();
+  const errors = [...watchErrors(tp, 'therapist'), ...watchErrors(pp, 'patient')];
+
+  try {
+    // --- Therapist: first run, login, patient, visit, course, assessment. ---
+    await setupClinic(tp, server.setupLink, { shots: true });
+    await expectAccessible(tp, 'day view (empty)');
+    await screenshot(tp, 'app-today-empty');
+    await relogin(tp, { shots: true });
+
+    await createPatient(tp, { name: 'Karen Jensen' });
+    const patientUrl = tp.url();
+    await recordVisit(tp);
+    await openCourse(tp);
+    await recordAssessment(tp);
+    const first = await schedule(tp, { relayOnly: false });
+    await expectAccessible(tp, 'patient page with a scheduled consultation');
+    await screenshot(tp, 'app-patient-scheduled');
+
+    // --- The call. ---
+    await therapistOpens(tp, first.consultationId);
+    const signaling = await controllableSignaling(pp);
+    await patientToWaitingRoom(pp, first.joinUrl, { shots: true });
+
+    await tp.locator('#waiting-status').getByText('Patienten venter i venteværelset').waitFor({ timeout: 30000 });
+    await expectAccessible(tp, 'consultation page, patient waiting');
+    await screenshot(tp, 'app-waiting-room');
+    // The day view shows who is waiting.
+    const dayPage = await therapistContext.newPage();
+    await dayPage.goto('/app');
+    await dayPage.locator(`tr[data-consultation="${first.consultationId}"][data-state="waiting"]`).waitFor({ timeout: 20000 });
+    await dayPage.locator('#waiting-summary').getByText('1 venter').waitFor();
+    await expectAccessible(dayPage, 'day view with a waiting patient');
+    await screenshot(dayPage, 'app-today-waiting');
+    await dayPage.close();
+
+    await admit(tp);
+    await confirmSafety(tp);
+    await Promise.all([expectMediaFlowing(tp, 'therapist'), expectMediaFlowing(pp, 'patient')]);
+    await waitFor(async () => (await bodyData(tp, 'media')) === 'established' && (await bodyData(pp, 'media')) === 'established', {
+      message: 'media_established on both pages (the server saw two-way media)',
+    });
+    // Live quality on the dashboard: a direct path and a round-trip time.
+    await waitFor(async () => (await tp.locator('#q-path').getAttribute('data-path')) === 'direct', { message: 'a direct path' });
+    await waitFor(async () => /\d+ ms/.test(await tp.locator('#q-rtt').innerText()), { message: 'a round-trip time' });
+    await pp.locator('#remote-overlay').waitFor({ state: 'hidden' });
+    await expectAccessible(pp, 'patient call');
+    await expectAccessible(tp, 'therapist call');
+    await screenshot(pp, 'patient-4-call');
+    await screenshot(tp, 'app-call');
+
+    // --- The patient's network drops for a few seconds. ---
+    await pp.evaluate(() => {
+      window.__sameDocument = true;
+    });
+    const before = await mediaStats(pp);
+    await signaling.drop();
+    await waitFor(async () => (await bodyData(pp, 'reconnecting')) === 'true', { message: 'the reconnecting state' });
+    await pp.locator('#call-banner:not([hidden])').waitFor();
+    await screenshot(pp, 'patient-5-reconnecting');
+    await new Promise((r) => setTimeout(r, 4000));
+    await signaling.restore();
+    await waitFor(async () => (await bodyData(pp, 'reconnecting')) === 'false', { timeout: 45000, message: 'the call to recover' });
+    assert.equal(await pp.evaluate(() => window.__sameDocument), true, 'the page was not reloaded');
+    await Promise.all([expectMediaFlowing(pp, 'patient after the drop'), expectMediaFlowing(tp, 'therapist after the drop')]);
+    const afterDrop = await waitFor(
+      async () => {
+        const s = await mediaStats(pp);
+        return s && s.ufrag && s.ufrag !== before.ufrag && s.state === 'connected' ? s : null;
+      },
+      { message: 'an ICE restart (new ICE credentials) after the drop' },
+    );
+    assert.ok(afterDrop.framesDecoded > before.framesDecoded);
+
+    // --- End, journal note, billing line. ---
+    const result = await endAndWriteJournal(tp);
+    assert.equal(await result.getAttribute('data-billable'), 'true');
+    assert.equal(await tp.locator('#bill-fee').innerText(), '307,95 kr');
+    assert.equal(await tp.locator('#bill-region').innerText(), '121,02 kr');
+    assert.equal(await tp.locator('#bill-patient').innerText(), '186,93 kr');
+    assert.match(await tp.locator('#billing-line').innerText(), /0131, sp\. 51/);
+    await expectAccessible(tp, 'journal note and billing result');
+    await screenshot(tp, 'app-journal-billing');
+    await pp.getByRole('heading', { name: 'Samtalen er slut' }).waitFor({ timeout: 20000 });
+    await expectAccessible(pp, 'patient after the call');
+    await screenshot(pp, 'patient-6-ended');
+
+    // The used link now shows the expired page.
+    await pp.goto(first.joinUrl);
+    await pp.getByRole('heading', { name: 'Linket er udløbet' }).waitFor();
+
+    // --- A second consultation the same day. ---
+    await tp.goto(patientUrl);
+    await tp.locator('#schedule-form').waitFor();
+    const second = await schedule(tp, { relayOnly: false });
+    await therapistOpens(tp, second.consultationId);
+    await patientToWaitingRoom(pp, second.joinUrl);
+    await admit(tp);
+    await confirmSafety(tp);
+    await Promise.all([expectMediaFlowing(tp, 'therapist (second)'), expectMediaFlowing(pp, 'patient (second)')]);
+    await waitFor(async () => (await bodyData(tp, 'media')) === 'established', { message: 'media_established (second)' });
+    const secondResult = await endAndWriteJournal(tp);
+    assert.equal(await secondResult.getAttribute('data-billable'), 'false');
+    assert.equal(await secondResult.getAttribute('data-reason'), 'already_billed_that_day');
+    const reason = await tp.locator('#bill-reason').innerText();
+    assert.match(reason, /^Årsag: .*1 konsultation\/hold pr\. kalenderdag/, `the page says why: ${reason}`);
+    await screenshot(tp, 'app-journal-not-billable');
+
+    // --- Billing page and CSV export. ---
+    await tp.getByRole('navigation').getByRole('link', { name: 'Afregning' }).click();
+    await tp.getByRole('heading', { name: 'Afregning', level: 1 }).waitFor();
+    await tp.locator('#billing-table tbody tr').first().waitFor();
+    assert.equal(await tp.locator('#billing-table tbody tr').count(), 1);
+    assert.equal(await tp.locator('#total-fee').innerText(), '307,95 kr');
+    assert.equal(await tp.locator('#total-region').innerText(), '121,02 kr');
+    assert.equal(await tp.locator('#total-patient').innerText(), '186,93 kr');
+    const [download] = await Promise.all([tp.waitForEvent('download'), tp.getByRole('link', { name: 'Hent CSV' }).click()]);
+    const csv = await (await download.createReadStream()).toArray();
+    const text = Buffer.concat(csv).toString('utf8');
+    assert.match(text, /^line_id;/);
+    assert.match(text, /;30795;12102;18693;307,95;121,02;186,93;/);
+    await expectAccessible(tp, 'billing page');
+    await screenshot(tp, 'app-billing');
+
+    // --- Administration. ---
+    await tp.getByRole('navigation').getByRole('link', { name: 'Administration' }).click();
+    await tp.getByRole('heading', { name: 'Administration', level: 1 }).waitFor();
+    await tp.locator('#fee-table').waitFor();
+    await expectAccessible(tp, 'administration');
+    await screenshot(tp, 'app-admin');
+
+    assert.deepEqual(errors.filter((e) => !/WebSocket|ERR_INTERNET_DISCONNECTED|net::/.test(e)), [], 'no script errors');
+  } catch (err) {
+    await screenshot(tp, 'failure-therapist').catch(() => {});
+    await screenshot(pp, 'failure-patient').catch(() => {});
+    err.message += `\n\npage errors:\n${errors.join('\n')}\n\nserver log (tail):\n${server.logs().slice(-4000)}`;
+    throw err;
+  } finally {
+    await therapistContext.close();
+    await patientContext.close();
+  }
+});

@@ -1,0 +1,75 @@
+// The consultation in relay-only mode: the selected candidate pair is of
+// type relay on both sides (TURN through the embedded relay), the
+// dashboard says "Via relay", media flows both ways and the consultation
+// is billed.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { expectMediaFlowing, launch, newContext, screenshot, waitFor, watchErrors } from './helpers/browser.js';
+import {
+  admit,
+  confirmSafety,
+  createPatient,
+  endAndWriteJournal,
+  openCourse,
+  patientToWaitingRoom,
+  recordAssessment,
+  recordVisit,
+  schedule,
+  setupClinic,
+  therapistOpens,
+} from './helpers/flows.js';
+import { startServer } from './helpers/server.js';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test('a relay-only consultation uses the relay on both sides', { timeout: 180000 }, async () => {
+  const tc = await newContext(browser, { baseUrl: server.baseUrl });
+  const pc = await newContext(browser, { baseUrl: server.baseUrl });
+  const tp = await tc.newPage();
+  const pp = await pc.newPage();
+  const errors = [...watchErrors(tp, 'therapist'), ...watchErrors(pp, 'patient')];
+  try {
+    await setupClinic(tp, server.setupLink);
+    await createPatient(tp, { name: 'Birthe Relay' });
+    await recordVisit(tp);
+    await openCourse(tp);
+    await recordAssessment(tp);
+    const { joinUrl, consultationId } = await schedule(tp, { relayOnly: true });
+    await therapistOpens(tp, consultationId);
+    await patientToWaitingRoom(pp, joinUrl);
+    await admit(tp);
+    await confirmSafety(tp);
+    const [t, p] = await Promise.all([expectMediaFlowing(tp, 'therapist'), expectMediaFlowing(pp, 'patient')]);
+    assert.equal(t.localType, 'relay', 'therapist: local candidate of the selected pair');
+    assert.equal(p.localType, 'relay', 'patient: local candidate of the selected pair');
+    assert.equal(t.remoteType, 'relay', 'therapist: remote candidate of the selected pair');
+    assert.equal(p.remoteType, 'relay', 'patient: remote candidate of the selected pair');
+    await waitFor(async () => (await tp.locator('#q-path').getAttribute('data-path')) === 'relay', { message: '"Via relay" on the dashboard' });
+    assert.equal(await tp.locator('#q-path').innerText(), 'Via relay');
+    await screenshot(tp, 'app-call-relay');
+    const result = await endAndWriteJournal(tp);
+    assert.equal(await result.getAttribute('data-billable'), 'true');
+    assert.equal(await tp.locator('#bill-fee').innerText(), '307,95 kr');
+    assert.deepEqual(errors.filter((e) => !/net::/.test(e)), [], 'no script errors');
+  } catch (err) {
+    await screenshot(tp, 'failure-relay-therapist').catch(() => {});
+    await screenshot(pp, 'failure-relay-patient').catch(() => {});
+    err.message += `\n\npage errors:\n${errors.join('\n')}\n\nserver log (tail):\n${server.logs().slice(-3000)}`;
+    throw err;
+  } finally {
+    await tc.close();
+    await pc.close();
+  }
+});
