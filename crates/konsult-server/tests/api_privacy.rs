@@ -204,3 +204,42 @@ async fn audit_chain_detects_tampering() {
     assert_eq!(audit["chain"]["at_seq"], 5);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_patient_can_get_all_their_data() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let (client, _) = write_personal_data(&app).await;
+    let pid = client.get_ok("/api/patients").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let export = client.get_ok(&format!("/api/patients/{pid}/export")).await;
+    assert_eq!(export["patient"]["name"], NAME);
+    assert_eq!(export["patient"]["cpr"], CPR);
+    assert_eq!(export["in_clinic_visits"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        export["courses"][0]["assessments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(export["consultations"][0]["journal"]["evaluation"], JOURNAL);
+    assert_eq!(
+        export["consultations"][0]["safety"]["patient_location"],
+        LOCATION
+    );
+    assert_eq!(export["billing_lines"][0]["fee"], 32768);
+    assert!(export["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "journal.read"));
+    let audit = client.get_ok("/api/audit?limit=1000").await;
+    assert!(audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "patient.export"));
+    app.stop().await;
+}

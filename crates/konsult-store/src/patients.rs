@@ -233,3 +233,111 @@ impl Store {
         Ok(patient)
     }
 }
+
+impl Store {
+    /// Everything Konsult holds about one patient, for a data subject
+    /// access request (GDPR art. 15): personal data, visits, courses and
+    /// assessments, consultations with journal notes and safety
+    /// confirmations, billing lines and the audit entries about them.
+    pub async fn export_patient(
+        &self,
+        clinic: ClinicId,
+        actor: Actor,
+        id: PatientId,
+        now: DateTime<Utc>,
+    ) -> Result<serde_json::Value> {
+        use serde_json::json;
+        let mut tx = self.begin().await?;
+        let patient = self.patient_in(&mut tx, clinic, id).await?;
+        let visits = self.visits_in(&mut tx, clinic, id).await?;
+        let course_ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM courses WHERE clinic_id = $1 AND patient_id = $2 ORDER BY created_at",
+        )
+        .bind(clinic.to_string())
+        .bind(id.to_string())
+        .fetch_all(tx.conn())
+        .await?;
+        let mut courses = Vec::new();
+        for cid in &course_ids {
+            let course_id = konsult_domain::CourseId::from_uuid(crate::parse_uuid(cid)?);
+            let course = self.course_in(&mut tx, clinic, course_id).await?;
+            let assessments = self.assessments_in(&mut tx, clinic, course_id).await?;
+            courses.push(json!({"course": course, "assessments": assessments}));
+        }
+        let consultation_ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM consultations WHERE clinic_id = $1 AND patient_id = $2 ORDER BY scheduled_start",
+        )
+        .bind(clinic.to_string())
+        .bind(id.to_string())
+        .fetch_all(tx.conn())
+        .await?;
+        let mut consultations = Vec::new();
+        for cid in &consultation_ids {
+            let consultation_id =
+                konsult_domain::ConsultationId::from_uuid(crate::parse_uuid(cid)?);
+            let c = self
+                .consultation_in(&mut tx, clinic, consultation_id)
+                .await?;
+            let row =
+                sqlx::query("SELECT journal_enc, safety_enc FROM consultations WHERE id = $1")
+                    .bind(cid)
+                    .fetch_one(tx.conn())
+                    .await?;
+            let open = |col: &str, place: &str| -> Result<Option<serde_json::Value>> {
+                let sealed: Option<Vec<u8>> = row.try_get(col)?;
+                self.cipher()
+                    .open_opt(&format!("consultations.{place}:{cid}"), sealed.as_deref())?
+                    .map(|j| {
+                        serde_json::from_str(&j)
+                            .map_err(|e| StoreError::Corrupt(format!("{place}: {e}")))
+                    })
+                    .transpose()
+            };
+            consultations.push(json!({
+                "consultation": c,
+                "journal": open("journal_enc", "journal")?,
+                "safety": open("safety_enc", "safety")?,
+            }));
+        }
+        let lines = self.billing_lines_of_patient(&mut tx, clinic, id).await?;
+        let audit_rows = sqlx::query(
+            "SELECT seq, at, actor, action, subject FROM audit_log WHERE clinic_id = $1 AND patient_id = $2 ORDER BY seq",
+        )
+        .bind(clinic.to_string())
+        .bind(id.to_string())
+        .fetch_all(tx.conn())
+        .await?;
+        let audit = audit_rows
+            .iter()
+            .map(|r| {
+                Ok(json!({
+                    "seq": r.try_get::<i64, _>("seq")?,
+                    "at": from_ms(r.try_get("at")?)?,
+                    "actor": r.try_get::<String, _>("actor")?,
+                    "action": r.try_get::<String, _>("action")?,
+                    "subject": r.try_get::<Option<String>, _>("subject")?,
+                }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        audit::append(
+            &mut tx,
+            clinic,
+            now,
+            actor,
+            "patient.export",
+            Some(id),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(json!({
+            "exported_at": now,
+            "patient": patient,
+            "in_clinic_visits": visits,
+            "courses": courses,
+            "consultations": consultations,
+            "billing_lines": lines,
+            "audit": audit,
+        }))
+    }
+}

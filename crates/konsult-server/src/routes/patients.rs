@@ -19,6 +19,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_patients, create_patient))
         .routes(routes!(get_patient, update_patient))
+        .routes(routes!(export_patient))
 }
 
 /// A patient's personal data as entered.
@@ -160,4 +161,25 @@ async fn update_patient(
         )
         .await?;
     Ok(Json(p.into()))
+}
+
+/// Everything Konsult holds about one patient (data subject access, JSON).
+#[utoipa::path(get, path = "/api/patients/{id}/export", tag = "patients",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "All data of the patient", body = Object), (status = 404, body = Problem)))]
+async fn export_patient(
+    State(state): State<AppState>,
+    auth: Auth,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<serde_json::Value>> {
+    let export = state
+        .store
+        .export_patient(
+            auth.0.clinic,
+            auth.actor(),
+            PatientId::from_uuid(id),
+            state.clock.now(),
+        )
+        .await?;
+    Ok(Json(export))
 }
