@@ -148,6 +148,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
     fn file_then_environment_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("konsult.toml");

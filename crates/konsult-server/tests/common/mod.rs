@@ -51,7 +51,7 @@ macro_rules! on_both_databases {
         mod $name {
             #[tokio::test]
             async fn sqlite() {
-                $scenario(crate::common::Db::Sqlite).await
+                $scenario($crate::common::Db::Sqlite).await
             }
 
             #[tokio::test]
@@ -60,7 +60,7 @@ macro_rules! on_both_databases {
                     eprintln!("KONSULT_TEST_POSTGRES_URL is not set: skipping");
                     return;
                 }
-                $scenario(crate::common::Db::Postgres).await
+                $scenario($crate::common::Db::Postgres).await
             }
         }
     };
@@ -268,6 +268,11 @@ impl Client {
             base: base.to_owned(),
             csrf: Mutex::new(None),
         }
+    }
+
+    /// The CSRF token of the logged-in session (empty when logged out).
+    pub fn csrf_token(&self) -> String {
+        self.csrf.lock().unwrap().clone().unwrap_or_default()
     }
 
     /// Logs in (asserting success) and keeps the CSRF token.
