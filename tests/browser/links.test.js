@@ -11,8 +11,10 @@ import {
   createPatient,
   expectAccessible,
   openCourse,
+  patientToWaitingRoom,
   recordAssessment,
   recordVisit,
+  relogin,
   schedule,
   setupClinic,
   therapistOpens,
@@ -55,6 +57,7 @@ test('link pages, refused scheduling with every reason, and English', { timeout:
 
     // An ineligible patient: every failed criterion is named.
     await createPatient(tp, { name: 'Ole Hansen' });
+    const patientUrl = tp.url();
     await openCourse(tp);
     await tp.locator('#schedule-form').getByRole('button', { name: 'Planlæg' }).click();
     const refused = tp.locator('#schedule-result [role="alert"]');
@@ -93,8 +96,15 @@ test('link pages, refused scheduling with every reason, and English', { timeout:
     await pp.getByRole('heading', { name: 'Linket er ikke længere gyldigt' }).waitFor();
     await expectAccessible(pp, 'revoked');
     await screenshot(pp, 'patient-link-revoked');
-    await pp.goto(fresh);
-    await pp.getByRole('heading', { name: 'Din videokonsultation' }).waitFor();
+    // The new link works; the therapist declines the waiting patient with a message.
+    await patientToWaitingRoom(pp, fresh);
+    await tp.locator('#waiting-status').getByText('Patienten venter i venteværelset').waitFor({ timeout: 30000 });
+    await tp.getByLabel('Besked til patienten').fill('Vi ringer dig op i stedet.');
+    await tp.getByRole('button', { name: 'Afvis' }).click();
+    await pp.getByRole('heading', { name: 'Du blev ikke lukket ind' }).waitFor({ timeout: 20000 });
+    assert.match(await pp.locator('#message-help').innerText(), /Vi ringer dig op i stedet\./);
+    await expectAccessible(pp, 'declined');
+    await screenshot(pp, 'patient-declined');
 
     // Cancelled: the link has expired.
     await tp.getByRole('button', { name: 'Aflys' }).click();
@@ -103,6 +113,15 @@ test('link pages, refused scheduling with every reason, and English', { timeout:
     await pp.getByRole('heading', { name: 'Linket er udløbet' }).waitFor();
     await expectAccessible(pp, 'expired');
     await screenshot(pp, 'patient-link-expired');
+
+    // A revoked assessment blocks new consultations, and says so.
+    await tp.goto(patientUrl);
+    await tp.getByRole('button', { name: 'Tilbagekald vurdering' }).click();
+    await tp.locator('[data-confirm="revoke"]').click();
+    await tp.getByText('Ingen gældende vurdering.').waitFor();
+    await tp.locator('#schedule-form').getByRole('button', { name: 'Planlæg' }).click();
+    await tp.locator('#schedule-result li[data-code="assessment_revoked"]').waitFor();
+    await screenshot(tp, 'app-assessment-revoked');
 
     assert.deepEqual(errors.filter((e) => !/status of 4\d\d/.test(e)), [], 'no script errors');
   } catch (err) {
@@ -113,6 +132,31 @@ test('link pages, refused scheduling with every reason, and English', { timeout:
   } finally {
     await tc.close();
     await pc.close();
+  }
+});
+
+test('administration: a new therapist and the fee table', { timeout: 60000 }, async () => {
+  const tc = await newContext(browser, { baseUrl: server.baseUrl });
+  const tp = await tc.newPage();
+  try {
+    await relogin(tp, { fresh: true });
+    await tp.getByRole('navigation').getByRole('link', { name: 'Administration' }).click();
+    await tp.getByRole('heading', { name: 'Administration', level: 1 }).waitFor();
+    const therapists = tp.locator('section', { has: tp.getByRole('heading', { name: 'Behandlere' }) });
+    await therapists.getByLabel('Navn').fill('Jonas Terapeut');
+    await therapists.getByLabel('E-mail').fill('jonas@klinik.example');
+    await therapists.getByLabel('Adgangskode').fill('endnu-en-lang-kode');
+    await therapists.getByRole('button', { name: 'Opret behandler' }).click();
+    await tp.locator('#therapist-list').getByText('Jonas Terapeut').waitFor();
+    const fee = tp.locator('section', { has: tp.getByRole('heading', { name: 'Honorartabel' }) });
+    assert.match(await tp.locator('#fee-table').inputValue(), /307|30795/, 'the current table is shown');
+    await fee.getByRole('button', { name: 'Gem honorartabel' }).click();
+    await fee.getByText('Gemt.').waitFor();
+    const clinic = tp.locator('section', { has: tp.getByRole('heading', { name: 'Klinik' }) });
+    await clinic.getByRole('button', { name: 'Gem klinikkens oplysninger' }).click();
+    await clinic.getByText('Gemt.').waitFor();
+  } finally {
+    await tc.close();
   }
 });
 

@@ -36,9 +36,10 @@ export async function setupClinic(page, setupLink, { clinic = 'Fysioklinikken Aa
   await page.getByRole('heading', { name: /^Konsultationer/ }).waitFor();
 }
 
-/** Logs out and in again through the login form. */
-export async function relogin(page, { shots = false } = {}) {
-  await page.getByRole('button', { name: 'Log ud' }).click();
+/** Logs out and in again through the login form (`fresh`: a new page, not logged in). */
+export async function relogin(page, { shots = false, fresh = false } = {}) {
+  if (fresh) await page.goto('/app');
+  else await page.getByRole('button', { name: 'Log ud' }).click();
   await page.getByRole('heading', { name: 'Log ind' }).waitFor();
   if (shots) {
     await expectAccessible(page, 'login');

@@ -22,7 +22,7 @@ export async function adminView(ctx) {
     pageHeading(t('admin.title')),
     h('div', { class: 'cards' }, clinicCard(clinic), therapistsCard(therapists)),
     feeCard(feeText),
-    audit ? auditCard(audit) : null,
+    audit ? auditCard(audit, therapists) : null,
   );
 }
 
@@ -145,7 +145,8 @@ function feeCard(text) {
   return h('section', { class: 'card', 'aria-labelledby': 'fee-h' }, h('h2', { id: 'fee-h', text: t('admin.feeTable') }), form);
 }
 
-function auditCard(page) {
+function auditCard(page, therapists) {
+  const names = new Map(therapists.map((x) => [`therapist:${x.id}`, x.name]));
   const intact = JSON.stringify(page.chain || '').toLowerCase().includes('intact');
   return h(
     'section',
@@ -162,7 +163,7 @@ function auditCard(page) {
         h(
           'tbody',
           {},
-          (page.entries || []).slice(-50).reverse().map((e) => h('tr', {}, h('td', { text: fmtDateTime(e.at) }), h('td', { text: e.actor }), h('td', { text: e.action }))),
+          (page.entries || []).slice(-50).reverse().map((e) => h('tr', {}, h('td', { text: fmtDateTime(e.at) }), h('td', { text: names.get(e.actor) || e.actor }), h('td', { text: e.action }))),
         ),
       ),
     ),

@@ -256,6 +256,7 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
     denyBtn.hidden = !waiting;
     denyField.hidden = !waiting;
     replace(waitStatus, h('p', { class: waiting ? 'notice warn' : 'muted', text: t(key), dataset: { key } }));
+    if (!state.inCall) overlay.textContent = t(key);
     if (waiting) announce(t(key), { assertive: true });
   };
 
