@@ -12,6 +12,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import {
+  cspViolations,
   expectMediaFlowing,
   launch,
   mediaStats,
@@ -137,6 +138,11 @@ test('a full consultation with a network drop, the journal note and billing; a s
     await waitFor(async () => (await tp.locator('#q-path').getAttribute('data-path')) === 'direct', { message: 'a direct path' });
     await waitFor(async () => /\d+ ms/.test(await tp.locator('#q-rtt').innerText()), { message: 'a round-trip time' });
     await pp.locator('#remote-overlay').waitFor({ state: 'hidden' });
+    const csp = await tp.evaluate(async () => (await fetch('/join/x')).headers.get('content-security-policy'));
+    assert.match(csp, /script-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline/);
+    assert.deepEqual(await cspViolations(pp), [], 'the patient page keeps the CSP');
+    assert.deepEqual(await cspViolations(tp), [], 'the dashboard keeps the CSP');
     await expectAccessible(pp, 'patient call');
     await expectAccessible(tp, 'therapist call');
     await screenshot(pp, 'patient-4-call');

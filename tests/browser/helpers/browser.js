@@ -60,7 +60,21 @@ export async function newContext(browser, { baseUrl, locale = 'da-DK' } = {}) {
     acceptDownloads: true,
   });
   await context.addInitScript(TRACK_PEER_CONNECTIONS);
+  await context.addInitScript(RECORD_CSP_VIOLATIONS);
   return context;
+}
+
+/** Records Content-Security-Policy violations in `window.__csp`. */
+const RECORD_CSP_VIOLATIONS = `(() => {
+  window.__csp = [];
+  document.addEventListener('securitypolicyviolation', (e) => {
+    window.__csp.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline') + ' ' + (e.sourceFile || '') + ':' + e.lineNumber);
+  });
+})();`;
+
+/** The CSP violations the page has seen since it loaded. */
+export async function cspViolations(page) {
+  return page.evaluate(() => window.__csp || []);
 }
 
 /** Collects page errors and console errors, for the assertion messages. */
