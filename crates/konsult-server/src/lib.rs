@@ -11,8 +11,10 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod input;
+pub mod relay;
 pub mod routes;
 pub mod security;
+pub mod signaling;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
@@ -60,6 +62,13 @@ impl Application {
             .unwrap_or_else(|| format!("{scheme}://{local}"))
             .trim_end_matches('/')
             .into();
+        let turn = Arc::new(relay::Turn::start(&settings).await?);
+        let signaling = signaling::Signaling::start(
+            konsult_signal::Config::default(),
+            store.clone(),
+            clock.clone(),
+            turn,
+        );
         let state = AppState {
             store,
             secure_cookies: tls.is_some() || settings.tls.behind_proxy,
@@ -67,6 +76,7 @@ impl Application {
             clock,
             login_limiter: Arc::default(),
             public_url,
+            signaling,
         };
         Ok(Self {
             listener,
@@ -103,6 +113,14 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
+        let signaling = self.state.signaling.clone();
+        let closing = signaling.clone();
+        // Upgraded WebSockets outlive the HTTP server's graceful shutdown:
+        // tell them to close as soon as it starts.
+        let shutdown = async move {
+            shutdown.await;
+            closing.begin_shutdown();
+        };
         let router = routes::router(self.state);
         let app = router.into_make_service();
         match self.tls {
@@ -124,6 +142,7 @@ impl Application {
                     .await?
             }
         }
+        signaling.shutdown().await;
         store.close().await;
         Ok(())
     }

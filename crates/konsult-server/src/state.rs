@@ -98,4 +98,6 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// Whether cookies get the `Secure` attribute (served over TLS).
     pub secure_cookies: bool,
+    /// The signaling service behind `GET /ws` (and its TURN relay).
+    pub signaling: crate::signaling::Signaling,
 }

@@ -1,19 +1,98 @@
 //! The one place that builds the tracing subscriber.
 //!
 //! Log lines carry pseudonymous ids only: never names, CPR numbers, contact
-//! data, journal text, SDP, ICE candidates or IP addresses.
+//! data, journal text, SDP, ICE candidates or IP addresses. Konsult's own
+//! code keeps to that; dependencies that do not are silenced by the
+//! directives below, which are appended to any filter (also to `RUST_LOG`).
 
 use tracing_subscriber::{fmt::MakeWriter, EnvFilter};
 
+/// Directives for dependencies of the server whose log lines can carry
+/// addresses or message bodies: `axum::serve` logs every accepted
+/// connection's peer address (trace), `tungstenite` logs every WebSocket
+/// frame and message with its content, i.e. SDP and candidates (trace), and
+/// the address it connects to (debug).
+pub const SILENCE_SERVER_DEPENDENCY_LOGS: &str =
+    "axum::serve=off,tungstenite=off,tokio_tungstenite=off";
+
+/// Directives for the webrtc-rs media stack, for processes that run
+/// server-side peers (the connection check, tests, load tools): its ICE,
+/// DTLS and SDP layers log candidates, addresses and descriptions. The
+/// relay's own `turn`/`stun`/`webrtc_util` are in
+/// [`konsult_relay::SILENCE_DEPENDENCY_LOGS`]. (A target directive matches
+/// every target it is a prefix of, so `webrtc` covers `webrtc_ice`,
+/// `webrtc_dtls` and the rest.)
+pub const SILENCE_WEBRTC_LOGS: &str = "webrtc=off,interceptor=off,rtp=off,rtcp=off,sdp=off";
+
+/// The filter in force: `base` (from `RUST_LOG`, default `info`) with every
+/// silencing directive appended.
+pub fn filter(base: &str) -> EnvFilter {
+    let base = if base.trim().is_empty() { "info" } else { base };
+    EnvFilter::new(format!(
+        "{base},{},{SILENCE_SERVER_DEPENDENCY_LOGS},{SILENCE_WEBRTC_LOGS}",
+        konsult_relay::SILENCE_DEPENDENCY_LOGS
+    ))
+}
+
 /// Installs a subscriber that writes to `sink`, filtered by `RUST_LOG`
-/// (default `info`). Tests pass an in-memory sink to grep the logs.
+/// (default `info`) plus the silencing directives. Tests pass an in-memory
+/// sink to grep the logs.
 pub fn init<W>(sink: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let base = std::env::var("RUST_LOG").unwrap_or_default();
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter(&base))
         .with_writer(sink)
+        .with_ansi(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn silenced_targets_stay_silent_even_at_trace() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(filter("trace"))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!(target: "konsult_server::signaling", "own line");
+            tracing::trace!(target: "axum::serve", "connection 192.0.2.1:4000 accepted");
+            tracing::trace!(target: "tungstenite::protocol", "Received message v=0");
+            tracing::info!(target: "turn::server", "no permission for 192.0.2.2");
+            tracing::debug!(target: "webrtc_ice::agent", "candidate:1 1 udp 1 192.0.2.3 9 typ host");
+            tracing::error!(target: "stun::message", "from 192.0.2.4");
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("own line"), "{text}");
+        for needle in ["192.0.2.", "v=0", "candidate:"] {
+            assert!(!text.contains(needle), "{text}");
+        }
+        assert_eq!(
+            filter("  ").max_level_hint(),
+            Some(tracing::level_filters::LevelFilter::INFO),
+            "an empty RUST_LOG means info"
+        );
+    }
 }

@@ -1,0 +1,313 @@
+//! One WebSocket: the upgrade (origin check, session cookie), the hello
+//! (parsed by the core's rules, authenticated against the store), then a
+//! reader and a writer that move frames between the socket and the hub
+//! task until either ends.
+
+use std::time::{Duration, SystemTime};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use base64::Engine as _;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use konsult_protocol::{CloseCode, ErrorCode, ResumeToken, ServerMessage};
+use konsult_signal::{ConnId, JoinRequest};
+use rand::RngCore;
+use tokio::sync::{mpsc, watch};
+
+use super::auth::{authenticate, Refusal};
+use super::hub::{HubInput, Outbound};
+use crate::auth::SESSION_COOKIE;
+use crate::state::AppState;
+
+/// How long a new connection may take to send its hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames queued for one connection before it counts as not reading.
+const OUTBOUND_CAPACITY: usize = 512;
+/// Close code for a binary frame (RFC 6455 7.4.1: unacceptable data type).
+const UNSUPPORTED_DATA: u16 = 1003;
+/// Close code when the server shuts down (RFC 6455 7.4.1: going away).
+const GOING_AWAY: u16 = 1001;
+
+/// `GET /ws`: upgrades to the signaling WebSocket.
+///
+/// A browser sends `Origin`; it must be the server's own public origin, or
+/// another site could open the socket with the therapist's session cookie
+/// (cross-site WebSocket hijacking). Clients that are not browsers send no
+/// `Origin` and are accepted; they authenticate like everyone else.
+pub async fn ws_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|origin| same_origin(&state.public_url, origin));
+        if !allowed {
+            tracing::info!("refused a WebSocket upgrade from a foreign origin");
+            return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response();
+        }
+    }
+    let session_token = CookieJar::from_headers(&headers)
+        .get(SESSION_COOKIE)
+        .map(|c| c.value().to_owned());
+    let limit = state.signaling.max_message_bytes();
+    upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| run(socket, state, session_token))
+}
+
+/// Whether `origin` (an `Origin` header) is the origin of `public_url`:
+/// same scheme, host (case-insensitive) and port (default ports filled in).
+pub fn same_origin(public_url: &str, origin: &str) -> bool {
+    fn parts(text: &str) -> Option<(String, String, u16)> {
+        let uri: Uri = text.parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let host = uri.host()?.to_ascii_lowercase();
+        let port = match (uri.port_u16(), scheme.as_str()) {
+            (Some(port), _) => port,
+            (None, "http") => 80,
+            (None, "https") => 443,
+            _ => return None,
+        };
+        Some((scheme, host, port))
+    }
+    match (parts(public_url), parts(origin)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+type Stream = SplitStream<WebSocket>;
+
+async fn run(socket: WebSocket, state: AppState, session_token: Option<String>) {
+    let (mut sink, mut stream) = socket.split();
+    let signaling = state.signaling.clone();
+
+    // 1. The hello.
+    let text = match tokio::time::timeout(HELLO_TIMEOUT, first_frame(&mut stream)).await {
+        Ok(Some(Ok(text))) => text,
+        Ok(Some(Err(()))) => {
+            let refusal = Refusal {
+                code: ErrorCode::Malformed,
+                message: "frames must be JSON text frames".into(),
+            };
+            return reject(&mut sink, &refusal.to_message(), refusal.code).await;
+        }
+        Ok(None) => return,
+        Err(_) => {
+            let message = ServerMessage::error(
+                ErrorCode::HelloRequired,
+                format!("no hello within {} seconds", HELLO_TIMEOUT.as_secs()),
+            );
+            return reject(&mut sink, &message, ErrorCode::HelloRequired).await;
+        }
+    };
+    let hello = match signaling.parse_hello(&text) {
+        Ok(hello) => hello,
+        Err(rejected) => {
+            tracing::info!(code = %rejected.code, "refused a hello");
+            return reject(&mut sink, &rejected.to_message(), rejected.code).await;
+        }
+    };
+
+    // 2. Who is it?
+    let now = state.clock.now();
+    let who = match authenticate(&state.store, &hello.auth, session_token.as_deref(), now).await {
+        Ok(who) => who,
+        Err(refusal) => {
+            tracing::info!(code = %refusal.code, "refused a hello");
+            return reject(&mut sink, &refusal.to_message(), refusal.code).await;
+        }
+    };
+
+    // 3. Join.
+    let conn = signaling.next_conn_id();
+    let consultation = who.consultation.as_uuid();
+    let ice_servers = signaling.turn().ice_servers(
+        consultation,
+        who.policy,
+        SystemTime::now(),
+        who.credential_ttl,
+    );
+    let request = JoinRequest {
+        consultation,
+        role: who.role,
+        candidate_policy: who.policy,
+        ice_servers,
+        resume_token_for_new: fresh_resume_token(),
+        resume: hello.resume,
+    };
+    let (writer_tx, writer_rx) = mpsc::channel(OUTBOUND_CAPACITY);
+    let join = HubInput::Join {
+        conn,
+        request,
+        clinic: who.clinic,
+        closes_at: who.closes_at,
+        writer: writer_tx.clone(),
+    };
+    tracing::info!(%conn, consultation = %consultation, role = %who.role, "joined");
+    if signaling.send(join).await.is_err() {
+        return;
+    }
+
+    // 4. Pump until either side ends.
+    let mut writer = tokio::spawn(write(sink, writer_rx, signaling.shutdown_signal()));
+    let mut reader = tokio::spawn(read(stream, conn, signaling.clone(), writer_tx));
+    tokio::select! {
+        _ = &mut writer => reader.abort(),
+        _ = &mut reader => writer.abort(),
+    }
+    let _ = signaling.send(HubInput::Gone { conn }).await;
+    tracing::debug!(%conn, "connection ended");
+}
+
+/// The first data frame: `Ok(text)`, `Err(())` for a binary frame, `None`
+/// when the socket ended first.
+async fn first_frame(stream: &mut Stream) -> Option<Result<String, ()>> {
+    while let Some(frame) = stream.next().await {
+        match frame {
+            Ok(Message::Text(text)) => return Some(Ok(text.to_string())),
+            Ok(Message::Binary(_)) => return Some(Err(())),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+        }
+    }
+    None
+}
+
+/// Answers a refused hello with `error` and close 1008.
+async fn reject(sink: &mut Sink, message: &ServerMessage, code: ErrorCode) {
+    let _ = sink
+        .send(Message::Text(Utf8Bytes::from(message.to_json())))
+        .await;
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::REJECTED,
+            reason: Utf8Bytes::from_static(code.as_str()),
+        })))
+        .await;
+}
+
+/// Socket → hub.
+async fn read(
+    mut stream: Stream,
+    conn: ConnId,
+    signaling: super::Signaling,
+    writer: mpsc::Sender<Outbound>,
+) {
+    let mut closing = false;
+    while let Some(frame) = stream.next().await {
+        match frame {
+            Ok(Message::Text(text)) if !closing => {
+                let input = HubInput::Text {
+                    conn,
+                    text: text.to_string(),
+                };
+                if signaling.send(input).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Message::Binary(_)) if !closing => {
+                // The protocol is JSON text only.
+                closing = true;
+                let _ = writer
+                    .send(Outbound::Close {
+                        code: UNSUPPORTED_DATA,
+                        reason: "binary frames are not accepted",
+                    })
+                    .await;
+            }
+            Ok(Message::Close(_)) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Hub → socket.
+async fn write(
+    mut sink: Sink,
+    mut frames: mpsc::Receiver<Outbound>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let next = tokio::select! {
+            next = frames.recv() => next,
+            _ = shutdown.wait_for(|stop| *stop) => Some(Outbound::Close {
+                code: GOING_AWAY,
+                reason: "server shutting down",
+            }),
+        };
+        match next {
+            Some(Outbound::Frame(text)) => {
+                if sink
+                    .send(Message::Text(Utf8Bytes::from(text)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Some(Outbound::Close { code, reason }) => {
+                let _ = sink
+                    .send(Message::Close(Some(CloseFrame {
+                        code,
+                        reason: Utf8Bytes::from_static(reason),
+                    })))
+                    .await;
+                return;
+            }
+            // The hub dropped this connection (it does not keep up).
+            None => {
+                let _ = sink.close().await;
+                return;
+            }
+        }
+    }
+}
+
+/// 32 random bytes, base64url: the token for a new device session.
+fn fresh_resume_token() -> ResumeToken {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    ResumeToken::parse(text).expect("43 base64url characters are a valid resume token")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_servers_own_origin_passes() {
+        let public = "http://127.0.0.1:8080";
+        assert!(same_origin(public, "http://127.0.0.1:8080"));
+        assert!(!same_origin(public, "http://127.0.0.1:8081"));
+        assert!(!same_origin(public, "https://127.0.0.1:8080"));
+        assert!(!same_origin(public, "http://evil.example"));
+        assert!(!same_origin(public, "null"));
+        assert!(!same_origin(public, ""));
+        let public = "https://Konsult.Example.dk";
+        assert!(same_origin(public, "https://konsult.example.dk"));
+        assert!(same_origin(public, "https://konsult.example.dk:443"));
+        assert!(!same_origin(
+            public,
+            "https://konsult.example.dk.evil.example"
+        ));
+        assert!(!same_origin(public, "http://konsult.example.dk"));
+    }
+
+    #[test]
+    fn resume_tokens_are_fresh_and_valid() {
+        let a = fresh_resume_token();
+        let b = fresh_resume_token();
+        assert_eq!(a.as_str().len(), 43);
+        assert!(!a.ct_eq(&b));
+    }
+}

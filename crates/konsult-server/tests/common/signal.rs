@@ -1,0 +1,524 @@
+//! Signaling test helpers: store fixtures (clinic with a logged-in admin,
+//! an eligible consultation with its join link), a raw WebSocket client,
+//! and a `konsult_peer::SignalTransport` over the real `/ws` with explicit
+//! cut and resume.
+#![allow(dead_code)]
+
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use futures_util::{SinkExt, StreamExt};
+use konsult_domain::{
+    AssessmentCriteria, AssessmentId, ClinicId, ConsultationId, Course, CourseId, PatientId,
+    Speciale, TherapistId,
+};
+use konsult_peer::{CallError, SignalTransport};
+use konsult_protocol::{ClientMessage, ResumeToken, ServerBody, ServerMessage, Welcome};
+use konsult_store::audit::Actor;
+use konsult_store::clinical::CourseRecord;
+use konsult_store::clinics::NewClinic;
+use konsult_store::consultations::{LinkWindow, NewConsultation, ScheduleOutcome};
+use konsult_store::patients::PatientData;
+use konsult_store::therapists::{NewTherapist, Role};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
+
+use super::TestApp;
+
+/// A raw client WebSocket.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long a test waits for one expected frame. Generous: the machine is
+/// shared with other builds.
+pub const FRAME_WAIT: StdDuration = StdDuration::from_secs(20);
+
+/// A clinic with an admin who has a dashboard session.
+#[derive(Debug, Clone)]
+pub struct ClinicFixture {
+    /// The clinic.
+    pub clinic: ClinicId,
+    /// Its admin (also the therapist of its consultations).
+    pub therapist: TherapistId,
+    /// `konsult_session=<token>`, for the upgrade request.
+    pub cookie: String,
+}
+
+/// Creates a clinic and logs its admin in (through the store).
+pub async fn clinic(app: &TestApp, name: &str) -> ClinicFixture {
+    let store = &app.state.store;
+    let now = app.now();
+    let (clinic, therapist) = store
+        .create_clinic(
+            NewClinic {
+                name: name.to_owned(),
+                ydernummer: "123456".to_owned(),
+                specialer: vec![Speciale::Almen],
+            },
+            NewTherapist {
+                name: format!("Terapeut {name}"),
+                email: format!("{}@{}.dk", Uuid::new_v4().simple(), name.to_lowercase()),
+                password_hash: "not used: the session is made directly".to_owned(),
+                role: Role::Admin,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let account = store.therapist(clinic, therapist).await.unwrap();
+    let (token, _) = store
+        .create_session(&account, now, Duration::hours(8))
+        .await
+        .unwrap();
+    ClinicFixture {
+        clinic,
+        therapist,
+        cookie: format!("konsult_session={token}"),
+    }
+}
+
+/// An eligible patient's scheduled consultation and its join link.
+#[derive(Debug, Clone)]
+pub struct Booking {
+    /// The consultation.
+    pub consultation: ConsultationId,
+    /// The join link's token.
+    pub token: String,
+    /// The patient.
+    pub patient: PatientId,
+    /// The course.
+    pub course: CourseId,
+    /// The standing assessment.
+    pub assessment: AssessmentId,
+    /// When the link opens.
+    pub opens_at: DateTime<Utc>,
+    /// When it closes.
+    pub closes_at: DateTime<Utc>,
+}
+
+impl Booking {
+    /// The consultation id as a plain UUID.
+    pub fn id(&self) -> Uuid {
+        self.consultation.as_uuid()
+    }
+}
+
+/// Books a 30-minute consultation starting `starts_in` from now for a new,
+/// eligible patient (in-clinic visit a month ago, all-met assessment). The
+/// link opens 15 minutes before the start and closes 30 after the end.
+pub async fn book(
+    app: &TestApp,
+    fx: &ClinicFixture,
+    starts_in: Duration,
+    relay_only: bool,
+) -> Booking {
+    let store = &app.state.store;
+    let now = app.now();
+    let actor = Actor::Therapist(fx.therapist);
+    let patient = store
+        .create_patient(
+            fx.clinic,
+            actor,
+            PatientData {
+                name: "Grethe Hansen".into(),
+                cpr: Some("120345-1234".into()),
+                phone: Some("20304050".into()),
+                email: None,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .record_visit(
+            fx.clinic,
+            fx.therapist,
+            patient.id,
+            now - Duration::days(30),
+            now,
+        )
+        .await
+        .unwrap();
+    let referral = (now - Duration::days(40)).date_naive();
+    let course = Course::open(
+        CourseId::from_uuid(Uuid::new_v4()),
+        patient.id,
+        Speciale::Almen,
+        None,
+        None,
+        referral,
+        referral.max(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()),
+    )
+    .unwrap();
+    store
+        .open_course(fx.clinic, actor, &CourseRecord::from(&course), now)
+        .await
+        .unwrap();
+    let (_, assessment) = store
+        .record_assessment(
+            fx.clinic,
+            fx.therapist,
+            course.id(),
+            AssessmentCriteria::ALL_MET,
+            now,
+        )
+        .await
+        .unwrap();
+    let outcome = store
+        .schedule(
+            fx.clinic,
+            fx.therapist,
+            NewConsultation {
+                patient: patient.id,
+                course: course.id(),
+                therapist: fx.therapist,
+                start: now + starts_in,
+                length_minutes: 30,
+                relay_only,
+            },
+            LinkWindow {
+                opens_before: Duration::minutes(15),
+                closes_after_end: Duration::minutes(30),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let ScheduleOutcome::Scheduled { consultation, link } = outcome else {
+        panic!("the fixture patient is eligible");
+    };
+    assert_eq!(consultation.relay_only, relay_only);
+    Booking {
+        consultation: consultation.id,
+        token: link.token,
+        patient: patient.id,
+        course: course.id(),
+        assessment: assessment.id,
+        opens_at: link.opens_at,
+        closes_at: link.closes_at,
+    }
+}
+
+/// The stored call events of a consultation, by kind.
+pub async fn event_kinds(app: &TestApp, fx: &ClinicFixture, b: &Booking) -> Vec<String> {
+    app.state
+        .store
+        .call_events(fx.clinic, b.consultation)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect()
+}
+
+/// Waits until the stored events are `expected` (they are written by a
+/// background task, just after the frames that announce them).
+pub async fn wait_for_events(app: &TestApp, fx: &ClinicFixture, b: &Booking, expected: &[&str]) {
+    let deadline = tokio::time::Instant::now() + FRAME_WAIT;
+    loop {
+        let kinds = event_kinds(app, fx, b).await;
+        if kinds == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stored events {kinds:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+}
+
+/// The consultation as stored (read as the clinic's therapist).
+pub async fn stored(
+    app: &TestApp,
+    fx: &ClinicFixture,
+    b: &Booking,
+) -> konsult_store::consultations::Consultation {
+    app.state
+        .store
+        .consultation(
+            fx.clinic,
+            Actor::Therapist(fx.therapist),
+            b.consultation,
+            app.now(),
+        )
+        .await
+        .unwrap()
+}
+
+/// Opens `/ws` with optional `Cookie` and `Origin` headers.
+pub async fn connect_with(app: &TestApp, cookie: Option<&str>, origin: Option<&str>) -> Ws {
+    let mut request = format!("ws://{}/ws", app.addr)
+        .into_client_request()
+        .unwrap();
+    if let Some(cookie) = cookie {
+        request
+            .headers_mut()
+            .insert("cookie", HeaderValue::from_str(cookie).unwrap());
+    }
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", HeaderValue::from_str(origin).unwrap());
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    ws
+}
+
+/// Opens `/ws` (no origin: a non-browser client).
+pub async fn connect(app: &TestApp, cookie: Option<&str>) -> Ws {
+    connect_with(app, cookie, None).await
+}
+
+/// A patient's hello.
+pub fn patient_hello(token: &str) -> String {
+    serde_json::json!({"type": "hello", "version": 1, "auth": {"link_token": token}}).to_string()
+}
+
+/// A therapist's hello.
+pub fn therapist_hello(consultation: Uuid) -> String {
+    serde_json::json!({"type": "hello", "version": 1, "auth": {"session": {"consultation": consultation}}})
+        .to_string()
+}
+
+/// Sends a text frame.
+pub async fn send(ws: &mut Ws, text: impl Into<String>) {
+    ws.send(Message::text(text.into())).await.unwrap();
+}
+
+/// What the server sent next: a message, or the close (with its code).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// A server message (parsed with the protocol types).
+    Message(ServerMessage),
+    /// A close frame with this code, or the stream ended (`None`).
+    Closed(Option<u16>),
+}
+
+/// The next message or close, within [`FRAME_WAIT`].
+pub async fn next(ws: &mut Ws) -> Next {
+    loop {
+        let frame = tokio::time::timeout(FRAME_WAIT, ws.next())
+            .await
+            .expect("the server answered in time");
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                let message: ServerMessage = serde_json::from_str(text.as_str())
+                    .unwrap_or_else(|e| panic!("unparseable server message ({e}): {text}"));
+                return Next::Message(message);
+            }
+            Some(Ok(Message::Close(frame))) => {
+                return Next::Closed(frame.map(|f| u16::from(f.code)))
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Next::Closed(None),
+        }
+    }
+}
+
+/// The next message; panics on a close.
+pub async fn recv(ws: &mut Ws) -> ServerMessage {
+    match next(ws).await {
+        Next::Message(m) => m,
+        Next::Closed(code) => panic!("closed ({code:?}) where a message was expected"),
+    }
+}
+
+/// The next message's JSON, for asserting on wire field names.
+pub async fn recv_json(ws: &mut Ws) -> Value {
+    serde_json::to_value(recv(ws).await).unwrap()
+}
+
+/// Expects a close with `code` next (after any `pong`s).
+pub async fn expect_close(ws: &mut Ws, code: u16) {
+    loop {
+        match next(ws).await {
+            Next::Closed(got) => {
+                assert_eq!(got, Some(code), "close code");
+                return;
+            }
+            Next::Message(m) if matches!(m.body, ServerBody::Pong {}) => continue,
+            Next::Message(m) => panic!("expected close {code}, got {m:?}"),
+        }
+    }
+}
+
+/// Expects an `error` with `code` next; returns the message body.
+pub async fn expect_error(ws: &mut Ws, code: &str) -> Value {
+    let json = recv_json(ws).await;
+    assert_eq!(json["type"], "error", "{json}");
+    assert_eq!(json["code"], code, "{json}");
+    assert_eq!(json["seq"], 0, "errors are connection-scoped");
+    json
+}
+
+/// Expects a message of wire type `kind` next; returns its JSON.
+pub async fn expect(ws: &mut Ws, kind: &str) -> Value {
+    let json = recv_json(ws).await;
+    assert_eq!(json["type"], kind, "{json}");
+    json
+}
+
+/// Sends a hello and expects `welcome`.
+pub async fn join(ws: &mut Ws, hello: String) -> Welcome {
+    send(ws, hello).await;
+    match recv(ws).await.body {
+        ServerBody::Welcome(w) => w,
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+/// Sends a hello and expects `error` `code` and close 1008.
+pub async fn join_refused(ws: &mut Ws, hello: String, code: &str) -> Value {
+    send(ws, hello).await;
+    let error = expect_error(ws, code).await;
+    expect_close(ws, 1008).await;
+    error
+}
+
+/// Brings a patient and a therapist into the call: patient waits,
+/// therapist joins and admits. Returns both sockets (patient first) and
+/// both welcomes, with the admission messages consumed.
+pub async fn into_call(
+    app: &TestApp,
+    fx: &ClinicFixture,
+    b: &Booking,
+) -> (Ws, Welcome, Ws, Welcome) {
+    let mut patient = connect(app, None).await;
+    let pw = join(&mut patient, patient_hello(&b.token)).await;
+    expect(&mut patient, "waiting").await;
+    let mut therapist = connect(app, Some(&fx.cookie)).await;
+    let tw = join(&mut therapist, therapist_hello(b.id())).await;
+    expect(&mut therapist, "patient_waiting").await;
+    send(&mut therapist, r#"{"type":"admit"}"#).await;
+    expect(&mut patient, "admitted").await;
+    assert_eq!(
+        expect(&mut patient, "peer_joined").await["role"],
+        "therapist"
+    );
+    assert_eq!(
+        expect(&mut therapist, "peer_joined").await["role"],
+        "patient"
+    );
+    (patient, pw, therapist, tw)
+}
+
+/// A `SignalTransport` over the real `/ws`: what a browser tab would do,
+/// plus an explicit cut (no close frame) and resume, and a record of what
+/// it carried, for assertions.
+pub struct WsTransport {
+    ws: Option<Ws>,
+    /// Highest sequence number received.
+    pub last_seq: u64,
+    /// Every message received, in order (pongs excluded).
+    pub received: Vec<ServerMessage>,
+    /// SDPs and candidate lines received (to check relay-only filtering).
+    pub received_sdp: Vec<String>,
+    /// The candidate lines received.
+    pub received_candidates: Vec<String>,
+}
+
+impl WsTransport {
+    /// Wraps a joined socket.
+    pub fn new(ws: Ws) -> Self {
+        Self {
+            ws: Some(ws),
+            last_seq: 0,
+            received: Vec::new(),
+            received_sdp: Vec::new(),
+            received_candidates: Vec::new(),
+        }
+    }
+
+    /// Drops the socket without a close frame, as a network failure does.
+    pub fn cut(&mut self) {
+        self.ws = None;
+    }
+
+    /// Reconnects with `hello.resume`; returns the new `welcome`.
+    pub async fn resume(
+        &mut self,
+        app: &TestApp,
+        auth_hello: &str,
+        token: &ResumeToken,
+    ) -> Welcome {
+        let mut hello: Value = serde_json::from_str(auth_hello).unwrap();
+        hello["resume"] = serde_json::json!({"token": token.as_str(), "last_seq": self.last_seq});
+        let mut ws = connect(app, None).await;
+        let welcome = join(&mut ws, hello.to_string()).await;
+        self.ws = Some(ws);
+        welcome
+    }
+
+    /// Waits for a message of wire type `kind` (recording everything before).
+    pub async fn wait_for(&mut self, kind: &str) -> ServerMessage {
+        let deadline = tokio::time::Instant::now() + FRAME_WAIT;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {kind} in time"))
+                .unwrap_or_else(|| panic!("closed before {kind}"));
+            if message.body.type_name() == kind {
+                return message;
+            }
+        }
+    }
+
+    /// Sends a raw client message.
+    pub async fn send_message(&mut self, message: &ClientMessage) {
+        let text = serde_json::to_string(message).unwrap();
+        self.ws
+            .as_mut()
+            .expect("connected")
+            .send(Message::text(text))
+            .await
+            .unwrap();
+    }
+}
+
+impl SignalTransport for WsTransport {
+    async fn send(&mut self, message: ClientMessage) -> Result<(), CallError> {
+        let Some(ws) = self.ws.as_mut() else {
+            // Cut: a browser would queue or drop; the call goes on.
+            return Ok(());
+        };
+        let text = serde_json::to_string(&message).expect("client messages serialize");
+        ws.send(Message::text(text))
+            .await
+            .map_err(|_| CallError::SignalingClosed)
+    }
+
+    async fn recv(&mut self) -> Option<ServerMessage> {
+        loop {
+            let Some(ws) = self.ws.as_mut() else {
+                return std::future::pending().await;
+            };
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let message: ServerMessage = serde_json::from_str(text.as_str()).ok()?;
+                    if message.seq != 0 {
+                        self.last_seq = self.last_seq.max(message.seq);
+                    }
+                    match &message.body {
+                        ServerBody::Pong {} => continue,
+                        ServerBody::Offer { sdp } | ServerBody::Answer { sdp } => {
+                            self.received_sdp.push(sdp.as_str().to_owned())
+                        }
+                        ServerBody::Candidate(c) => self
+                            .received_candidates
+                            .push(c.candidate.as_str().to_owned()),
+                        _ => {}
+                    }
+                    self.received.push(message.clone());
+                    return Some(message);
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! `GET /ws` authenticates every hello against the store and refuses what
+//! it must with the documented code and close 1008, changing nothing:
+//! unknown, expired, withdrawn and not-yet-open links, therapists without a
+//! session or from another clinic, bad first frames, and cross-site
+//! upgrades.
+
+mod common;
+
+use chrono::Duration;
+use common::signal::*;
+use common::{Db, TestApp};
+use konsult_protocol::{CandidatePolicy, Role};
+
+#[tokio::test]
+async fn a_valid_link_joins_with_welcome_ice_servers_and_a_resume_token() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let fx = clinic(&app, "Nord").await;
+    let b = book(&app, &fx, Duration::minutes(5), true).await;
+    let mut ws = connect(&app, None).await;
+    let welcome = join(&mut ws, patient_hello(&b.token)).await;
+    assert_eq!(welcome.role, Role::Patient);
+    assert_eq!(welcome.consultation, b.id());
+    assert_eq!(welcome.candidate_policy, CandidatePolicy::RelayOnly);
+    assert!(welcome.polite && !welcome.resumed && !welcome.peer_present);
+    assert_eq!(welcome.limits.max_frame_bytes, 65536);
+    // The embedded relay, with a TURN REST credential that names neither
+    // the patient nor the consultation id.
+    let relay = app.state.signaling.turn().relay_addr().await.unwrap();
+    let turn = &welcome.ice_servers[0];
+    assert_eq!(
+        turn.urls,
+        vec![format!("turn:127.0.0.1:{}?transport=udp", relay.port())]
+    );
+    let username = turn.username.as_deref().unwrap();
+    let (expiry, reference) = username.split_once(':').unwrap();
+    assert!(expiry.parse::<u64>().is_ok());
+    assert_eq!(reference.len(), 32);
+    assert!(!username.contains(&b.id().to_string()));
+    assert!(turn.credential.as_deref().is_some_and(|c| !c.is_empty()));
+    // Relay-only: no STUN entry.
+    assert_eq!(welcome.ice_servers.len(), 1);
+    expect(&mut ws, "waiting").await;
+    wait_for_events(&app, &fx, &b, &["patient_waiting"]).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_withdrawn_expired_and_not_yet_open_links_are_refused() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let fx = clinic(&app, "Nord").await;
+
+    let mut ws = connect(&app, None).await;
+    join_refused(
+        &mut ws,
+        patient_hello("forged-or-unknown-token"),
+        "unauthorized",
+    )
+    .await;
+
+    // Not open yet: the refusal says when it opens.
+    let later = book(&app, &fx, Duration::days(2), false).await;
+    let mut ws = connect(&app, None).await;
+    let error = join_refused(&mut ws, patient_hello(&later.token), "link_not_yet_open").await;
+    let opens = later
+        .opens_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert!(
+        error["message"].as_str().unwrap().contains(&opens),
+        "{error}"
+    );
+
+    // Withdrawn by the clinic.
+    let withdrawn = book(&app, &fx, Duration::minutes(5), false).await;
+    app.state
+        .store
+        .revoke_links(fx.clinic, fx.therapist, withdrawn.consultation, app.now())
+        .await
+        .unwrap();
+    let mut ws = connect(&app, None).await;
+    join_refused(&mut ws, patient_hello(&withdrawn.token), "link_expired").await;
+
+    // Past its window.
+    let soon = book(&app, &fx, Duration::minutes(5), false).await;
+    app.set_now(soon.closes_at + Duration::seconds(1));
+    let mut ws = connect(&app, None).await;
+    join_refused(&mut ws, patient_hello(&soon.token), "link_expired").await;
+
+    // None of it touched the consultations.
+    for b in [&later, &withdrawn, &soon] {
+        assert!(event_kinds(&app, &fx, b).await.is_empty());
+        assert_eq!(stored(&app, &fx, b).await.state.code(), "scheduled");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_patient_no_longer_eligible_is_refused_without_the_clinics_reasons() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let fx = clinic(&app, "Nord").await;
+    let b = book(&app, &fx, Duration::minutes(5), false).await;
+    app.state
+        .store
+        .revoke_assessment(fx.clinic, fx.therapist, b.assessment, app.now())
+        .await
+        .unwrap();
+    let mut ws = connect(&app, None).await;
+    let error = join_refused(&mut ws, patient_hello(&b.token), "not_eligible").await;
+    assert!(
+        error.get("failures").is_none(),
+        "a link holder does not learn the assessment: {error}"
+    );
+    assert!(event_kinds(&app, &fx, &b).await.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn therapists_need_a_session_and_a_consultation_of_their_own_clinic() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let a = clinic(&app, "Nord").await;
+    let b_clinic = clinic(&app, "Syd").await;
+    let b = book(&app, &a, Duration::minutes(5), false).await;
+
+    // No cookie.
+    let mut ws = connect(&app, None).await;
+    join_refused(&mut ws, therapist_hello(b.id()), "unauthorized").await;
+    // A cookie that is no session.
+    let mut ws = connect(&app, Some("konsult_session=made-up")).await;
+    join_refused(&mut ws, therapist_hello(b.id()), "unauthorized").await;
+    // Another clinic's therapist: as if the consultation did not exist.
+    let mut ws = connect(&app, Some(&b_clinic.cookie)).await;
+    let other = join_refused(&mut ws, therapist_hello(b.id()), "unauthorized").await;
+    let mut ws = connect(&app, Some(&b_clinic.cookie)).await;
+    let missing = join_refused(
+        &mut ws,
+        therapist_hello(uuid::Uuid::new_v4()),
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(other["message"], missing["message"]);
+    // An expired session.
+    app.set_now(app.now() + Duration::hours(9));
+    let mut ws = connect(&app, Some(&a.cookie)).await;
+    join_refused(&mut ws, therapist_hello(b.id()), "unauthorized").await;
+
+    // Nothing changed: no events, still scheduled, and clinic A's audit log
+    // has no entry by clinic B's therapist.
+    assert!(event_kinds(&app, &a, &b).await.is_empty());
+    assert_eq!(stored(&app, &a, &b).await.state.code(), "scheduled");
+    let audit = app
+        .state
+        .store
+        .audit_entries(a.clinic, 0, 10_000)
+        .await
+        .unwrap();
+    let intruder = b_clinic.therapist.to_string();
+    assert!(!audit.is_empty());
+    assert!(
+        audit.iter().all(|e| !e.actor.contains(&intruder)),
+        "{audit:?}"
+    );
+
+    // The right therapist gets in.
+    app.set_now(app.now() - Duration::hours(9));
+    let mut ws = connect(&app, Some(&a.cookie)).await;
+    let welcome = join(&mut ws, therapist_hello(b.id())).await;
+    assert_eq!(welcome.role, Role::Therapist);
+    assert!(!welcome.polite);
+    assert_eq!(welcome.candidate_policy, CandidatePolicy::All);
+    // Not relay-only: STUN on the relay's port first, then TURN.
+    assert!(welcome.ice_servers[0].urls[0].starts_with("stun:127.0.0.1:"));
+    assert!(welcome.ice_servers[1].urls[0].starts_with("turn:127.0.0.1:"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_first_frame_must_be_a_hello_of_this_version() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    for (frame, code) in [
+        ("not json", "malformed"),
+        (r#"{"type":"ping"}"#, "hello_required"),
+        (
+            r#"{"type":"hello","version":2,"auth":{"link_token":"x"}}"#,
+            "version_mismatch",
+        ),
+        (
+            r#"{"type":"hello","version":1,"auth":{"password":"x"}}"#,
+            "invalid_fields",
+        ),
+        (r#"{"type":"teleport"}"#, "unknown_type"),
+    ] {
+        let mut ws = connect(&app, None).await;
+        join_refused(&mut ws, frame.to_owned(), code).await;
+    }
+    // A hello over the frame limit.
+    let huge = patient_hello(&"x".repeat(70 * 1024));
+    let mut ws = connect(&app, None).await;
+    join_refused(&mut ws, huge, "too_large").await;
+    // A binary first frame.
+    let mut ws = connect(&app, None).await;
+    futures_util::SinkExt::send(
+        &mut ws,
+        tokio_tungstenite::tungstenite::Message::binary(vec![1, 2, 3]),
+    )
+    .await
+    .unwrap();
+    expect_error(&mut ws, "malformed").await;
+    expect_close(&mut ws, 1008).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cross_site_upgrades_are_refused_and_same_origin_ones_accepted() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let fx = clinic(&app, "Nord").await;
+    let b = book(&app, &fx, Duration::minutes(5), false).await;
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{}/ws",
+            app.addr
+        ))
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("cookie", fx.cookie.parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("a cross-site upgrade must be refused: {other:?}"),
+    }
+    let mut ws = connect_with(&app, Some(&fx.cookie), Some(&app.base)).await;
+    let welcome = join(&mut ws, therapist_hello(b.id())).await;
+    assert_eq!(welcome.role, Role::Therapist);
+    app.stop().await;
+}
