@@ -21,6 +21,7 @@ pub mod consultations;
 
 pub mod crypto;
 pub mod patients;
+pub mod retention;
 pub mod therapists;
 
 use std::sync::Arc;

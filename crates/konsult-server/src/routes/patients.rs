@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::Auth;
+use crate::auth::{Admin, Auth};
 use crate::error::{ApiResult, Problem};
 use crate::extract::{ApiJson, IdPath};
 use crate::input::{self, Cpr};
@@ -18,7 +18,7 @@ use crate::state::AppState;
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_patients, create_patient))
-        .routes(routes!(get_patient, update_patient))
+        .routes(routes!(get_patient, update_patient, erase_patient))
         .routes(routes!(export_patient))
 }
 
@@ -182,4 +182,26 @@ async fn export_patient(
         )
         .await?;
     Ok(Json(export))
+}
+
+/// Erases the patient's personal data where retention allows it (no
+/// journal note that must still be kept, no open consultation); admin only.
+#[utoipa::path(delete, path = "/api/patients/{id}", tag = "patients",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 409, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn erase_patient(
+    State(state): State<AppState>,
+    admin: Admin,
+    IdPath(id): IdPath,
+) -> ApiResult<StatusCode> {
+    state
+        .store
+        .erase_patient(
+            admin.0.clinic,
+            admin.0.therapist,
+            PatientId::from_uuid(id),
+            state.clock.now(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
