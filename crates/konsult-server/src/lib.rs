@@ -7,10 +7,12 @@
 
 pub mod auth;
 pub mod config;
-
+pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod ics;
 pub mod input;
+pub mod jobs;
 pub mod relay;
 pub mod routes;
 pub mod security;
@@ -99,12 +101,14 @@ impl Application {
 
     /// On an installation without a clinic: the one-time setup link.
     pub async fn setup_link(&self) -> anyhow::Result<Option<String>> {
-        let token = self
-            .state
-            .store
-            .issue_setup_token(self.state.clock.now())
-            .await?;
-        Ok(token.map(|t| format!("{}/app/setup#{t}", self.state.public_url)))
+        Self::setup_link_for(&self.state).await
+    }
+
+    /// [`Application::setup_link`] for a running application's state. The
+    /// token sits after `#`, so it never reaches a server log or a Referer.
+    pub async fn setup_link_for(state: &AppState) -> anyhow::Result<Option<String>> {
+        let token = state.store.issue_setup_token(state.clock.now()).await?;
+        Ok(token.map(|t| format!("{}/app/setup#{t}", state.public_url)))
     }
 
     /// Serves until `shutdown` completes, then closes the database.
@@ -151,14 +155,22 @@ impl Application {
 /// Starts the server and runs it until SIGTERM or Ctrl-C.
 pub async fn run(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
-    let _ = demo;
+    if demo {
+        if let Some(text) = demo::seed(&app.state).await? {
+            // Printed, never logged: it holds a password and a join link.
+            println!("{text}");
+        }
+    }
     let scheme = if app.tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %app.local_addr(), scheme, "konsult listening");
     if let Some(link) = app.setup_link().await? {
         // Printed, never logged: the link grants setting up the clinic.
         println!("\nKonsult is not set up yet. Open this one-time link to create the clinic and its first admin:\n\n    {link}\n");
     }
-    app.run_until(shutdown_signal()).await
+    let retention = jobs::spawn_retention(app.state.clone());
+    let result = app.run_until(shutdown_signal()).await;
+    retention.abort();
+    result
 }
 
 async fn shutdown_signal() {
