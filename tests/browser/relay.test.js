@@ -1,7 +1,8 @@
 // The consultation in relay-only mode: the selected candidate pair is of
 // type relay on both sides (TURN through the embedded relay), the
-// dashboard says "Via relay", media flows both ways and the consultation
-// is billed.
+// dashboard says "Via relay", media flows both ways; the patient leaves
+// (after a confirmation), which ends the call, and the consultation is
+// billed after the journal note.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -10,7 +11,6 @@ import {
   admit,
   confirmSafety,
   createPatient,
-  endAndWriteJournal,
   openCourse,
   patientToWaitingRoom,
   recordAssessment,
@@ -18,6 +18,7 @@ import {
   schedule,
   setupClinic,
   therapistOpens,
+  writeJournal,
 } from './helpers/flows.js';
 import { startServer } from './helpers/server.js';
 
@@ -59,7 +60,19 @@ test('a relay-only consultation uses the relay on both sides', { timeout: 180000
     await waitFor(async () => (await tp.locator('#q-path').getAttribute('data-path')) === 'relay', { message: '"Via relay" on the dashboard' });
     assert.equal(await tp.locator('#q-path').innerText(), 'Via relay');
     await screenshot(tp, 'app-call-relay');
-    const result = await endAndWriteJournal(tp);
+
+    // The patient leaves: a confirmation first ("no" keeps the call), then
+    // the call ends for both and the dashboard goes on to the journal note.
+    await pp.getByRole('button', { name: 'Forlad samtalen' }).click();
+    await pp.getByRole('button', { name: 'Nej, bliv' }).click();
+    await pp.locator('#leave-confirm').waitFor({ state: 'hidden' });
+    await expectMediaFlowing(pp, 'patient (stayed)');
+    await pp.getByRole('button', { name: 'Forlad samtalen' }).click();
+    await screenshot(pp, 'patient-leave-confirm');
+    await pp.getByRole('button', { name: 'Ja, forlad' }).click();
+    await pp.getByRole('heading', { name: 'Du har forladt samtalen' }).waitFor();
+    assert.equal(await pp.getByRole('button', { name: 'Gå tilbage til samtalen' }).count(), 0, 'no way back into an ended consultation');
+    const result = await writeJournal(tp);
     assert.equal(await result.getAttribute('data-billable'), 'true');
     assert.equal(await tp.locator('#bill-fee').innerText(), '307,95 kr');
     assert.deepEqual(errors.filter((e) => !/net::/.test(e)), [], 'no script errors');

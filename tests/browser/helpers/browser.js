@@ -24,8 +24,6 @@ export const CHROMIUM_FLAGS = [
   '--disable-sync',
   '--use-fake-device-for-media-stream',
   '--use-fake-ui-for-media-stream',
-  // Date and time inputs follow the browser's language, as for a Danish user.
-  '--lang=da-DK',
 ];
 
 export async function launch() {

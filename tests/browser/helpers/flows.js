@@ -176,6 +176,11 @@ export async function confirmSafety(page) {
 export async function endAndWriteJournal(page) {
   await page.locator('#btn-end').click();
   await page.locator('#end-yes').click();
+  return writeJournal(page);
+}
+
+/** Writes the journal note of an ended call; returns the billing result section. */
+export async function writeJournal(page) {
   const form = page.locator('#journal-form');
   await form.waitFor({ timeout: 20000 });
   await form.getByLabel('Status siden sidst').fill('Øvelserne er udført dagligt; mindre smerte ved gang.');

@@ -343,7 +343,13 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
         overlay.textContent = t('cons.patientLeft');
         setWaiting('cons.patientLeft');
         announce(t('cons.patientLeft'));
-        refresh().catch(() => {});
+        // A patient who leaves during the call ends the consultation on
+        // the server: then go on to the journal note.
+        refresh()
+          .then((c) => {
+            if (c.state === 'ended') finish();
+          })
+          .catch(() => {});
         return;
       case 'offer':
       case 'answer':

@@ -332,12 +332,17 @@ function enterWaitingRoom({ fresh = true } = {}) {
   if (state.signaling) state.signaling.stop();
   const sig = new Signaling({ link_token: token });
   state.signaling = sig;
-  sig.addEventListener('welcome', (e) => onWelcome(e.detail));
-  sig.addEventListener('message', (e) => onMessage(e.detail));
-  sig.addEventListener('error', (e) => onError(e.detail));
-  sig.addEventListener('state', () => updateBanner());
+  // Events of a connection this page has let go of (after leave) are
+  // ignored: a late `bye` must not change the page shown.
+  const current = (fn) => (e) => {
+    if (state.signaling === sig) fn(e.detail);
+  };
+  sig.addEventListener('welcome', current(onWelcome));
+  sig.addEventListener('message', current(onMessage));
+  sig.addEventListener('error', current(onError));
+  sig.addEventListener('state', current(() => updateBanner()));
   sig.addEventListener('closed', (e) => {
-    if (e.detail.reason === null && !state.ended && e.detail.code !== 1000) {
+    if (state.signaling === sig && e.detail.reason === null && !state.ended && e.detail.code !== 1000) {
       // Closed for good without a reason we know: treat like an ended session.
       endCall();
     }
@@ -541,10 +546,13 @@ function wireCall() {
     $('#leave-confirm').hidden = true;
     focusOn($('#btn-leave'));
   });
+  // Leaving during the call ends the consultation (the link stops
+  // working); leaving the waiting room does not, so only then can the
+  // patient go back.
   $('#leave-yes').addEventListener('click', () => {
     $('#leave-confirm').hidden = true;
     state.signaling?.leave();
-    finish('left');
+    finish('left-call');
   });
   $('#wait-leave').addEventListener('click', () => {
     state.signaling?.leave();
@@ -560,8 +568,12 @@ function finish(page) {
     state.signaling.stop();
     state.signaling = null;
   }
-  if (page === 'left') {
-    showMessage('left.title', 'left.text', null, {
+  if (page === 'left-call') {
+    stopStream(state.stream);
+    state.stream = null;
+    showMessage('left.title', 'left.callText', null);
+  } else if (page === 'left') {
+    showMessage('left.waitTitle', 'left.text', null, {
       actions: [
         () =>
           h('button', {
