@@ -102,6 +102,13 @@ impl Default for Settings {
     }
 }
 
+/// `KONSULT_…` variables that are not settings: the settings file itself
+/// (read by the command line) and the test suite's own variables.
+fn is_not_a_setting(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key == "config" || key.starts_with("test_") || key.starts_with("skip_")
+}
+
 impl Settings {
     /// Loads defaults, then `file` (if given), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
@@ -110,7 +117,11 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment
-            .merge(Env::prefixed("KONSULT_").split("__"))
+            .merge(
+                Env::prefixed("KONSULT_")
+                    .filter(|key| !is_not_a_setting(key.as_str()))
+                    .split("__"),
+            )
             .extract()
             .map_err(Box::new)
     }
@@ -159,12 +170,25 @@ mod tests {
         .unwrap();
         figment::Jail::expect_with(|jail| {
             jail.set_env("KONSULT_SESSION_HOURS", "4");
+            // Not settings: must not be refused as unknown keys.
+            jail.set_env("KONSULT_CONFIG", "elsewhere.toml");
+            jail.set_env("KONSULT_TEST_POSTGRES_URL", "postgres://x/y");
+            jail.set_env("KONSULT_SKIP_COTURN", "1");
             let s = Settings::load(Some(&file)).map_err(|e| e.to_string())?;
             assert_eq!(s.listen.port(), 9000);
             assert!(s.tls.behind_proxy);
             assert_eq!(s.session_hours, 4);
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_deploy_example_is_valid() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/konsult.toml");
+        let s = Settings::load(Some(&file)).unwrap();
+        assert!(s.serves_tls());
+        assert!(s.database_url().starts_with("postgres://"));
+        assert_eq!(s.turn.external_urls.len(), 2);
     }
 
     #[test]
