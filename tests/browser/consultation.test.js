@@ -110,6 +110,21 @@ test('a full consultation with a network drop, the journal note and billing; a s
     const first = await schedule(tp, { relayOnly: false });
     await expectAccessible(tp, 'patient page with a scheduled consultation');
     await screenshot(tp, 'app-patient-scheduled');
+    // The link can be copied, and the invitation downloaded as .ics.
+    await tp.getByRole('button', { name: 'Kopiér link' }).click();
+    assert.equal(await tp.evaluate(() => navigator.clipboard.readText()), first.joinUrl);
+    const [ics] = await Promise.all([tp.waitForEvent('download'), tp.getByRole('link', { name: 'Hent kalenderinvitation (.ics)' }).click()]);
+    assert.equal(ics.suggestedFilename(), 'videokonsultation.ics');
+    const icsText = Buffer.concat(await (await ics.createReadStream()).toArray()).toString('utf8');
+    assert.match(icsText, /BEGIN:VCALENDAR/);
+    assert.ok(icsText.replace(/\r\n[ \t]/g, '').includes(first.joinUrl), 'the invitation carries the join link');
+    // The patient list.
+    await tp.getByRole('link', { name: '← Patienter' }).click();
+    await tp.locator('#patient-list').getByRole('link', { name: 'Karen Jensen' }).waitFor();
+    await expectAccessible(tp, 'patient list');
+    await screenshot(tp, 'app-patients');
+    await tp.goBack();
+    await tp.locator('#schedule-form').waitFor();
 
     // --- The call. ---
     await therapistOpens(tp, first.consultationId);
@@ -156,6 +171,7 @@ test('a full consultation with a network drop, the journal note and billing; a s
     await signaling.drop();
     await waitFor(async () => (await bodyData(pp, 'reconnecting')) === 'true', { message: 'the reconnecting state' });
     await pp.locator('#call-banner:not([hidden])').waitFor();
+    await expectAccessible(pp, 'patient call, reconnecting');
     await screenshot(pp, 'patient-5-reconnecting');
     await new Promise((r) => setTimeout(r, 4000));
     await signaling.restore();

@@ -155,6 +155,15 @@ test('administration: a new therapist and the fee table', { timeout: 60000 }, as
     const clinic = tp.locator('section', { has: tp.getByRole('heading', { name: 'Klinik' }) });
     await clinic.getByRole('button', { name: 'Gem klinikkens oplysninger' }).click();
     await clinic.getByText('Gemt.').waitFor();
+    // The dashboard in English, kept after a reload.
+    await tp.getByRole('button', { name: 'Show the page in English' }).click();
+    await tp.getByRole('navigation').getByRole('link', { name: 'Today' }).waitFor();
+    await tp.getByRole('heading', { name: 'Therapists' }).waitFor();
+    await tp.reload();
+    await tp.getByRole('heading', { name: 'Fee table' }).waitFor();
+    assert.equal(await tp.evaluate(() => document.documentElement.lang), 'en');
+    await tp.getByRole('button', { name: 'Vis siden på dansk' }).click();
+    await tp.getByRole('heading', { name: 'Honorartabel' }).waitFor();
   } finally {
     await tc.close();
   }

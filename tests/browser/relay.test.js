@@ -11,6 +11,7 @@ import {
   admit,
   confirmSafety,
   createPatient,
+  expectAccessible,
   openCourse,
   patientToWaitingRoom,
   recordAssessment,
@@ -68,10 +69,12 @@ test('a relay-only consultation uses the relay on both sides', { timeout: 180000
     await pp.locator('#leave-confirm').waitFor({ state: 'hidden' });
     await expectMediaFlowing(pp, 'patient (stayed)');
     await pp.getByRole('button', { name: 'Forlad samtalen' }).click();
+    await expectAccessible(pp, 'leave confirmation');
     await screenshot(pp, 'patient-leave-confirm');
     await pp.getByRole('button', { name: 'Ja, forlad' }).click();
     await pp.getByRole('heading', { name: 'Du har forladt samtalen' }).waitFor();
     assert.equal(await pp.getByRole('button', { name: 'Gå tilbage til samtalen' }).count(), 0, 'no way back into an ended consultation');
+    await expectAccessible(pp, 'patient left the call');
     const result = await writeJournal(tp);
     assert.equal(await result.getAttribute('data-billable'), 'true');
     assert.equal(await tp.locator('#bill-fee').innerText(), '307,95 kr');
