@@ -116,6 +116,38 @@ async fn a_clinic_day(db: Db) {
     let unknown = patient_side.get_ok("/api/join/not-a-real-token").await;
     assert_eq!(unknown["status"], "unknown");
 
+    // A link can be revoked, and a new one issued; only the new one works.
+    let (status, _) = therapist
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/consultations/{consultation}/link"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        patient_side.get_ok(&format!("/api/join/{token}")).await["status"],
+        "revoked"
+    );
+    let reissued = therapist
+        .post_ok(
+            &format!("/api/consultations/{consultation}/link"),
+            json!({}),
+            StatusCode::OK,
+        )
+        .await;
+    let token = reissued["join_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        patient_side.get_ok(&format!("/api/join/{token}")).await["status"],
+        "valid"
+    );
+
     // The day view shows it.
     let day = therapist.get_ok("/api/consultations?day=2026-11-25").await;
     assert_eq!(day.as_array().unwrap().len(), 1);

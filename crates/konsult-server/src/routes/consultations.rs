@@ -31,7 +31,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel))
         .routes(routes!(no_show))
         .routes(routes!(technical_failure))
-        .routes(routes!(reissue_link))
+        .routes(routes!(reissue_link, revoke_link))
         .routes(routes!(safety))
         .routes(routes!(complete))
         .routes(routes!(journal))
@@ -353,6 +353,28 @@ async fn reissue_link(
         link_opens_at: link.opens_at,
         link_closes_at: link.closes_at,
     }))
+}
+
+/// Revokes every join link of the consultation (e.g. sent to the wrong
+/// address); a new one can be issued with `POST …/link`.
+#[utoipa::path(delete, path = "/api/consultations/{id}/link", tag = "consultations",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem)))]
+async fn revoke_link(
+    State(state): State<AppState>,
+    auth: Auth,
+    IdPath(id): IdPath,
+) -> ApiResult<StatusCode> {
+    state
+        .store
+        .revoke_links(
+            auth.0.clinic,
+            auth.0.therapist,
+            ConsultationId::from_uuid(id),
+            state.clock.now(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The patient-safety confirmation at the start of the call.
