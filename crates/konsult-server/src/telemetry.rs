@@ -19,10 +19,12 @@ pub const SILENCE_SERVER_DEPENDENCY_LOGS: &str =
 /// server-side peers (the connection check, tests, load tools): its ICE,
 /// DTLS and SDP layers log candidates, addresses and descriptions. The
 /// relay's own `turn`/`stun`/`webrtc_util` are in
-/// [`konsult_relay::SILENCE_DEPENDENCY_LOGS`]. (A target directive matches
+/// [`konsult_relay::SILENCE_DEPENDENCY_LOGS`]. A target directive matches
 /// every target it is a prefix of, so `webrtc` covers `webrtc_ice`,
-/// `webrtc_dtls` and the rest.)
-pub const SILENCE_WEBRTC_LOGS: &str = "webrtc=off,interceptor=off,rtp=off,rtcp=off,sdp=off";
+/// `webrtc_srtp` and the rest; the DTLS layer of webrtc 0.17 is the crate
+/// `dtls`, which needs its own.
+pub const SILENCE_WEBRTC_LOGS: &str =
+    "webrtc=off,dtls=off,interceptor=off,rtp=off,rtcp=off,sdp=off";
 
 /// The filter in force: `base` (from `RUST_LOG`, default `info`) with every
 /// silencing directive appended.
@@ -41,9 +43,17 @@ pub fn init<W>(sink: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let base = std::env::var("RUST_LOG").unwrap_or_default();
+    init_with_filter(&std::env::var("RUST_LOG").unwrap_or_default(), sink);
+}
+
+/// [`init`] with `base` in place of `RUST_LOG` (tests capture at `trace`).
+/// Does nothing if a global subscriber is already installed.
+pub fn init_with_filter<W>(base: &str, sink: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter(&base))
+        .with_env_filter(filter(base))
         .with_writer(sink)
         .with_ansi(false)
         .try_init();
@@ -82,6 +92,7 @@ mod tests {
             tracing::trace!(target: "tungstenite::protocol", "Received message v=0");
             tracing::info!(target: "turn::server", "no permission for 192.0.2.2");
             tracing::debug!(target: "webrtc_ice::agent", "candidate:1 1 udp 1 192.0.2.3 9 typ host");
+            tracing::trace!(target: "dtls::conn", "flight to 192.0.2.5:4000");
             tracing::error!(target: "stun::message", "from 192.0.2.4");
         });
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();

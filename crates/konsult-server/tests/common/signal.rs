@@ -12,8 +12,14 @@ use konsult_domain::{
     AssessmentCriteria, AssessmentId, ClinicId, ConsultationId, Course, CourseId, PatientId,
     Speciale, TherapistId,
 };
-use konsult_peer::{CallError, SignalTransport};
-use konsult_protocol::{ClientMessage, ResumeToken, ServerBody, ServerMessage, Welcome};
+use konsult_peer::driver::ice_servers_from_welcome;
+use konsult_peer::{
+    Call, CallError, IcePolicy, MediaReport, Negotiation, NetworkScope, PeerConfig,
+    SignalTransport, VideoConfig,
+};
+use konsult_protocol::{
+    CandidatePolicy, ClientMessage, ResumeToken, ServerBody, ServerMessage, Welcome,
+};
 use konsult_store::audit::Actor;
 use konsult_store::clinical::CourseRecord;
 use konsult_store::clinics::NewClinic;
@@ -521,4 +527,145 @@ impl SignalTransport for WsTransport {
             }
         }
     }
+}
+
+/// The peer configuration a browser would derive from `welcome`, on
+/// loopback only: the welcome's ICE servers, relay-only ICE when the
+/// server says so.
+pub fn peer_config(welcome: &Welcome) -> PeerConfig {
+    PeerConfig {
+        ice_servers: ice_servers_from_welcome(&welcome.ice_servers),
+        ice_policy: if welcome.candidate_policy == CandidatePolicy::RelayOnly {
+            IcePolicy::Relay
+        } else {
+            IcePolicy::All
+        },
+        network: NetworkScope::Loopback,
+        video: VideoConfig::default(),
+    }
+}
+
+/// How long a call may take to get media flowing both ways. Generous: the
+/// machine is shared with other builds.
+pub const MEDIA_TIMEOUT: StdDuration = StdDuration::from_secs(60);
+
+/// Two headless peers in a consultation, negotiating over the real `/ws`.
+pub struct LiveCall {
+    /// The patient's peer (answerer).
+    pub patient: Call,
+    /// The therapist's peer (offerer).
+    pub therapist: Call,
+    /// The patient's signaling.
+    pub p: WsTransport,
+    /// The therapist's signaling.
+    pub t: WsTransport,
+    /// The patient's welcome.
+    pub pw: Welcome,
+    /// The therapist's welcome.
+    pub tw: Welcome,
+    /// When the patient was admitted (the reference for time to media).
+    pub admitted: std::time::Instant,
+}
+
+/// Admits the patient and creates both peers.
+pub async fn start_call(app: &TestApp, fx: &ClinicFixture, b: &Booking) -> LiveCall {
+    let (p, pw, t, tw) = into_call(app, fx, b).await;
+    let admitted = std::time::Instant::now();
+    let patient = Call::new(peer_config(&pw), Negotiation::Answerer, admitted)
+        .await
+        .unwrap();
+    let therapist = Call::new(peer_config(&tw), Negotiation::Offerer, admitted)
+        .await
+        .unwrap();
+    LiveCall {
+        patient,
+        therapist,
+        p: WsTransport::new(p),
+        t: WsTransport::new(t),
+        pw,
+        tw,
+        admitted,
+    }
+}
+
+impl LiveCall {
+    /// Negotiates until both sides see media both ways, then waits for the
+    /// server's `media_established` on both. Returns (therapist, patient)
+    /// reports.
+    pub async fn until_media(&mut self) -> (MediaReport, MediaReport) {
+        let (t, p) = tokio::join!(
+            self.therapist.run_until_media(&mut self.t, MEDIA_TIMEOUT),
+            self.patient.run_until_media(&mut self.p, MEDIA_TIMEOUT),
+        );
+        let (t, p) = (t.unwrap(), p.unwrap());
+        self.t.wait_for("media_established").await;
+        self.p.wait_for("media_established").await;
+        (t, p)
+    }
+
+    /// Keeps both sides running for `duration`; returns (therapist,
+    /// patient) reports.
+    pub async fn run_for(&mut self, duration: StdDuration) -> (MediaReport, MediaReport) {
+        let (t, p) = tokio::join!(
+            self.therapist.run_for(&mut self.t, duration),
+            self.patient.run_for(&mut self.p, duration),
+        );
+        (t.unwrap(), p.unwrap())
+    }
+
+    /// The therapist ends the consultation; both peers close.
+    pub async fn end(mut self) {
+        self.t.send_message(&ClientMessage::Leave {}).await;
+        self.t.wait_for("bye").await;
+        self.p.wait_for("bye").await;
+        self.therapist.close().await.unwrap();
+        self.patient.close().await.unwrap();
+    }
+}
+
+/// Prints a side's call figures (shown with `--nocapture`).
+pub fn print_figures(label: &str, report: &MediaReport) {
+    println!(
+        "{label}: time to first media {:?} ms; pair {:?}; received audio {} pkts / video {} pkts ({} frames); sent audio {} / video {} pkts; acknowledged audio {} / video {}",
+        report.time_to_first_media_ms,
+        report.selected_pair,
+        report.received.audio.packets,
+        report.received.video.packets,
+        report.received.video.frames,
+        report.sent.audio.packets,
+        report.sent.video.packets,
+        report.sent_acknowledged.audio_packets,
+        report.sent_acknowledged.video_packets,
+    );
+}
+
+/// Asserts audio and video flowed both ways for one side.
+pub fn assert_two_way(label: &str, report: &MediaReport) {
+    assert!(report.media_flowed_both_ways(), "{label}: {report:#?}");
+    for flow in [
+        report.received.audio,
+        report.received.video,
+        report.sent.audio,
+        report.sent.video,
+    ] {
+        assert!(flow.packets > 0 && flow.bytes > 0, "{label}: {report:#?}");
+    }
+    assert!(report.time_to_first_media_ms.is_some(), "{label}");
+}
+
+/// Completes an ended consultation with a journal note; returns whether a
+/// billing line was made.
+pub async fn complete_is_billable(app: &TestApp, fx: &ClinicFixture, b: &Booking) -> bool {
+    let note = konsult_domain::JournalNote::parse(konsult_domain::JournalNoteDraft {
+        evaluation: Some("Øvelserne virker; fortsæt.".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let done = app
+        .state
+        .store
+        .complete(fx.clinic, fx.therapist, b.consultation, &note, app.now())
+        .await
+        .unwrap();
+    done.line_id.is_some()
 }

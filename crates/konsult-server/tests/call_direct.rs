@@ -1,0 +1,106 @@
+//! A real call through the running server, as the browsers would make it:
+//! two `konsult_peer::PeerClient`s (the patient with the join link, the
+//! therapist with the dashboard's session cookie, admitting the patient)
+//! complete a DTLS-SRTP call with audio and video both ways over loopback
+//! host candidates. The server records two-way media, the therapist ends
+//! the call, and the consultation is billable once completed.
+
+mod common;
+
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use common::signal::*;
+use common::{Db, TestApp};
+use konsult_domain::ConsultationState;
+use konsult_peer::{
+    CandidateType, ClientError, ClientOptions, Credentials, NetworkScope, PeerClient,
+};
+use konsult_protocol::{ByeReason, LinkToken};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_call_through_the_server_is_two_way_and_billable() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let fx = clinic(&app, "Nord").await;
+    let b = book(&app, &fx, Duration::minutes(5), false).await;
+
+    let local = ClientOptions {
+        network: NetworkScope::Loopback,
+        ..ClientOptions::default()
+    };
+    let mut patient = PeerClient::connect(
+        &app.base,
+        Credentials::Patient {
+            link_token: LinkToken::parse(b.token.clone()).unwrap(),
+        },
+        local.clone(),
+    )
+    .await
+    .unwrap();
+    let mut therapist = PeerClient::connect(
+        &app.base,
+        Credentials::Therapist {
+            cookie: fx.cookie.clone(),
+            consultation: b.id(),
+        },
+        ClientOptions {
+            admit: true,
+            ..local
+        },
+    )
+    .await
+    .unwrap();
+    let (p, t) = tokio::join!(
+        patient.run_until_established(MEDIA_TIMEOUT),
+        therapist.run_until_established(MEDIA_TIMEOUT),
+    );
+    let (p, t) = (p.unwrap(), t.unwrap());
+    for (label, report) in [("therapist", &t), ("patient", &p)] {
+        assert!(
+            report.media_established && !report.relay_only,
+            "{label}: {report:?}"
+        );
+        let media = report.media.as_ref().unwrap();
+        print_figures(&format!("direct {label}"), media);
+        assert_two_way(label, media);
+        // Direct: a host candidate on this side; the other side's host
+        // candidate, or the same address learnt from its checks.
+        let pair = media.selected_pair.unwrap();
+        assert_eq!(pair.local, CandidateType::Host, "{label}: {pair:?}");
+        assert!(
+            matches!(pair.remote, CandidateType::Host | CandidateType::Prflx),
+            "{label}: {pair:?}"
+        );
+    }
+    wait_for_events(
+        &app,
+        &fx,
+        &b,
+        &["patient_waiting", "admitted", "two_way_established"],
+    )
+    .await;
+    assert!(stored(&app, &fx, &b).await.two_way_at.is_some());
+
+    // The therapist ends it; the patient is told and stops.
+    therapist.leave().await.unwrap();
+    let after = patient.run_for(StdDuration::from_secs(10)).await;
+    assert!(
+        matches!(after, Err(ClientError::Ended(ByeReason::EndedByTherapist))),
+        "{after:?}"
+    );
+    wait_for_events(
+        &app,
+        &fx,
+        &b,
+        &[
+            "patient_waiting",
+            "admitted",
+            "two_way_established",
+            "ended",
+        ],
+    )
+    .await;
+    assert_eq!(stored(&app, &fx, &b).await.state, ConsultationState::Ended);
+    assert!(complete_is_billable(&app, &fx, &b).await);
+    app.stop().await;
+}

@@ -1,0 +1,108 @@
+//! A relay-only consultation: both peers use the embedded TURN relay with
+//! the credentials from `welcome`, the selected candidate pair is relay on
+//! both sides, audio and video flow both ways, and the server lets only
+//! relay candidates through (with their related address zeroed), even when
+//! a client sends a host candidate. Ending the call closes the
+//! consultation's allocations on the relay; completing it is billable.
+
+mod common;
+
+use chrono::Duration;
+use common::signal::*;
+use common::{Db, TestApp};
+use konsult_peer::CandidateType;
+use konsult_protocol::{CandidateLine, CandidatePolicy, ClientMessage, IceCandidate};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_only_call_goes_through_the_embedded_turn_relay() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let fx = clinic(&app, "Nord").await;
+    let b = book(&app, &fx, Duration::minutes(5), true).await;
+    let turn = app.state.signaling.turn();
+    assert_eq!(turn.allocations_for(b.id()).await, Some(0));
+
+    let mut call = start_call(&app, &fx, &b).await;
+    assert_eq!(call.pw.candidate_policy, CandidatePolicy::RelayOnly);
+    assert_eq!(call.tw.candidate_policy, CandidatePolicy::RelayOnly);
+    let (t, p) = call.until_media().await;
+    for (label, report) in [("therapist", &t), ("patient", &p)] {
+        print_figures(&format!("relay-only {label}"), report);
+        assert_two_way(label, report);
+        let pair = report.selected_pair.expect("a selected pair");
+        assert_eq!(pair.local, CandidateType::Relay, "{label}: {pair:?}");
+        assert_eq!(pair.remote, CandidateType::Relay, "{label}: {pair:?}");
+    }
+    assert!(turn.allocations_for(b.id()).await.unwrap() >= 2);
+
+    // A misbehaving patient sends a host candidate: it never reaches the
+    // therapist.
+    call.p
+        .send_message(&ClientMessage::Candidate(IceCandidate {
+            candidate: CandidateLine::parse(
+                "candidate:9 1 udp 2130706431 192.0.2.7 50000 typ host".into(),
+            )
+            .unwrap(),
+            sdp_mid: None,
+            sdp_m_line_index: Some(0),
+            username_fragment: None,
+        }))
+        .await;
+    call.p.send_message(&ClientMessage::Ping {}).await;
+    let (t2, p2) = call.run_for(std::time::Duration::from_secs(2)).await;
+    assert!(p2.received.video.packets > p.received.video.packets);
+    assert!(t2.received.audio.packets > t.received.audio.packets);
+
+    // What crossed the server: relay candidates only, related addresses
+    // zeroed, no host or reflexive candidate in any SDP.
+    for link in [&call.p, &call.t] {
+        assert!(!link.received_sdp.is_empty());
+        for sdp in &link.received_sdp {
+            for line in sdp.lines().filter(|l| l.starts_with("a=candidate:")) {
+                assert!(line.contains(" typ relay"), "{line}");
+            }
+            assert!(!sdp.contains("typ host") && !sdp.contains("typ srflx"));
+        }
+        for candidate in &link.received_candidates {
+            assert!(candidate.contains(" typ relay"), "{candidate}");
+            if candidate.contains(" raddr ") {
+                assert!(candidate.contains(" raddr 0.0.0.0 rport 0"), "{candidate}");
+            }
+            assert!(!candidate.contains("192.0.2.7"));
+        }
+    }
+
+    // The therapist ends the consultation; the peers stay open for now.
+    call.t.send_message(&ClientMessage::Leave {}).await;
+    call.t.wait_for("bye").await;
+    call.p.wait_for("bye").await;
+    wait_for_events(
+        &app,
+        &fx,
+        &b,
+        &[
+            "patient_waiting",
+            "admitted",
+            "two_way_established",
+            "ended",
+        ],
+    )
+    .await;
+    // The server closed the consultation on the relay: its allocations are
+    // gone and relayed media stops, although both peers still send.
+    let deadline = tokio::time::Instant::now() + FRAME_WAIT;
+    while turn.allocations_for(b.id()).await != Some(0) {
+        assert!(tokio::time::Instant::now() < deadline, "allocations left");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = call.patient.report().await.received.video.packets;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let after = call.patient.report().await.received.video.packets;
+    assert_eq!(before, after, "media still flows after the relay closed");
+    call.therapist.close().await.unwrap();
+    call.patient.close().await.unwrap();
+
+    assert!(stored(&app, &fx, &b).await.two_way_at.is_some());
+    assert!(complete_is_billable(&app, &fx, &b).await);
+    app.stop().await;
+}
