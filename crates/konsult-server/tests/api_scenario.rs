@@ -113,6 +113,35 @@ async fn a_clinic_day(db: Db) {
     let info = patient_side.get_ok(&format!("/api/join/{token}")).await;
     assert_eq!(info["status"], "valid");
     assert_eq!(info["clinic_name"], "Fysio Nord");
+    // The connection check gets relay-only TURN credentials while the link works.
+    let ice = patient_side
+        .get_ok(&format!("/api/join/{token}/ice-servers"))
+        .await;
+    let servers = ice["ice_servers"].as_array().unwrap();
+    assert!(!servers.is_empty(), "{ice}");
+    for server in servers {
+        for url in server["urls"].as_array().unwrap() {
+            assert!(
+                url.as_str().unwrap().starts_with("turn"),
+                "relay URLs only: {url}"
+            );
+        }
+        let username = server["username"].as_str().unwrap();
+        let (expiry, reference) = username.split_once(':').unwrap();
+        let expiry: i64 = expiry.parse().unwrap();
+        assert!(
+            expiry <= app.now().timestamp() + 300,
+            "five minutes at most"
+        );
+        assert!(!reference.contains(&consultation), "pseudonymous reference");
+    }
+    assert_eq!(
+        patient_side
+            .get("/api/join/not-a-real-token/ice-servers")
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
     let unknown = patient_side.get_ok("/api/join/not-a-real-token").await;
     assert_eq!(unknown["status"], "unknown");
 

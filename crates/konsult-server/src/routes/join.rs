@@ -10,11 +10,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(join_info))
+    OpenApiRouter::new()
+        .routes(routes!(join_info))
+        .routes(routes!(ice_servers))
 }
 
 /// What a join link leads to.
@@ -83,5 +85,44 @@ async fn join_info(
         therapist_name: Some(therapist.name),
         start: Some(c.scheduled_start),
         length_minutes: Some(c.length_minutes),
+    }))
+}
+
+/// TURN servers with short-lived credentials for the patient's connection
+/// check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IceServersDto {
+    /// RTCIceServer entries (`urls`, `username`, `credential`).
+    #[schema(value_type = Vec<Object>)]
+    pub ice_servers: Vec<konsult_protocol::IceServer>,
+}
+
+/// How long the connection check's TURN credentials live.
+const CHECK_CREDENTIAL_TTL: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// The relay to test reachability against before joining: only while the
+/// link works, relay URLs only, with credentials that live five minutes.
+#[utoipa::path(get, path = "/api/join/{token}/ice-servers", tag = "join",
+    params(("token" = String, Path)),
+    responses((status = 200, body = IceServersDto), (status = 404, body = Problem)))]
+async fn ice_servers(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> ApiResult<Json<IceServersDto>> {
+    let now = state.clock.now();
+    if token.len() > 128 {
+        return Err(ApiError::NotFound("link"));
+    }
+    let LinkStatus::Valid { consultation, .. } = state.store.link_status(&token, now).await? else {
+        return Err(ApiError::NotFound("link"));
+    };
+    let servers = state.signaling.turn().ice_servers(
+        consultation.as_uuid(),
+        konsult_protocol::CandidatePolicy::RelayOnly,
+        now.into(),
+        CHECK_CREDENTIAL_TTL,
+    );
+    Ok(Json(IceServersDto {
+        ice_servers: servers,
     }))
 }
