@@ -100,6 +100,18 @@ mod tests {
         for needle in ["192.0.2.", "v=0", "candidate:"] {
             assert!(!text.contains(needle), "{text}");
         }
+        // Asking for a silenced target explicitly does not bring it back.
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(filter("info,turn=trace,tungstenite=trace"))
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "turn::server", "relaying for 192.0.2.9");
+            tracing::trace!(target: "tungstenite::protocol", "Received message v=0");
+        });
+        assert!(sink.0.lock().unwrap().is_empty());
         assert_eq!(
             filter("  ").max_level_hint(),
             Some(tracing::level_filters::LevelFilter::INFO),
