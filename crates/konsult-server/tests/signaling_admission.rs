@@ -189,3 +189,19 @@ async fn a_patient_who_leaves_the_waiting_room_can_come_back() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn graceful_shutdown_closes_signaling_sockets_with_1001_and_stops_the_relay() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let fx = clinic(&app, "Nord").await;
+    let b = book(&app, &fx, Duration::minutes(5), false).await;
+    let mut patient = connect(&app, None).await;
+    join(&mut patient, patient_hello(&b.token)).await;
+    expect(&mut patient, "waiting").await;
+    assert!(app.state.signaling.turn().relay_addr().await.is_some());
+    let state = app.state.clone();
+    app.stop().await;
+    // Going away: the client reconnects (to the restarted server).
+    expect_close(&mut patient, 1001).await;
+    assert_eq!(state.signaling.turn().relay_addr().await, None);
+}
