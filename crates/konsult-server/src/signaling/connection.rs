@@ -145,12 +145,15 @@ async fn run(socket: WebSocket, state: AppState, session_token: Option<String>) 
         resume: hello.resume,
     };
     let (writer_tx, writer_rx) = mpsc::channel(OUTBOUND_CAPACITY);
+    // The hub holds the only strong sender: when it drops it (a client
+    // that does not read), the writer ends and the socket closes.
+    let own_writer = writer_tx.downgrade();
     let join = HubInput::Join {
         conn,
         request,
         clinic: who.clinic,
         closes_at: who.closes_at,
-        writer: writer_tx.clone(),
+        writer: writer_tx,
     };
     tracing::info!(%conn, consultation = %consultation, role = %who.role, "joined");
     if signaling.send(join).await.is_err() {
@@ -159,7 +162,7 @@ async fn run(socket: WebSocket, state: AppState, session_token: Option<String>) 
 
     // 4. Pump until either side ends.
     let mut writer = tokio::spawn(write(sink, writer_rx, signaling.shutdown_signal()));
-    let mut reader = tokio::spawn(read(stream, conn, signaling.clone(), writer_tx));
+    let mut reader = tokio::spawn(read(stream, conn, signaling.clone(), own_writer));
     tokio::select! {
         _ = &mut writer => reader.abort(),
         _ = &mut reader => writer.abort(),
@@ -200,7 +203,7 @@ async fn read(
     mut stream: Stream,
     conn: ConnId,
     signaling: super::Signaling,
-    writer: mpsc::Sender<Outbound>,
+    writer: mpsc::WeakSender<Outbound>,
 ) {
     let mut closing = false;
     while let Some(frame) = stream.next().await {
@@ -217,12 +220,14 @@ async fn read(
             Ok(Message::Binary(_)) if !closing => {
                 // The protocol is JSON text only.
                 closing = true;
-                let _ = writer
-                    .send(Outbound::Close {
-                        code: UNSUPPORTED_DATA,
-                        reason: "binary frames are not accepted",
-                    })
-                    .await;
+                if let Some(writer) = writer.upgrade() {
+                    let _ = writer
+                        .send(Outbound::Close {
+                            code: UNSUPPORTED_DATA,
+                            reason: "binary frames are not accepted",
+                        })
+                        .await;
+                }
             }
             Ok(Message::Close(_)) | Err(_) => return,
             Ok(_) => {}
