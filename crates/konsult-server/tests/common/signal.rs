@@ -426,6 +426,10 @@ pub struct WsTransport {
     pub received_sdp: Vec<String>,
     /// The candidate lines received.
     pub received_candidates: Vec<String>,
+    /// The `stats` reports sent (to explain a missing `media_established`).
+    pub sent_stats: Vec<konsult_protocol::Stats>,
+    /// How far [`WsTransport::wait_for`] has looked into `received`.
+    cursor: usize,
 }
 
 impl WsTransport {
@@ -437,6 +441,8 @@ impl WsTransport {
             received: Vec::new(),
             received_sdp: Vec::new(),
             received_candidates: Vec::new(),
+            sent_stats: Vec::new(),
+            cursor: 0,
         }
     }
 
@@ -460,14 +466,26 @@ impl WsTransport {
         welcome
     }
 
-    /// Waits for a message of wire type `kind` (recording everything before).
+    /// The next message of wire type `kind` after the one the previous
+    /// call returned: one already received (possibly consumed by a call's
+    /// run loop, which ignores what is not about negotiation), or the next
+    /// to arrive.
     pub async fn wait_for(&mut self, kind: &str) -> ServerMessage {
+        if let Some(i) = self.received[self.cursor..]
+            .iter()
+            .position(|m| m.body.type_name() == kind)
+        {
+            self.cursor += i + 1;
+            return self.received[self.cursor - 1].clone();
+        }
+        self.cursor = self.received.len();
         let deadline = tokio::time::Instant::now() + FRAME_WAIT;
         loop {
             let message = tokio::time::timeout_at(deadline, self.recv())
                 .await
-                .unwrap_or_else(|_| panic!("no {kind} in time"))
+                .unwrap_or_else(|_| panic!("no {kind} in time; stats sent: {:?}", self.sent_stats))
                 .unwrap_or_else(|| panic!("closed before {kind}"));
+            self.cursor = self.received.len();
             if message.body.type_name() == kind {
                 return message;
             }
@@ -492,6 +510,9 @@ impl SignalTransport for WsTransport {
             // Cut: a browser would queue or drop; the call goes on.
             return Ok(());
         };
+        if let ClientMessage::Stats(stats) = &message {
+            self.sent_stats.push(*stats);
+        }
         let text = serde_json::to_string(&message).expect("client messages serialize");
         ws.send(Message::text(text))
             .await
