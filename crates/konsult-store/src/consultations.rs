@@ -194,6 +194,68 @@ pub struct Completion {
     pub repeated: bool,
 }
 
+/// A sealed JSON document kept on a consultation row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SealedDoc {
+    /// The journal note (`journal_enc`).
+    Journal,
+    /// The patient-safety confirmation (`safety_enc`).
+    Safety,
+}
+
+impl SealedDoc {
+    fn column(self) -> &'static str {
+        match self {
+            SealedDoc::Journal => "journal_enc",
+            SealedDoc::Safety => "safety_enc",
+        }
+    }
+
+    /// The associated data a value of this document is sealed to.
+    fn place(self, id: ConsultationId) -> String {
+        match self {
+            SealedDoc::Journal => format!("consultations.journal:{id}"),
+            SealedDoc::Safety => format!("consultations.safety:{id}"),
+        }
+    }
+}
+
+impl Store {
+    /// Seals `value` as JSON for the consultation's `doc` column.
+    pub(crate) fn seal_doc<T: Serialize>(
+        &self,
+        doc: SealedDoc,
+        id: ConsultationId,
+        value: &T,
+    ) -> Vec<u8> {
+        let json = serde_json::to_string(value).expect("documents serialise");
+        self.cipher().seal(&doc.place(id), &json)
+    }
+
+    /// Opens the consultation's `doc`, if it has one.
+    pub(crate) async fn open_doc<T: serde::de::DeserializeOwned>(
+        &self,
+        tx: &mut Tx,
+        doc: SealedDoc,
+        id: ConsultationId,
+    ) -> Result<Option<T>> {
+        let sealed: Option<Vec<u8>> = sqlx::query_scalar(&format!(
+            "SELECT {} FROM consultations WHERE id = $1",
+            doc.column()
+        ))
+        .bind(id.to_string())
+        .fetch_one(tx.conn())
+        .await?;
+        self.cipher()
+            .open_opt(&doc.place(id), sealed.as_deref())?
+            .map(|json| {
+                serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("{}: {e}", doc.column())))
+            })
+            .transpose()
+    }
+}
+
 const CONSULTATION_COLUMNS: &str =
     "c.id, c.patient_id, c.course_id, c.therapist_id, c.scheduled_start, c.length_minutes,
     c.state, c.relay_only, c.started_at, c.two_way_at, c.ended_at, c.completed_at, co.speciale";
@@ -582,12 +644,8 @@ impl Store {
                 c.state
             )));
         }
-        let json = serde_json::to_string(safety).expect("safety serialises");
         sqlx::query("UPDATE consultations SET safety_enc = $1 WHERE id = $2")
-            .bind(
-                self.cipher()
-                    .seal(&format!("consultations.safety:{id}"), &json),
-            )
+            .bind(self.seal_doc(SealedDoc::Safety, id, safety))
             .bind(id.to_string())
             .execute(tx.conn())
             .await?;
@@ -614,18 +672,7 @@ impl Store {
     ) -> Result<Option<SafetyConfirmation>> {
         let mut tx = self.begin().await?;
         let c = self.consultation_in(&mut tx, clinic, id).await?;
-        let sealed: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT safety_enc FROM consultations WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_one(tx.conn())
-                .await?;
-        let safety = self
-            .cipher()
-            .open_opt(&format!("consultations.safety:{id}"), sealed.as_deref())?
-            .map(|json| {
-                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("safety: {e}")))
-            })
-            .transpose()?;
+        let safety = self.open_doc(&mut tx, SealedDoc::Safety, id).await?;
         if safety.is_some() {
             audit::append(
                 &mut tx,
@@ -927,10 +974,9 @@ impl Store {
         .bind(ms(now))
         .execute(tx.conn())
         .await?;
-        let journal_json = serde_json::to_string(journal).expect("journal notes serialise");
         sqlx::query("UPDATE consultations SET state = $1, journal_enc = $2, completed_at = $3 WHERE id = $4")
             .bind(state.code())
-            .bind(self.cipher().seal(&format!("consultations.journal:{id}"), &journal_json))
+            .bind(self.seal_doc(SealedDoc::Journal, id, journal))
             .bind(ms(now))
             .bind(id.to_string())
             .execute(tx.conn())
@@ -964,19 +1010,7 @@ impl Store {
     ) -> Result<Option<JournalNote>> {
         let mut tx = self.begin().await?;
         let c = self.consultation_in(&mut tx, clinic, id).await?;
-        let sealed: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT journal_enc FROM consultations WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_one(tx.conn())
-                .await?;
-        let note = self
-            .cipher()
-            .open_opt(&format!("consultations.journal:{id}"), sealed.as_deref())?
-            .map(|json| {
-                serde_json::from_str(&json)
-                    .map_err(|e| StoreError::Corrupt(format!("journal: {e}")))
-            })
-            .transpose()?;
+        let note = self.open_doc(&mut tx, SealedDoc::Journal, id).await?;
         audit::append(
             &mut tx,
             clinic,

@@ -7,6 +7,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::audit::{self, Actor};
+use crate::consultations::SealedDoc;
 use crate::{from_ms, get_uuid, ms, opt_from_ms, Result, ResultExt, Store, StoreError, Tx};
 
 /// A patient's personal data, as entered (already validated by the caller).
@@ -278,25 +279,10 @@ impl Store {
             let c = self
                 .consultation_in(&mut tx, clinic, consultation_id)
                 .await?;
-            let row =
-                sqlx::query("SELECT journal_enc, safety_enc FROM consultations WHERE id = $1")
-                    .bind(cid)
-                    .fetch_one(tx.conn())
-                    .await?;
-            let open = |col: &str, place: &str| -> Result<Option<serde_json::Value>> {
-                let sealed: Option<Vec<u8>> = row.try_get(col)?;
-                self.cipher()
-                    .open_opt(&format!("consultations.{place}:{cid}"), sealed.as_deref())?
-                    .map(|j| {
-                        serde_json::from_str(&j)
-                            .map_err(|e| StoreError::Corrupt(format!("{place}: {e}")))
-                    })
-                    .transpose()
-            };
             consultations.push(json!({
                 "consultation": c,
-                "journal": open("journal_enc", "journal")?,
-                "safety": open("safety_enc", "safety")?,
+                "journal": self.open_doc::<serde_json::Value>(&mut tx, SealedDoc::Journal, consultation_id).await?,
+                "safety": self.open_doc::<serde_json::Value>(&mut tx, SealedDoc::Safety, consultation_id).await?,
             }));
         }
         let lines = self.billing_lines_of_patient(&mut tx, clinic, id).await?;
