@@ -13,10 +13,8 @@ use chrono::Duration;
 use common::signal::*;
 use common::{Db, TestApp};
 use konsult_domain::ConsultationState;
-use konsult_peer::{
-    CandidateType, ClientError, ClientOptions, Credentials, NetworkScope, PeerClient,
-};
-use konsult_protocol::{ByeReason, LinkToken};
+use konsult_peer::{CandidateType, ClientError};
+use konsult_protocol::ByeReason;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_call_through_the_server_is_two_way_and_billable() {
@@ -24,32 +22,7 @@ async fn a_direct_call_through_the_server_is_two_way_and_billable() {
     let fx = clinic(&app, "Nord").await;
     let b = book(&app, &fx, Duration::minutes(5), false).await;
 
-    let local = ClientOptions {
-        network: NetworkScope::Loopback,
-        ..ClientOptions::default()
-    };
-    let mut patient = PeerClient::connect(
-        &app.base,
-        Credentials::Patient {
-            link_token: LinkToken::parse(b.token.clone()).unwrap(),
-        },
-        local.clone(),
-    )
-    .await
-    .unwrap();
-    let mut therapist = PeerClient::connect(
-        &app.base,
-        Credentials::Therapist {
-            cookie: fx.cookie.clone(),
-            consultation: b.id(),
-        },
-        ClientOptions {
-            admit: true,
-            ..local
-        },
-    )
-    .await
-    .unwrap();
+    let (mut patient, mut therapist) = connect_pair(&app, &fx, &b).await;
     let (p, t) = tokio::join!(
         patient.run_until_established(MEDIA_TIMEOUT),
         therapist.run_until_established(MEDIA_TIMEOUT),

@@ -16,8 +16,6 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use common::signal::*;
 use common::{Db, TestApp};
-use konsult_peer::{ClientOptions, Credentials, NetworkScope, PeerClient};
-use konsult_protocol::LinkToken;
 use tracing_subscriber::fmt::MakeWriter;
 
 #[derive(Clone, Default)]
@@ -79,32 +77,7 @@ async fn a_full_call_logs_and_stores_no_address_candidate_or_sdp() {
     let app = TestApp::spawn(Db::Sqlite).await;
     let fx = clinic(&app, "Nord").await;
     let b = book(&app, &fx, Duration::minutes(5), true).await;
-    let local = ClientOptions {
-        network: NetworkScope::Loopback,
-        ..ClientOptions::default()
-    };
-    let mut patient = PeerClient::connect(
-        &app.base,
-        Credentials::Patient {
-            link_token: LinkToken::parse(b.token.clone()).unwrap(),
-        },
-        local.clone(),
-    )
-    .await
-    .unwrap();
-    let mut therapist = PeerClient::connect(
-        &app.base,
-        Credentials::Therapist {
-            cookie: fx.cookie.clone(),
-            consultation: b.id(),
-        },
-        ClientOptions {
-            admit: true,
-            ..local
-        },
-    )
-    .await
-    .unwrap();
+    let (mut patient, mut therapist) = connect_pair(&app, &fx, &b).await;
     let (p, t) = tokio::join!(
         patient.run_until_established(MEDIA_TIMEOUT),
         therapist.run_until_established(MEDIA_TIMEOUT),

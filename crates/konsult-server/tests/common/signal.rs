@@ -690,3 +690,41 @@ pub async fn complete_is_billable(app: &TestApp, fx: &ClinicFixture, b: &Booking
         .unwrap();
     done.line_id.is_some()
 }
+
+/// The patient (with the booking's join link) and the therapist (with the
+/// clinic's session cookie, admitting) connected as `PeerClient`s over
+/// loopback host candidates.
+pub async fn connect_pair(
+    app: &TestApp,
+    fx: &ClinicFixture,
+    b: &Booking,
+) -> (konsult_peer::PeerClient, konsult_peer::PeerClient) {
+    use konsult_peer::{ClientOptions, Credentials, PeerClient};
+    let local = ClientOptions {
+        network: NetworkScope::Loopback,
+        ..ClientOptions::default()
+    };
+    let patient = PeerClient::connect(
+        &app.base,
+        Credentials::Patient {
+            link_token: konsult_protocol::LinkToken::parse(b.token.clone()).unwrap(),
+        },
+        local.clone(),
+    )
+    .await
+    .unwrap();
+    let therapist = PeerClient::connect(
+        &app.base,
+        Credentials::Therapist {
+            cookie: fx.cookie.clone(),
+            consultation: b.id(),
+        },
+        ClientOptions {
+            admit: true,
+            ..local
+        },
+    )
+    .await
+    .unwrap();
+    (patient, therapist)
+}
