@@ -23,6 +23,7 @@ import {
 } from './helpers/browser.js';
 import {
   admit,
+  awayFromDanishMidnight,
   confirmSafety,
   createPatient,
   endAndWriteJournal,
@@ -42,6 +43,7 @@ let server;
 let browser;
 
 before(async () => {
+  await awayFromDanishMidnight();
   server = await startServer();
   browser = await launch();
 });

@@ -68,3 +68,13 @@ test('statistics: received bytes, frames and audio packets, and the selected loc
   assert.equal(summarize(report).candidateType, 'host');
   assert.equal(summarize(new Map()).candidateType, null);
 });
+
+test('minutes to Copenhagen midnight follow the Danish day, not UTC', async () => {
+  const { minutesToCopenhagenMidnight } = await import('./helpers/flows.js');
+  // 22:50 UTC in winter is 23:50 in Copenhagen: 10 minutes left.
+  assert.equal(minutesToCopenhagenMidnight(new Date('2026-11-25T22:50:00Z')), 10);
+  // 21:50 UTC in summer is 23:50 in Copenhagen too.
+  assert.equal(minutesToCopenhagenMidnight(new Date('2026-07-01T21:50:00Z')), 10);
+  // Just after midnight a whole day is left.
+  assert.equal(minutesToCopenhagenMidnight(new Date('2026-11-25T23:00:00Z')), 1440);
+});

@@ -13,6 +13,29 @@ export function copenhagenDate(d = new Date()) {
   return new Intl.DateTimeFormat('en-CA', { timeZone: 'Europe/Copenhagen', year: 'numeric', month: '2-digit', day: '2-digit' }).format(d);
 }
 
+/**
+ * Minutes left of the Copenhagen calendar day. The billing rule is "one per
+ * patient per Danish calendar day", and the server runs on the real clock.
+ */
+export function minutesToCopenhagenMidnight(d = new Date()) {
+  const parts = new Intl.DateTimeFormat('en-GB', { timeZone: 'Europe/Copenhagen', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).formatToParts(d);
+  const hour = Number(parts.find((p) => p.type === 'hour').value);
+  const minute = Number(parts.find((p) => p.type === 'minute').value);
+  return 24 * 60 - (hour * 60 + minute);
+}
+
+/**
+ * A test whose consultations must fall on one Danish day waits out the
+ * last `margin` minutes before Copenhagen midnight instead of straddling it.
+ */
+export async function awayFromDanishMidnight(margin = 20) {
+  const left = minutesToCopenhagenMidnight();
+  if (left <= margin) {
+    console.log(`# ${left} min to Copenhagen midnight: waiting for the new day so both consultations share it`);
+    await new Promise((resolve) => setTimeout(resolve, (left * 60 + 30) * 1000));
+  }
+}
+
 /** Fails with the list when axe finds serious or critical violations. */
 export async function expectAccessible(page, what) {
   const violations = await axeSerious(page);
