@@ -66,11 +66,7 @@ pub struct ExportLine {
 
 pub(crate) fn line_from_row(r: &sqlx::any::AnyRow) -> Result<StoredLine> {
     let corrupt = |what: &str| StoreError::Corrupt(what.to_owned());
-    let speciale: i64 = r.try_get("speciale")?;
-    let speciale = u16::try_from(speciale)
-        .ok()
-        .and_then(|s| Speciale::try_from(s).ok())
-        .ok_or_else(|| corrupt("speciale"))?;
+    let speciale = crate::get_speciale(r, "speciale")?;
     let consultation: Option<String> = r.try_get("consultation_id")?;
     Ok(StoredLine {
         id: BillingLineId::from_uuid(get_uuid(r, "id")?),

@@ -119,14 +119,10 @@ impl Store {
     }
 
     fn course_from_row(row: &sqlx::any::AnyRow) -> Result<CourseRecord> {
-        let speciale: i64 = row.try_get("speciale")?;
         Ok(CourseRecord {
             id: CourseId::from_uuid(get_uuid(row, "id")?),
             patient: PatientId::from_uuid(get_uuid(row, "patient_id")?),
-            speciale: u16::try_from(speciale)
-                .ok()
-                .and_then(|s| Speciale::try_from(s).ok())
-                .ok_or_else(|| StoreError::Corrupt(format!("speciale {speciale}")))?,
+            speciale: crate::get_speciale(row, "speciale")?,
             diagnosis_group: row
                 .try_get::<Option<String>, _>("diagnosis_group")?
                 .map(|c| from_code(&c, "diagnosis group"))

@@ -261,17 +261,13 @@ const CONSULTATION_COLUMNS: &str =
     c.state, c.relay_only, c.started_at, c.two_way_at, c.ended_at, c.completed_at, co.speciale";
 
 fn consultation_from_row(r: &sqlx::any::AnyRow) -> Result<Consultation> {
-    let speciale: i64 = r.try_get("speciale")?;
     let state: String = r.try_get("state")?;
     Ok(Consultation {
         id: ConsultationId::from_uuid(get_uuid(r, "id")?),
         patient: PatientId::from_uuid(get_uuid(r, "patient_id")?),
         course: CourseId::from_uuid(get_uuid(r, "course_id")?),
         therapist: TherapistId::from_uuid(get_uuid(r, "therapist_id")?),
-        speciale: u16::try_from(speciale)
-            .ok()
-            .and_then(|s| Speciale::try_from(s).ok())
-            .ok_or_else(|| StoreError::Corrupt(format!("speciale {speciale}")))?,
+        speciale: crate::get_speciale(r, "speciale")?,
         scheduled_start: from_ms(r.try_get("scheduled_start")?)?,
         length_minutes: u32::try_from(r.try_get::<i64, _>("length_minutes")?)
             .map_err(|_| StoreError::Corrupt("length".into()))?,
@@ -309,6 +305,21 @@ impl Store {
         consultation_from_row(&row)
     }
 
+    /// The eligibility gate's answer for the patient's course at `at`, from
+    /// the stored in-clinic visits and assessments.
+    async fn eligibility_in(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        patient: PatientId,
+        course: CourseId,
+        at: DateTime<Utc>,
+    ) -> Result<Eligibility> {
+        let visits = self.visits_in(tx, clinic, patient).await?;
+        let assessments = self.assessments_in(tx, clinic, course).await?;
+        Ok(eligibility(&visits, &assessments, at))
+    }
+
     /// Schedules a consultation if the patient is eligible at its start, and
     /// issues its join link. Refusals name every failed criterion.
     pub async fn schedule(
@@ -326,10 +337,11 @@ impl Store {
         }
         // The therapist must belong to the clinic.
         self.therapist(clinic, new.therapist).await?;
-        let visits = self.visits_in(&mut tx, clinic, new.patient).await?;
-        let assessments = self.assessments_in(&mut tx, clinic, new.course).await?;
         let actor = Actor::Therapist(by);
-        if let Eligibility::NotEligible(failures) = eligibility(&visits, &assessments, new.start) {
+        if let Eligibility::NotEligible(failures) = self
+            .eligibility_in(&mut tx, clinic, new.patient, new.course, new.start)
+            .await?
+        {
             audit::append(
                 &mut tx,
                 clinic,
@@ -547,10 +559,11 @@ impl Store {
                 c.state
             )));
         }
-        let visits = self.visits_in(&mut tx, clinic, c.patient).await?;
-        let assessments = self.assessments_in(&mut tx, clinic, c.course).await?;
+        let now_eligible = self
+            .eligibility_in(&mut tx, clinic, c.patient, c.course, now)
+            .await?;
         tx.commit().await?;
-        Ok(match eligibility(&visits, &assessments, now) {
+        Ok(match now_eligible {
             Eligibility::Eligible => Ok(()),
             Eligibility::NotEligible(failures) => Err(failures),
         })
@@ -734,9 +747,9 @@ impl Store {
             CallEvent::Admitted if c.started_at.is_none() && state == S::InCall => {
                 // What the gate said at the actual start is what billing uses,
                 // whatever is revoked later.
-                let visits = self.visits_in(&mut tx, clinic, c.patient).await?;
-                let assessments = self.assessments_in(&mut tx, clinic, c.course).await?;
-                let at_start = eligibility(&visits, &assessments, at);
+                let at_start = self
+                    .eligibility_in(&mut tx, clinic, c.patient, c.course, at)
+                    .await?;
                 sqlx::query("UPDATE consultations SET started_at = $1, eligibility_at_start = $2 WHERE id = $3")
                     .bind(ms(at))
                     .bind(serde_json::to_string(&at_start).expect("eligibility serialises"))

@@ -240,6 +240,15 @@ pub(crate) fn get_uuid(row: &AnyRow, col: &str) -> Result<uuid::Uuid> {
     parse_uuid(&row.try_get::<String, _>(col)?)
 }
 
+/// Reads a speciale column (51 or 62).
+pub(crate) fn get_speciale(row: &AnyRow, col: &str) -> Result<konsult_domain::Speciale> {
+    let code: i64 = row.try_get(col)?;
+    u16::try_from(code)
+        .ok()
+        .and_then(|c| konsult_domain::Speciale::try_from(c).ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("speciale {code}")))
+}
+
 /// Reads a 0/1 flag column.
 pub(crate) fn get_flag(row: &AnyRow, col: &str) -> Result<bool> {
     Ok(row.try_get::<i64, _>(col)? != 0)
