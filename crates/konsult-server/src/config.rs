@@ -126,6 +126,16 @@ impl Settings {
             .map_err(Box::new)
     }
 
+    /// When a consultation's join link works, relative to its schedule.
+    pub fn link_window(&self) -> konsult_store::consultations::LinkWindow {
+        konsult_store::consultations::LinkWindow {
+            opens_before: chrono::Duration::minutes(i64::from(self.link_opens_minutes_before)),
+            closes_after_end: chrono::Duration::minutes(i64::from(
+                self.link_closes_minutes_after_end,
+            )),
+        }
+    }
+
     /// The database URL in force.
     pub fn database_url(&self) -> String {
         self.database_url

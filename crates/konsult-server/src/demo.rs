@@ -9,7 +9,7 @@ use konsult_domain::{
 use konsult_store::audit::Actor;
 use konsult_store::clinical::CourseRecord;
 use konsult_store::clinics::NewClinic;
-use konsult_store::consultations::{LinkWindow, NewConsultation, ScheduleOutcome};
+use konsult_store::consultations::{NewConsultation, ScheduleOutcome};
 use konsult_store::patients::PatientData;
 use konsult_store::therapists::{NewTherapist, Role};
 
@@ -96,12 +96,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Option<String>> {
             now,
         )
         .await?;
-    let window = LinkWindow {
-        opens_before: Duration::minutes(i64::from(state.settings.link_opens_minutes_before)),
-        closes_after_end: Duration::minutes(i64::from(
-            state.settings.link_closes_minutes_after_end,
-        )),
-    };
+    let window = state.settings.link_window();
     let outcome = state
         .store
         .schedule(

@@ -11,7 +11,7 @@ use konsult_domain::{
     JournalNoteDraft, PatientId, TherapistId,
 };
 use konsult_store::consultations::{
-    Closure, Completion, Consultation, IssuedLink, LinkWindow, NewConsultation, SafetyConfirmation,
+    Closure, Completion, Consultation, IssuedLink, NewConsultation, SafetyConfirmation,
     ScheduleOutcome,
 };
 use serde::{Deserialize, Serialize};
@@ -154,17 +154,6 @@ pub struct ScheduledDto {
     pub invite_ics: String,
 }
 
-fn window(state: &AppState) -> LinkWindow {
-    LinkWindow {
-        opens_before: chrono::Duration::minutes(i64::from(
-            state.settings.link_opens_minutes_before,
-        )),
-        closes_after_end: chrono::Duration::minutes(i64::from(
-            state.settings.link_closes_minutes_after_end,
-        )),
-    }
-}
-
 fn join_url(state: &AppState, link: &IssuedLink) -> String {
     format!("{}/join/{}", state.public_url, link.token)
 }
@@ -202,7 +191,13 @@ async fn schedule(
     };
     match state
         .store
-        .schedule(auth.0.clinic, auth.0.therapist, new, window(&state), now)
+        .schedule(
+            auth.0.clinic,
+            auth.0.therapist,
+            new,
+            state.settings.link_window(),
+            now,
+        )
         .await?
     {
         ScheduleOutcome::NotEligible(failures) => Err(ApiError::Rule {
@@ -344,7 +339,7 @@ async fn reissue_link(
             auth.0.clinic,
             auth.0.therapist,
             ConsultationId::from_uuid(id),
-            window(&state),
+            state.settings.link_window(),
             state.clock.now(),
         )
         .await?;
