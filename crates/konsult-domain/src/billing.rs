@@ -13,22 +13,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar::danish_day;
 use crate::eligibility::{Eligibility, Failure, InClinicVisit};
-use crate::fees::{FeeTable, NoValidFee};
-use crate::ids::{ConsultationId, PatientId};
+use crate::fees::NoValidFee;
+use crate::ids::{BillingLineId, ConsultationId, PatientId};
+use crate::lifecycle::{Evidence, EvidencePolicy};
 use crate::money::{shares, Money, PayerShares};
+use crate::regulation::{FeeSchedule, PriceError};
 use crate::service::{ServiceKind, ServiceNumber, Speciale};
 
 /// How a consultation ended, as far as billing cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ConsultationOutcome {
-    /// The call took place (it may still have failed technically).
+    /// The call took place and was completed with a journal note.
     Held {
         /// When the call actually started (not when it was scheduled); decides the calendar day.
         started_at: DateTime<Utc>,
-        /// Whether both sides' media actually flowed (two-way audio/video was established).
-        two_way_media: bool,
+        /// The strongest evidence that both sides' media actually flowed, if any.
+        two_way: Option<Evidence>,
     },
+    /// The therapist closed the consultation as a technical failure (whatever flowed before).
+    TechnicalFailure,
     /// Cancelled before it took place.
     Cancelled,
     /// The patient did not show up.
@@ -54,6 +58,11 @@ pub struct ConsultationFacts {
     /// The eligibility gate's answer recorded when the consultation started (a later revocation
     /// does not change what was true at the start).
     pub eligibility_at_start: Eligibility,
+    /// Which evidence of two-way media the clinic accepts.
+    pub evidence_policy: EvidencePolicy,
+    /// Whether the patient's personal data has been erased or the patient deactivated: such a
+    /// patient is never billed.
+    pub patient_inactive: bool,
 }
 
 /// A billable videokonsultation: one fee for one patient's consultation on one Danish day.
@@ -78,6 +87,23 @@ pub struct BillingLine {
     pub shares: PayerShares,
     /// The Danish calendar day of the actual start.
     pub calendar_day: NaiveDate,
+    /// What the evidence of two-way media rests on. Lines decided before evidence was recorded
+    /// read as [`Evidence::ClientReported`].
+    #[serde(default = "weakest_evidence")]
+    pub evidence: Evidence,
+    /// How the fee was derived ([`crate::regulation::FeeReference::code`]), e.g.
+    /// `30795@2022-10-01;2023-04-01+1.06%;2024-04-01+2.77%`. Empty on lines decided before fees
+    /// were regulated.
+    #[serde(default)]
+    pub fee_reference: String,
+    /// A regulation date up to the calendar day had no recorded step when the line was decided:
+    /// the fee is the best known one and can be re-priced ([`reprice`]) once the step is recorded.
+    #[serde(default)]
+    pub fee_unconfirmed: bool,
+}
+
+fn weakest_evidence() -> Evidence {
+    Evidence::ClientReported
 }
 
 /// Why an ended consultation gives no billing line. Serialised with a stable snake_case `code`
@@ -88,6 +114,11 @@ pub struct BillingLine {
 pub enum NotBillableReason {
     /// Both sides' media never flowed.
     NoTwoWayMedia,
+    /// Media flowed both ways by the clients' reports only, and the clinic requires media
+    /// observed by Konsult's relay.
+    RelayEvidenceRequired,
+    /// The therapist closed the consultation as a technical failure.
+    TechnicalFailure,
     /// Another consultation of the patient is already billed on this Danish day.
     AlreadyBilledThatDay {
         /// The Danish day.
@@ -111,6 +142,19 @@ pub enum NotBillableReason {
     NoShow,
     /// The fee table has no row for the service, speciale and day.
     NoValidFee(NoValidFee),
+    /// The regulated fee left the sane range of 0–400 kr: the table or a step is wrong.
+    FeeOutOfRange {
+        /// The fee the table and steps give.
+        fee: Money,
+    },
+    /// The patient's data was erased or the patient deactivated.
+    PatientInactive,
+    /// The consultation's line was reversed; deciding again may bill it anew. (Recorded by the
+    /// ledger, never returned by [`decide_billing`].)
+    Reversed {
+        /// The reversed line.
+        line: BillingLineId,
+    },
 }
 
 impl NotBillableReason {
@@ -118,12 +162,17 @@ impl NotBillableReason {
     pub const fn code(&self) -> &'static str {
         match self {
             NotBillableReason::NoTwoWayMedia => "no_two_way_media",
+            NotBillableReason::RelayEvidenceRequired => "relay_evidence_required",
+            NotBillableReason::TechnicalFailure => "technical_failure",
             NotBillableReason::AlreadyBilledThatDay { .. } => "already_billed_that_day",
             NotBillableReason::InClinicVisitThatDay { .. } => "in_clinic_visit_that_day",
             NotBillableReason::NotEligibleAtStart { .. } => "not_eligible_at_start",
             NotBillableReason::Cancelled => "cancelled",
             NotBillableReason::NoShow => "no_show",
             NotBillableReason::NoValidFee(_) => "no_valid_fee",
+            NotBillableReason::FeeOutOfRange { .. } => "fee_out_of_range",
+            NotBillableReason::PatientInactive => "patient_inactive",
+            NotBillableReason::Reversed { .. } => "reversed",
         }
     }
 
@@ -135,6 +184,13 @@ impl NotBillableReason {
                 mellem fysioterapeut og patient, så konsultationen kan ikke afregnes som \
                 videokonsultation."
                 .to_owned(),
+            NotBillableReason::RelayEvidenceRequired => "Lyd og billede gik begge veje ifølge \
+                deltagernes egne målinger, men klinikken kræver, at Konsults relæ har set det. \
+                Konsultationen kan ikke afregnes."
+                .to_owned(),
+            NotBillableReason::TechnicalFailure => {
+                "Konsultationen blev afsluttet som teknisk fejl.".to_owned()
+            }
             NotBillableReason::AlreadyBilledThatDay { day, .. } => format!(
                 "Patienten har allerede en afregnet konsultation den {}. {one_per_day}",
                 danish_date(*day)
@@ -161,6 +217,16 @@ impl NotBillableReason {
                 missing.speciale.code(),
                 danish_date(missing.day)
             ),
+            NotBillableReason::FeeOutOfRange { fee } => format!(
+                "Honorartabellen giver et honorar på {fee}, som ligger uden for 0–400 kr. \
+                 Kontakt klinikkens administrator."
+            ),
+            NotBillableReason::PatientInactive => "Patientens oplysninger er slettet, eller \
+                patienten er deaktiveret. Der kan ikke afregnes for patienten."
+                .to_owned(),
+            NotBillableReason::Reversed { .. } => "Afregningslinjen er tilbageført. \
+                Konsultationen kan afgøres igen."
+                .to_owned(),
         }
     }
 
@@ -171,6 +237,13 @@ impl NotBillableReason {
             NotBillableReason::NoTwoWayMedia => "Two-way audio and video between therapist and \
                 patient was never established, so this cannot be billed as a video consultation."
                 .to_owned(),
+            NotBillableReason::RelayEvidenceRequired => "Two-way media was reported by the \
+                participants' own devices only, and the clinic requires media observed by \
+                Konsult's relay. This cannot be billed."
+                .to_owned(),
+            NotBillableReason::TechnicalFailure => {
+                "The consultation was closed as a technical failure.".to_owned()
+            }
             NotBillableReason::AlreadyBilledThatDay { day, .. } => {
                 format!("The patient already has a billed consultation on {day}. {one_per_day}")
             }
@@ -196,6 +269,16 @@ impl NotBillableReason {
                 missing.speciale.code(),
                 missing.day
             ),
+            NotBillableReason::FeeOutOfRange { fee } => format!(
+                "The fee table gives a fee of {fee}, outside 0–400 kr. \
+                 Contact the clinic's administrator."
+            ),
+            NotBillableReason::PatientInactive => "The patient's data was erased or the \
+                patient deactivated. Nothing can be billed for the patient."
+                .to_owned(),
+            NotBillableReason::Reversed { .. } => "The billing line was reversed. The \
+                consultation can be decided again."
+                .to_owned(),
         }
     }
 }
@@ -218,49 +301,65 @@ pub enum BillingDecision {
 
 /// Decides whether a patient's ended consultation is billable.
 ///
-/// `existing_lines` and `visits` are the patient's (entries of other patients are ignored). The
-/// checks, first match wins:
+/// `active_lines` are the lines in force (reversed lines and reversals left out) and `visits` the
+/// in-clinic visits; entries of other patients are ignored. The checks, first match wins:
 ///
-/// 1. A line for this consultation and patient already exists → that same line, unchanged
-///    (idempotent: deciding again never makes a second line, whatever changed since).
-/// 2. Cancelled → [`NotBillableReason::Cancelled`]; no-show → [`NotBillableReason::NoShow`].
-/// 3. Media did not flow both ways → [`NotBillableReason::NoTwoWayMedia`].
-/// 4. Not eligible at the start → [`NotBillableReason::NotEligibleAtStart`] with the failures.
-/// 5. Calendar day = [`danish_day`] of the actual start. Another line of the patient on that day
-///    → [`NotBillableReason::AlreadyBilledThatDay`].
-/// 6. An in-clinic visit of the patient on that day →
-///    [`NotBillableReason::InClinicVisitThatDay`].
-/// 7. No fee row for kind, speciale and day → [`NotBillableReason::NoValidFee`].
-/// 8. Otherwise billable, with the row's service number and fee and [`shares`] of it.
+/// 1. An active line for this consultation and patient already exists → that same line,
+///    unchanged (idempotent: deciding again never makes a second line, whatever changed since).
+///    A reversed line is not active, so a consultation whose line was reversed is decided anew.
+/// 2. The patient's data is erased or the patient deactivated →
+///    [`NotBillableReason::PatientInactive`].
+/// 3. Cancelled → [`NotBillableReason::Cancelled`]; no-show → [`NotBillableReason::NoShow`];
+///    technical failure → [`NotBillableReason::TechnicalFailure`].
+/// 4. Media did not flow both ways → [`NotBillableReason::NoTwoWayMedia`]; it did by evidence
+///    the clinic's [`EvidencePolicy`] does not accept → [`NotBillableReason::RelayEvidenceRequired`].
+/// 5. Not eligible at the start → [`NotBillableReason::NotEligibleAtStart`] with the failures.
+/// 6. Calendar day = [`danish_day`] of the actual start. Another active line of the patient on
+///    that day → [`NotBillableReason::AlreadyBilledThatDay`].
+/// 7. An in-clinic visit of the patient on that day →
+///    [`NotBillableReason::InClinicVisitThatDay`] (the agreement allows one consultation per
+///    calendar day; [`visit_conflicts`] gives the same result when the visit is recorded later).
+/// 8. No fee row for kind, speciale and day → [`NotBillableReason::NoValidFee`]; a regulated fee
+///    outside 0–400 kr → [`NotBillableReason::FeeOutOfRange`].
+/// 9. Otherwise billable, with the day's service number, the regulated fee, [`shares`] of it and
+///    the fee's reference (marked unconfirmed when a regulation step is missing).
 pub fn decide_billing(
     facts: &ConsultationFacts,
-    existing_lines: &[BillingLine],
+    active_lines: &[BillingLine],
     visits: &[InClinicVisit],
-    fees: &FeeTable,
+    fees: &FeeSchedule,
 ) -> BillingDecision {
     use BillingDecision::{Billable, NotBillable};
 
     let patient_lines = || {
-        existing_lines
+        active_lines
             .iter()
             .filter(|line| line.patient == facts.patient)
     };
     if let Some(line) = patient_lines().find(|line| line.consultation == facts.id) {
         return Billable(line.clone());
     }
+    if facts.patient_inactive {
+        return NotBillable(NotBillableReason::PatientInactive);
+    }
 
-    let started_at = match facts.outcome {
+    let (started_at, evidence) = match facts.outcome {
         ConsultationOutcome::Cancelled => return NotBillable(NotBillableReason::Cancelled),
         ConsultationOutcome::NoShow => return NotBillable(NotBillableReason::NoShow),
-        ConsultationOutcome::Held {
-            two_way_media: false,
-            ..
-        } => return NotBillable(NotBillableReason::NoTwoWayMedia),
+        ConsultationOutcome::TechnicalFailure => {
+            return NotBillable(NotBillableReason::TechnicalFailure)
+        }
+        ConsultationOutcome::Held { two_way: None, .. } => {
+            return NotBillable(NotBillableReason::NoTwoWayMedia)
+        }
         ConsultationOutcome::Held {
             started_at,
-            two_way_media: true,
-        } => started_at,
+            two_way: Some(evidence),
+        } => (started_at, evidence),
     };
+    if !facts.evidence_policy.accepts(evidence) {
+        return NotBillable(NotBillableReason::RelayEvidenceRequired);
+    }
 
     if let Eligibility::NotEligible(failures) = &facts.eligibility_at_start {
         return NotBillable(NotBillableReason::NotEligibleAtStart {
@@ -282,26 +381,94 @@ pub fn decide_billing(
         return NotBillable(NotBillableReason::InClinicVisitThatDay { day });
     }
 
-    match fees.lookup(facts.kind, facts.speciale, day) {
-        Err(missing) => NotBillable(NotBillableReason::NoValidFee(missing)),
-        Ok(row) => Billable(BillingLine {
+    match fees.price(facts.kind, facts.speciale, day) {
+        Err(PriceError::NoValidFee(missing)) => NotBillable(NotBillableReason::NoValidFee(missing)),
+        Err(PriceError::OutOfRange(fee)) => NotBillable(NotBillableReason::FeeOutOfRange { fee }),
+        Ok(priced) => Billable(BillingLine {
             consultation: facts.id,
             patient: facts.patient,
             kind: facts.kind,
-            service_number: row.service_number,
+            service_number: priced.service_number,
             speciale: facts.speciale,
-            fee: row.fee,
-            shares: shares(facts.speciale, row.fee),
+            fee: priced.fee,
+            shares: shares(facts.speciale, priced.fee),
             calendar_day: day,
+            evidence,
+            fee_unconfirmed: priced.reference.unconfirmed(),
+            fee_reference: priced.reference.code(),
         }),
     }
+}
+
+/// The line that reverses `line`: the same line with fee and shares negated, so the two sum to
+/// zero share for share.
+pub fn reversal(line: &BillingLine) -> BillingLine {
+    let negate = |m: Money| Money::from_ore(-m.ore());
+    BillingLine {
+        fee: negate(line.fee),
+        shares: PayerShares {
+            region: negate(line.shares.region),
+            patient: negate(line.shares.patient),
+        },
+        ..line.clone()
+    }
+}
+
+/// The active video lines an in-clinic visit conflicts with: the visit's patient's lines on the
+/// visit's Danish day. The agreement allows one consultation per patient per calendar day, so a
+/// visit recorded after the video line was billed gives the same result as a visit recorded
+/// first ([`NotBillableReason::InClinicVisitThatDay`]): the conflicting lines are reversed and
+/// the therapist told.
+pub fn visit_conflicts<'a>(
+    visit: &InClinicVisit,
+    active_lines: &'a [BillingLine],
+) -> Vec<&'a BillingLine> {
+    let day = danish_day(visit.at);
+    active_lines
+        .iter()
+        .filter(|line| line.patient == visit.patient && line.calendar_day == day)
+        .collect()
+}
+
+/// The line `line` becomes under the fee schedule as it is now, or `None` when nothing the region
+/// sees would change: the same fee and service number, and either still unconfirmed or derived the
+/// same way. A line priced before fees were regulated is left as it is. So recording the last
+/// missing step (the fee becomes confirmed), correcting a step, or a new fee replaces the line;
+/// recording one of several missing steps of an unconfirmed line at an unchanged fee does not. The
+/// new line keeps the consultation, patient, day and evidence; the fee, service number, shares and
+/// reference are the schedule's.
+pub fn reprice(line: &BillingLine, fees: &FeeSchedule) -> Option<BillingLine> {
+    if line.fee_reference.is_empty() && !line.fee_unconfirmed {
+        // Priced before fees were regulated: its fee stands as exported.
+        return None;
+    }
+    let priced = fees
+        .price(line.kind, line.speciale, line.calendar_day)
+        .ok()?;
+    let new = BillingLine {
+        service_number: priced.service_number,
+        fee: priced.fee,
+        shares: shares(line.speciale, priced.fee),
+        fee_unconfirmed: priced.reference.unconfirmed(),
+        fee_reference: priced.reference.code(),
+        ..line.clone()
+    };
+    // A line that stays unconfirmed at the same fee is left alone (recording
+    // one of several missing steps changes nothing the region sees); a line
+    // that becomes confirmed, or whose confirmed derivation changed (a
+    // corrected step), or whose fee or number changed is replaced.
+    let changed = new.fee != line.fee
+        || new.service_number != line.service_number
+        || (!new.fee_unconfirmed && new.fee_reference != line.fee_reference);
+    changed.then_some(new)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fees::FeeRow;
+    use crate::fees::{FeeRow, FeeTable};
     use crate::ids::VisitId;
+    use crate::regulation::Regulations;
     use uuid::Uuid;
 
     fn at(text: &str) -> DateTime<Utc> {
@@ -326,9 +493,11 @@ mod tests {
             speciale: Speciale::Almen,
             outcome: ConsultationOutcome::Held {
                 started_at: at(started_at),
-                two_way_media: true,
+                two_way: Some(Evidence::ClientReported),
             },
             eligibility_at_start: Eligibility::Eligible,
+            evidence_policy: EvidencePolicy::ClientReported,
+            patient_inactive: false,
         }
     }
 
@@ -348,7 +517,7 @@ mod tests {
 
     #[test]
     fn bills_an_eligible_two_way_consultation() {
-        let fees = FeeTable::default_table();
+        let fees = FeeSchedule::published();
         let line = line_of(decide_billing(
             &held(1, "2026-05-04T08:00:00Z"),
             &[],
@@ -363,19 +532,25 @@ mod tests {
                 kind: ServiceKind::IndividualVideo,
                 service_number: ServiceNumber::INDIVIDUAL_VIDEO_2024,
                 speciale: Speciale::Almen,
-                fee: Money::from_ore(30795),
+                // 307,95 kr at the October 2022 level, +1,06 % and +2,77 %.
+                fee: Money::from_ore(31983),
                 shares: PayerShares {
-                    region: Money::from_ore(12102),
-                    patient: Money::from_ore(18693)
+                    region: Money::from_ore(12569),
+                    patient: Money::from_ore(19414)
                 },
                 calendar_day: date("2026-05-04"),
+                evidence: Evidence::ClientReported,
+                fee_reference: "30795@2022-10-01;2023-04-01+1.06%;2024-04-01+2.77%;\
+                    unconfirmed:2023-10-01,2024-10-01,2025-04-01,2025-10-01,2026-04-01"
+                    .to_owned(),
+                fee_unconfirmed: true,
             }
         );
     }
 
     #[test]
     fn calendar_day_is_the_danish_day_of_the_actual_start() {
-        let fees = FeeTable::default_table();
+        let fees = FeeSchedule::published();
         let line = line_of(decide_billing(
             &held(1, "2026-10-24T22:30:00Z"),
             &[],
@@ -394,7 +569,7 @@ mod tests {
 
     #[test]
     fn vederlagsfri_hold_line() {
-        let fees = FeeTable::default_table();
+        let fees = FeeSchedule::published();
         let facts = ConsultationFacts {
             kind: ServiceKind::HoldVideo,
             speciale: Speciale::Vederlagsfri,
@@ -402,23 +577,26 @@ mod tests {
         };
         let line = line_of(decide_billing(&facts, &[], &[], &fees));
         assert_eq!(line.service_number, ServiceNumber::HOLD_VIDEO_2024);
-        assert_eq!(line.fee, Money::from_ore(22809));
+        assert_eq!(line.fee, Money::from_ore(23137));
         assert_eq!(line.shares.patient, Money::ZERO);
     }
 
     #[test]
     fn deciding_again_returns_the_same_line() {
-        let fees = FeeTable::default_table();
+        let fees = FeeSchedule::published();
         let facts = held(1, "2026-05-04T08:00:00Z");
         let line = line_of(decide_billing(&facts, &[], &[], &fees));
         let again = decide_billing(&facts, std::slice::from_ref(&line), &[], &fees);
         assert_eq!(again, BillingDecision::Billable(line.clone()));
         // Even if the fee table changed in between, the existing line stands.
-        let newer = FeeTable::new(vec![FeeRow {
-            fee: Money::from_ore(40000),
-            ..fees.rows()[0].clone()
-        }])
-        .unwrap();
+        let newer = FeeSchedule::new(
+            FeeTable::new(vec![FeeRow {
+                fee: Money::from_ore(40000),
+                ..fees.table().rows()[0].clone()
+            }])
+            .unwrap(),
+            Regulations::default(),
+        );
         assert_eq!(
             decide_billing(&facts, std::slice::from_ref(&line), &[], &newer),
             BillingDecision::Billable(line)
@@ -427,7 +605,7 @@ mod tests {
 
     #[test]
     fn second_consultation_the_same_danish_day_is_not_billed() {
-        let fees = FeeTable::default_table();
+        let fees = FeeSchedule::published();
         // 22:30Z on the 24th and 20:00Z on the 25th are both 2026-10-25 in Denmark.
         let first = line_of(decide_billing(
             &held(1, "2026-10-24T22:30:00Z"),
@@ -454,7 +632,7 @@ mod tests {
 
     #[test]
     fn the_next_danish_day_is_billable_again() {
-        let fees = FeeTable::default_table();
+        let fees = FeeSchedule::published();
         let first = line_of(decide_billing(
             &held(1, "2026-10-25T08:00:00Z"),
             &[],
@@ -468,7 +646,7 @@ mod tests {
 
     #[test]
     fn other_patients_lines_and_visits_do_not_count() {
-        let fees = FeeTable::default_table();
+        let fees = FeeSchedule::published();
         let other = PatientId::from_uuid(Uuid::from_u128(99));
         let mut other_line = line_of(decide_billing(
             &held(5, "2026-05-04T07:00:00Z"),
@@ -496,7 +674,7 @@ mod tests {
 
     #[test]
     fn in_clinic_visit_the_same_day_blocks_billing() {
-        let fees = FeeTable::default_table();
+        let fees = FeeSchedule::published();
         let visit = InClinicVisit {
             id: VisitId::from_uuid(Uuid::from_u128(3)),
             patient: PATIENT,
@@ -529,15 +707,20 @@ mod tests {
 
     #[test]
     fn no_two_way_media_cancelled_no_show() {
-        let fees = FeeTable::default_table();
+        let fees = FeeSchedule::published();
         let mut facts = held(1, "2026-05-04T08:00:00Z");
         facts.outcome = ConsultationOutcome::Held {
             started_at: at("2026-05-04T08:00:00Z"),
-            two_way_media: false,
+            two_way: None,
         };
         assert_eq!(
             reason_of(decide_billing(&facts, &[], &[], &fees)),
             NotBillableReason::NoTwoWayMedia
+        );
+        facts.outcome = ConsultationOutcome::TechnicalFailure;
+        assert_eq!(
+            reason_of(decide_billing(&facts, &[], &[], &fees)),
+            NotBillableReason::TechnicalFailure
         );
         facts.outcome = ConsultationOutcome::Cancelled;
         assert_eq!(
@@ -553,7 +736,7 @@ mod tests {
 
     #[test]
     fn not_eligible_at_start_names_the_failures() {
-        let fees = FeeTable::default_table();
+        let fees = FeeSchedule::published();
         let facts = ConsultationFacts {
             eligibility_at_start: Eligibility::NotEligible(vec![
                 Failure::NoInClinicVisitBefore,
@@ -576,7 +759,7 @@ mod tests {
 
     #[test]
     fn no_valid_fee_is_not_billed_at_zero() {
-        let fees = FeeTable::default_table();
+        let fees = FeeSchedule::published();
         let reason = reason_of(decide_billing(
             &held(1, "2023-06-01T08:00:00Z"),
             &[],
@@ -619,12 +802,13 @@ mod tests {
             serde_json::from_str::<BillingDecision>(&json).unwrap(),
             BillingDecision::NotBillable(reason)
         );
-        let fees = FeeTable::default_table();
+        let fees = FeeSchedule::published();
         let decision = decide_billing(&held(1, "2026-05-04T08:00:00Z"), &[], &[], &fees);
         let json = serde_json::to_value(&decision).unwrap();
-        assert_eq!(json["billable"]["fee"], 30795);
+        assert_eq!(json["billable"]["fee"], 31983);
         assert_eq!(json["billable"]["service_number"], "0131");
-        assert_eq!(json["billable"]["shares"]["region"], 12102);
+        assert_eq!(json["billable"]["shares"]["region"], 12569);
+        assert_eq!(json["billable"]["fee_unconfirmed"], true);
         assert_eq!(
             serde_json::from_value::<BillingDecision>(json).unwrap(),
             decision
@@ -639,11 +823,112 @@ mod tests {
         }
         let outcome = ConsultationOutcome::Held {
             started_at: at("2026-05-04T08:00:00Z"),
-            two_way_media: true,
+            two_way: Some(Evidence::RelayObserved),
         };
         assert_eq!(
             serde_json::to_string(&outcome).unwrap(),
-            r#"{"outcome":"held","started_at":"2026-05-04T08:00:00Z","two_way_media":true}"#
+            r#"{"outcome":"held","started_at":"2026-05-04T08:00:00Z","two_way":"relay_observed"}"#
         );
+    }
+
+    #[test]
+    fn the_clinics_evidence_policy_decides_which_evidence_bills() {
+        let fees = FeeSchedule::published();
+        let mut facts = held(1, "2026-05-04T08:00:00Z");
+        facts.evidence_policy = EvidencePolicy::RelayObserved;
+        assert_eq!(
+            reason_of(decide_billing(&facts, &[], &[], &fees)),
+            NotBillableReason::RelayEvidenceRequired
+        );
+        facts.outcome = ConsultationOutcome::Held {
+            started_at: at("2026-05-04T08:00:00Z"),
+            two_way: Some(Evidence::RelayObserved),
+        };
+        let line = line_of(decide_billing(&facts, &[], &[], &fees));
+        assert_eq!(line.evidence, Evidence::RelayObserved);
+        // A line stored before evidence was recorded reads as client-reported.
+        let mut json = serde_json::to_value(&line).unwrap();
+        json.as_object_mut().unwrap().remove("evidence");
+        let old: BillingLine = serde_json::from_value(json).unwrap();
+        assert_eq!(old.evidence, Evidence::ClientReported);
+    }
+
+    #[test]
+    fn an_inactive_patient_is_never_billed() {
+        let fees = FeeSchedule::published();
+        let facts = ConsultationFacts {
+            patient_inactive: true,
+            ..held(1, "2026-05-04T08:00:00Z")
+        };
+        let reason = reason_of(decide_billing(&facts, &[], &[], &fees));
+        assert_eq!(reason, NotBillableReason::PatientInactive);
+        assert_eq!(reason.code(), "patient_inactive");
+    }
+
+    #[test]
+    fn a_reversed_line_leaves_the_consultation_to_be_decided_again() {
+        let fees = FeeSchedule::published();
+        let facts = held(1, "2026-05-04T08:00:00Z");
+        let line = line_of(decide_billing(&facts, &[], &[], &fees));
+        let back = reversal(&line);
+        assert_eq!(line.fee.ore() + back.fee.ore(), 0);
+        assert_eq!(line.shares.region.ore() + back.shares.region.ore(), 0);
+        assert_eq!(line.shares.patient.ore() + back.shares.patient.ore(), 0);
+        // With the line no longer active, deciding again gives a new line of the same day.
+        let again = line_of(decide_billing(&facts, &[], &[], &fees));
+        assert_eq!(again, line);
+    }
+
+    #[test]
+    fn a_visit_recorded_after_the_line_conflicts_with_it() {
+        let fees = FeeSchedule::published();
+        let line = line_of(decide_billing(
+            &held(1, "2026-03-28T21:00:00Z"),
+            &[],
+            &[],
+            &fees,
+        ));
+        let visit = |at_text| InClinicVisit {
+            id: VisitId::from_uuid(Uuid::from_u128(3)),
+            patient: PATIENT,
+            at: at(at_text),
+        };
+        let lines = [line];
+        // Same Danish day (28 March): conflict, whatever the hour.
+        assert_eq!(
+            visit_conflicts(&visit("2026-03-28T06:00:00Z"), &lines).len(),
+            1
+        );
+        // 23:30Z is the 29th in Denmark: no conflict.
+        assert!(visit_conflicts(&visit("2026-03-28T23:30:00Z"), &lines).is_empty());
+    }
+
+    #[test]
+    fn an_unconfirmed_line_is_repriced_once_the_steps_arrive() {
+        let fees = FeeSchedule::published();
+        let line = line_of(decide_billing(
+            &held(1, "2024-06-01T08:00:00Z"),
+            &[],
+            &[],
+            &fees,
+        ));
+        assert!(line.fee_unconfirmed);
+        assert_eq!(reprice(&line, &fees), None, "nothing new: stays as it is");
+        let confirmed = FeeSchedule::new(
+            FeeTable::default_table(),
+            Regulations::published()
+                .with(vec![crate::regulation::RegulationStep {
+                    speciale: Speciale::Almen,
+                    effective_from: date("2023-10-01"),
+                    change: crate::regulation::StepChange::Percent { ppm: 0 },
+                    source: "test".into(),
+                }])
+                .unwrap(),
+        );
+        let new = reprice(&line, &confirmed).expect("now confirmed");
+        assert!(!new.fee_unconfirmed);
+        assert_eq!(new.fee, line.fee);
+        assert_eq!(new.consultation, line.consultation);
+        assert_eq!(reprice(&new, &confirmed), None);
     }
 }

@@ -79,6 +79,12 @@ impl ConsultationState {
         }
     }
 
+    /// Whether the consultation is over: its call has ended or it was closed. Nobody may join
+    /// or be admitted any more; what is left is writing the journal note (`ended`).
+    pub const fn is_over(self) -> bool {
+        matches!(self, ConsultationState::Ended) || self.is_final()
+    }
+
     /// Whether no event can move the consultation any more.
     pub const fn is_final(self) -> bool {
         matches!(

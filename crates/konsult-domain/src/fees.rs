@@ -39,12 +39,27 @@ pub struct FeeRow {
     /// First Danish day the row no longer applies (exclusive); `None` = until further notice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<NaiveDate>,
-    /// The fee per consultation.
+    /// The fee per consultation, at the row's price level.
     #[serde(rename = "fee_ore")]
     pub fee: Money,
+    /// The price level the fee is stated at: regulation steps dated after it apply on top
+    /// (see [`crate::regulation`]). `None` = the agreement's October 2022 level
+    /// ([`crate::regulation::REFERENCE_LEVEL`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_level: Option<NaiveDate>,
 }
 
+/// The highest fee a row or a regulated fee may have: 400 kr. The agreement's video fees are
+/// around 200–330 kr; anything above is a typing error, never a fee to bill.
+pub const MAX_FEE: Money = Money::from_ore(40_000);
+
 impl FeeRow {
+    /// The level the fee is stated at; regulation steps after it apply.
+    pub fn level(&self) -> NaiveDate {
+        self.price_level
+            .unwrap_or(crate::regulation::REFERENCE_LEVEL)
+    }
+
     /// Whether the row applies on `day`: `valid_from <= day < valid_until`.
     pub fn applies_on(&self, day: NaiveDate) -> bool {
         self.valid_from <= day && self.valid_until.is_none_or(|until| day < until)
@@ -169,6 +184,14 @@ pub enum FeeTableProblem {
         /// The fee as given.
         fee: Money,
     },
+    /// A fee above [`MAX_FEE`] (400 kr): a typing error, never a fee to bill.
+    #[error("{row}: the fee must be at most 400,00 kr, is {fee}")]
+    FeeAboveLimit {
+        /// The row.
+        row: RowRef,
+        /// The fee as given.
+        fee: Money,
+    },
     /// `valid_until` is not after `valid_from`, so the row would apply on no day.
     #[error("{row}: valid_until must be after valid_from")]
     EmptyPeriod {
@@ -266,13 +289,14 @@ impl TryFrom<FeeTableDocument> for FeeTable {
 }
 
 /// Field names of a row in the file format.
-const ROW_FIELDS: [&str; 6] = [
+const ROW_FIELDS: [&str; 7] = [
     "kind",
     "service_number",
     "speciale",
     "valid_from",
     "valid_until",
     "fee_ore",
+    "price_level",
 ];
 
 impl FeeTable {
@@ -331,6 +355,7 @@ impl FeeTable {
             valid_from: from,
             valid_until: None,
             fee: Money::from_ore(ore),
+            price_level: None,
         };
         use ServiceKind::{HoldVideo, IndividualVideo};
         use Speciale::{Almen, Vederlagsfri};
@@ -399,6 +424,9 @@ impl FeeTable {
                 out.push_str(&format!("valid_until = {}\n", toml_date(until)));
             }
             out.push_str(&format!("fee_ore = {} # {}\n", row.fee.ore(), row.fee));
+            if let Some(level) = row.price_level {
+                out.push_str(&format!("price_level = {}\n", toml_date(level)));
+            }
         }
         out
     }
@@ -477,6 +505,11 @@ fn validate(rows: &[(usize, &FeeRow)]) -> Vec<FeeTableProblem> {
     for &(number, row) in rows {
         if !row.fee.is_positive() {
             problems.push(FeeTableProblem::NonPositiveFee {
+                row: RowRef::new(number, row),
+                fee: row.fee,
+            });
+        } else if row.fee > MAX_FEE {
+            problems.push(FeeTableProblem::FeeAboveLimit {
                 row: RowRef::new(number, row),
                 fee: row.fee,
             });
@@ -613,6 +646,10 @@ fn parse_row(number: usize, raw: Value) -> Result<FeeRow, Vec<FeeTableProblem>> 
         None => Some(None),
         Some(value) => date("valid_until", value).map(Some),
     };
+    let price_level = match fields.get("price_level").filter(|value| !value.is_null()) {
+        None => Some(None),
+        Some(value) => date("price_level", value).map(Some),
+    };
     let fee = required("fee_ore").and_then(|value| {
         let parsed = value.as_i64().map(Money::from_ore);
         if parsed.is_none() {
@@ -628,7 +665,15 @@ fn parse_row(number: usize, raw: Value) -> Result<FeeRow, Vec<FeeTableProblem>> 
     if let Some(code) = unknown_speciale {
         problems.push(FeeTableProblem::UnknownSpeciale { row: number, code });
     }
-    match (kind, service_number, speciale, valid_from, valid_until, fee) {
+    match (
+        kind,
+        service_number,
+        speciale,
+        valid_from,
+        valid_until,
+        fee,
+        price_level,
+    ) {
         (
             Some(kind),
             Some(service_number),
@@ -636,6 +681,7 @@ fn parse_row(number: usize, raw: Value) -> Result<FeeRow, Vec<FeeTableProblem>> 
             Some(valid_from),
             Some(valid_until),
             Some(fee),
+            Some(price_level),
         ) if problems.is_empty() => Ok(FeeRow {
             kind,
             service_number,
@@ -643,6 +689,7 @@ fn parse_row(number: usize, raw: Value) -> Result<FeeRow, Vec<FeeTableProblem>> 
             valid_from,
             valid_until,
             fee,
+            price_level,
         }),
         _ => {
             problems.sort_by_key(problem_field_order);
@@ -681,6 +728,9 @@ fn row_to_json(row: &FeeRow) -> Value {
         fields.insert("valid_until".to_owned(), Value::from(until.to_string()));
     }
     fields.insert("fee_ore".to_owned(), Value::from(row.fee.ore()));
+    if let Some(level) = row.price_level {
+        fields.insert("price_level".to_owned(), Value::from(level.to_string()));
+    }
     Value::Object(fields)
 }
 
@@ -737,6 +787,7 @@ mod tests {
             valid_from: date(from),
             valid_until: until.map(date),
             fee: Money::from_ore(ore),
+            price_level: None,
         }
     }
 

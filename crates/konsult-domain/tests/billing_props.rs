@@ -12,9 +12,10 @@ use konsult_domain::billing::{
 };
 use konsult_domain::calendar::danish_day;
 use konsult_domain::eligibility::{Eligibility, Failure, InClinicVisit};
-use konsult_domain::fees::FeeTable;
 use konsult_domain::ids::{ConsultationId, PatientId, VisitId};
+use konsult_domain::lifecycle::{Evidence, EvidencePolicy};
 use konsult_domain::money::shares;
+use konsult_domain::regulation::FeeSchedule;
 use konsult_domain::service::{ServiceKind, Speciale};
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -36,9 +37,14 @@ fn instant() -> impl Strategy<Value = DateTime<Utc>> {
 
 fn outcome() -> impl Strategy<Value = ConsultationOutcome> {
     prop_oneof![
-        6 => (instant(), prop::bool::weighted(0.85)).prop_map(|(started_at, two_way_media)| {
-            ConsultationOutcome::Held { started_at, two_way_media }
+        6 => (instant(), prop_oneof![
+            1 => Just(None),
+            3 => Just(Some(Evidence::ClientReported)),
+            3 => Just(Some(Evidence::RelayObserved)),
+        ]).prop_map(|(started_at, two_way)| {
+            ConsultationOutcome::Held { started_at, two_way }
         }),
+        1 => Just(ConsultationOutcome::TechnicalFailure),
         1 => Just(ConsultationOutcome::Cancelled),
         1 => Just(ConsultationOutcome::NoShow),
     ]
@@ -55,6 +61,10 @@ fn consultations() -> impl Strategy<Value = Vec<ConsultationFacts>> {
             prop_oneof![Just(Speciale::Almen), Just(Speciale::Vederlagsfri)],
             outcome(),
             prop::bool::weighted(0.85),
+            prop_oneof![
+                3 => Just(EvidencePolicy::ClientReported),
+                1 => Just(EvidencePolicy::RelayObserved)
+            ],
         ),
         1..14,
     )
@@ -62,17 +72,21 @@ fn consultations() -> impl Strategy<Value = Vec<ConsultationFacts>> {
         rows.into_iter()
             .enumerate()
             .map(
-                |(i, (who, kind, speciale, outcome, eligible))| ConsultationFacts {
-                    id: ConsultationId::from_uuid(Uuid::from_u128(1000 + i as u128)),
-                    patient: patient(who),
-                    kind,
-                    speciale,
-                    outcome,
-                    eligibility_at_start: if eligible {
-                        Eligibility::Eligible
-                    } else {
-                        Eligibility::NotEligible(vec![Failure::NotPatientSafe])
-                    },
+                |(i, (who, kind, speciale, outcome, eligible, evidence_policy))| {
+                    ConsultationFacts {
+                        id: ConsultationId::from_uuid(Uuid::from_u128(1000 + i as u128)),
+                        patient: patient(who),
+                        kind,
+                        speciale,
+                        outcome,
+                        eligibility_at_start: if eligible {
+                            Eligibility::Eligible
+                        } else {
+                            Eligibility::NotEligible(vec![Failure::NotPatientSafe])
+                        },
+                        evidence_policy,
+                        patient_inactive: false,
+                    }
                 },
             )
             .collect()
@@ -109,11 +123,14 @@ fn scenario() -> impl Strategy<Value = (Vec<ConsultationFacts>, Vec<usize>)> {
 fn could_bill(facts: &ConsultationFacts, visits: &[InClinicVisit]) -> Option<NaiveDate> {
     let ConsultationOutcome::Held {
         started_at,
-        two_way_media: true,
+        two_way: Some(evidence),
     } = facts.outcome
     else {
         return None;
     };
+    if !facts.evidence_policy.accepts(evidence) {
+        return None;
+    }
     if !facts.eligibility_at_start.is_eligible() {
         return None;
     }
@@ -132,7 +149,7 @@ proptest! {
         (facts, order) in scenario(),
         visits in visits(),
     ) {
-        let fees = FeeTable::default_table();
+        let fees = FeeSchedule::published();
         let mut lines: Vec<BillingLine> = Vec::new();
         let mut first_decision: BTreeMap<usize, BillingDecision> = BTreeMap::new();
 
@@ -164,10 +181,13 @@ proptest! {
         for line in &lines {
             let source = facts.iter().find(|f| f.id == line.consultation).unwrap();
             // The line describes its consultation truthfully.
-            let ConsultationOutcome::Held { started_at, two_way_media } = source.outcome else {
+            let ConsultationOutcome::Held { started_at, two_way } = source.outcome else {
                 panic!("line for a consultation that was not held");
             };
-            prop_assert!(two_way_media);
+            // Never billable without two-way evidence the clinic accepts, and the line says
+            // which evidence it rests on.
+            prop_assert_eq!(two_way, Some(line.evidence));
+            prop_assert!(source.evidence_policy.accepts(line.evidence));
             prop_assert!(source.eligibility_at_start.is_eligible());
             prop_assert_eq!(line.patient, source.patient);
             prop_assert_eq!(line.calendar_day, danish_day(started_at));

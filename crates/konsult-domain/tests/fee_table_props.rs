@@ -44,6 +44,7 @@ impl History {
                     Some(until)
                 },
                 fee: Money::from_ore(fee),
+                price_level: None,
             });
             from = until;
         }
@@ -54,7 +55,7 @@ impl History {
 fn history() -> impl Strategy<Value = History> {
     (
         0i64..10_000,
-        prop::collection::vec((1i64..400, 1i64..100_000), 1..6),
+        prop::collection::vec((1i64..400, 1i64..=40_000), 1..6),
         any::<bool>(),
     )
         .prop_map(|(offset, periods, open_ended)| History {

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use konsult_protocol::{
-    Auth, ByeReason, CandidatePolicy, ClientMessage, CloseCode, DeniedReason, ErrorCode, Hello,
-    LinkToken, Resume, ResumeToken, Role, ServerBody, ServerMessage, SessionAuth, Welcome,
+    Auth, ByeReason, CandidatePolicy, ClientMessage, CloseCode, DeniedReason, ErrorCode, Features,
+    Hello, LinkToken, Resume, ResumeToken, Role, ServerBody, ServerMessage, SessionAuth, Welcome,
     PROTOCOL_VERSION, WS_PATH,
 };
 use serde::Serialize;
@@ -45,12 +45,14 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`PeerClient::leave`] waits for `bye`.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Back-off between reconnection attempts; the last value repeats.
+/// Back-off between reconnection attempts; the last value repeats. Short
+/// enough that a restarted server has its clients back within about a
+/// second of answering again.
 const BACKOFF: [Duration; 4] = [
     Duration::from_millis(100),
     Duration::from_millis(300),
+    Duration::from_millis(600),
     Duration::from_secs(1),
-    Duration::from_secs(2),
 ];
 /// How often a therapist client re-sends `admit` when the server's
 /// eligibility check did not finish in time.
@@ -210,6 +212,9 @@ pub struct CallReport {
     pub media_established: bool,
     /// Times the signaling connection was resumed.
     pub resumes: u32,
+    /// Times the server answered a reconnection with a fresh start
+    /// (`resumed: false`).
+    pub fresh_starts: u32,
     /// ICE restarts in the current call.
     pub ice_restarts: u32,
 }
@@ -260,6 +265,7 @@ pub struct PeerClient {
     admit_attempts: u32,
     media_established: bool,
     resumes: u32,
+    fresh_starts: u32,
     /// The last report of a call that ended, kept for [`CallReport`].
     last_media: Option<MediaReport>,
 }
@@ -287,6 +293,7 @@ impl PeerClient {
             version: PROTOCOL_VERSION,
             auth: credentials.auth(),
             resume: None,
+            features: Features::default(),
         };
         let (socket, welcome) = handshake(&url, credentials.cookie(), hello).await?;
         tracing::info!(role = %welcome.role, "joined");
@@ -317,6 +324,7 @@ impl PeerClient {
             admit_attempts: 0,
             media_established: false,
             resumes: 0,
+            fresh_starts: 0,
             last_media: None,
         })
     }
@@ -387,6 +395,7 @@ impl PeerClient {
             media,
             media_established: self.media_established,
             resumes: self.resumes,
+            fresh_starts: self.fresh_starts,
             ice_restarts: self.call.as_ref().map_or(0, Call::ice_restarts),
         }
     }
@@ -452,7 +461,14 @@ impl PeerClient {
                 if welcome.resumed {
                     self.resumes += 1;
                     tracing::info!(resumes = self.resumes, "signaling resumed");
+                    if self.options.admit && self.admit_attempts > 0 && self.call.is_none() {
+                        // An admit sent just before the server went away may
+                        // be lost with it: ask again (a patient no longer
+                        // waiting makes the server answer `wrong_state`).
+                        self.send(ClientMessage::Admit {});
+                    }
                 } else {
+                    self.fresh_starts += 1;
                     tracing::info!("signaling restarted fresh; dropping the call");
                     self.end_call().await?;
                     self.admitted_at = None;
@@ -467,6 +483,7 @@ impl PeerClient {
             }
             ServerBody::Admitted {} => self.admitted_at = Some(Instant::now()),
             ServerBody::PeerJoined { .. } => {
+                self.admit_attempts = 0;
                 self.end_call().await?;
                 self.media_established = false;
                 let started = *self.admitted_at.get_or_insert_with(Instant::now);
@@ -814,6 +831,7 @@ impl Connection {
                     token: self.resume_token.clone(),
                     last_seq: self.last_seq,
                 }),
+                features: Features::default(),
             };
             match handshake(&self.url, self.credentials.cookie(), hello).await {
                 Ok((socket, welcome)) => {

@@ -357,6 +357,7 @@ impl Call {
             bytes_received: report.received.audio.bytes + report.received.video.bytes,
             frames_received: report.received.video.frames,
             audio_packets_received: report.received.audio.packets,
+            bytes_sent: Some(report.sent.audio.bytes + report.sent.video.bytes),
         })
     }
 

@@ -53,6 +53,23 @@ pub enum ClientMessage {
         /// The line.
         text: ChatText,
     },
+    /// This side's microphone, camera and screen sharing, for the peer's
+    /// screen (relayed only to a peer that asked for `media_state`).
+    MediaState(MediaState),
+}
+
+/// Whether one side's microphone and camera are on and whether it shares
+/// its screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaState {
+    /// The microphone is on.
+    pub audio: bool,
+    /// The camera (or the shared screen) is on.
+    pub video: bool,
+    /// The video is a shared screen, not the camera.
+    #[serde(default)]
+    pub screen: bool,
 }
 
 /// Every `type` value a client may send, in documentation order.
@@ -69,6 +86,7 @@ pub const CLIENT_MESSAGE_TYPES: &[&str] = &[
     "ping",
     "stats",
     "chat",
+    "media_state",
 ];
 
 impl ClientMessage {
@@ -87,6 +105,7 @@ impl ClientMessage {
             ClientMessage::Ping {} => "ping",
             ClientMessage::Stats(_) => "stats",
             ClientMessage::Chat { .. } => "chat",
+            ClientMessage::MediaState(_) => "media_state",
         }
     }
 }
@@ -102,6 +121,68 @@ pub struct Hello {
     /// Present when reconnecting after a dropped WebSocket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<Resume>,
+    /// Optional server messages this client understands (section 15); names
+    /// the server does not know are ignored.
+    #[serde(default, skip_serializing_if = "Features::is_empty")]
+    pub features: Features,
+}
+
+/// `hello.features`: the optional server messages a client asks for. A
+/// client that names none never receives them, so a client written to an
+/// earlier text of the protocol sees no new message types.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `media_state`: the peer's microphone, camera and screen sharing.
+    pub media_state: bool,
+}
+
+impl Features {
+    /// The feature name of [`Features::media_state`].
+    pub const MEDIA_STATE: &'static str = "media_state";
+    /// At most this many names are accepted (`invalid_fields` beyond).
+    pub const MAX_NAMES: usize = 16;
+    /// A name is 1–32 characters of `a-z 0-9 _`.
+    pub const MAX_NAME_CHARS: usize = 32;
+
+    /// True when no feature is asked for.
+    pub fn is_empty(&self) -> bool {
+        !self.media_state
+    }
+}
+
+impl Serialize for Features {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let names: Vec<&str> = [(self.media_state, Self::MEDIA_STATE)]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        names.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Features {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let names = Option::<Vec<String>>::deserialize(deserializer)?.unwrap_or_default();
+        if names.len() > Self::MAX_NAMES {
+            return Err(D::Error::custom("too many features"));
+        }
+        let mut features = Features::default();
+        for name in &names {
+            let valid = !name.is_empty()
+                && name.len() <= Self::MAX_NAME_CHARS
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                return Err(D::Error::custom("invalid feature name"));
+            }
+            if name == Self::MEDIA_STATE {
+                features.media_state = true;
+            }
+        }
+        Ok(features)
+    }
 }
 
 impl Hello {
@@ -195,6 +276,10 @@ pub struct Stats {
     pub frames_received: u64,
     /// `packetsReceived` of the inbound audio stream.
     pub audio_packets_received: u64,
+    /// Sum of `bytesSent` over outbound RTP streams (optional; lets the server
+    /// check that what the peer received fits what this side sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_sent: Option<u64>,
 }
 
 impl Stats {

@@ -26,8 +26,8 @@ mod server;
 mod types;
 
 pub use client::{
-    Auth, ClientMessage, EndOfCandidates, Hello, IceCandidate, Resume, SessionAuth, Stats,
-    CLIENT_MESSAGE_TYPES,
+    Auth, ClientMessage, EndOfCandidates, Features, Hello, IceCandidate, MediaState, Resume,
+    SessionAuth, Stats, CLIENT_MESSAGE_TYPES,
 };
 pub use error::{CloseCode, ErrorCode, ParseError};
 pub use parse::{parse_client_message, parse_hello, HelloError};

@@ -108,6 +108,18 @@ pub enum ServerBody {
         /// The line.
         text: ChatText,
     },
+    /// The peer's microphone, camera and screen sharing (only to a client
+    /// whose hello asked for `media_state`).
+    MediaState {
+        /// Whose.
+        from: Role,
+        /// Their microphone is on.
+        audio: bool,
+        /// Their camera (or shared screen) is on.
+        video: bool,
+        /// Their video is a shared screen.
+        screen: bool,
+    },
     /// Your session ends; the connection is closed after this.
     Bye {
         /// Why.
@@ -134,6 +146,7 @@ pub const SERVER_MESSAGE_TYPES: &[&str] = &[
     "replaced",
     "media_established",
     "chat",
+    "media_state",
     "bye",
 ];
 
@@ -158,6 +171,7 @@ impl ServerBody {
             ServerBody::Replaced {} => "replaced",
             ServerBody::MediaEstablished {} => "media_established",
             ServerBody::Chat { .. } => "chat",
+            ServerBody::MediaState { .. } => "media_state",
             ServerBody::Bye { .. } => "bye",
         }
     }

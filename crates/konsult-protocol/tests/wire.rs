@@ -17,6 +17,7 @@ fn all_client_messages() -> Vec<ClientMessage> {
                 token: ResumeToken::parse("r".repeat(43)).unwrap(),
                 last_seq: 7,
             }),
+            features: Features { media_state: true },
         }),
         ClientMessage::Hello(Hello {
             version: PROTOCOL_VERSION,
@@ -24,6 +25,7 @@ fn all_client_messages() -> Vec<ClientMessage> {
                 consultation: Uuid::from_u128(1),
             }),
             resume: None,
+            features: Features::default(),
         }),
         ClientMessage::Admit {},
         ClientMessage::Deny { reason: None },
@@ -52,10 +54,16 @@ fn all_client_messages() -> Vec<ClientMessage> {
             bytes_received: 1000,
             frames_received: 30,
             audio_packets_received: 50,
+            bytes_sent: Some(2000),
         }),
         ClientMessage::Chat {
             text: ChatText::parse("Kan du høre mig?".into()).unwrap(),
         },
+        ClientMessage::MediaState(MediaState {
+            audio: false,
+            video: true,
+            screen: true,
+        }),
     ]
 }
 
@@ -138,6 +146,12 @@ fn all_server_bodies() -> Vec<ServerBody> {
         ServerBody::Chat {
             from: Role::Therapist,
             text: ChatText::parse("Hej".into()).unwrap(),
+        },
+        ServerBody::MediaState {
+            from: Role::Patient,
+            audio: true,
+            video: false,
+            screen: false,
         },
         ServerBody::Bye {
             reason: ByeReason::EndedByTherapist,
@@ -231,6 +245,75 @@ fn bad_fields_are_invalid_fields_and_do_not_echo_values() {
         let err = parse_client_message(text).unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidFields, "{text}: {err}");
         assert!(!err.to_string().contains("10.0.0.1"), "{err}");
+    }
+}
+
+#[test]
+fn hello_features_name_what_the_client_understands() {
+    let hello = |features: Value| {
+        parse_client_message(
+            &json!({"type": "hello", "version": 1, "auth": {"link_token": "t"}, "features": features})
+                .to_string(),
+        )
+    };
+    let Ok(ClientMessage::Hello(h)) = hello(json!(["media_state"])) else {
+        panic!("media_state accepted");
+    };
+    assert!(h.features.media_state);
+    // A name this server does not know is ignored; null and [] ask for none.
+    for none in [json!(["from_the_future"]), json!([]), Value::Null] {
+        let Ok(ClientMessage::Hello(h)) = hello(none.clone()) else {
+            panic!("{none} accepted");
+        };
+        assert!(h.features.is_empty(), "{none}");
+    }
+    // Not a list of short snake_case names: refused.
+    for bad in [
+        json!("media_state"),
+        json!(["Media State"]),
+        json!([""]),
+        json!(["x".repeat(33)]),
+        json!(vec!["a"; 17]),
+        json!([1]),
+    ] {
+        assert_eq!(
+            hello(bad.clone()).unwrap_err().code(),
+            ErrorCode::InvalidFields,
+            "{bad}"
+        );
+    }
+    // A hello without features serializes without the field.
+    let plain = serde_json::to_value(ClientMessage::Hello(Hello {
+        version: 1,
+        auth: Auth::LinkToken(LinkToken::parse("t".into()).unwrap()),
+        resume: None,
+        features: Features::default(),
+    }))
+    .unwrap();
+    assert!(plain.get("features").is_none(), "{plain}");
+}
+
+#[test]
+fn media_state_needs_audio_and_video() {
+    let parse = |v: Value| parse_client_message(&v.to_string());
+    assert_eq!(
+        parse(json!({"type": "media_state", "audio": true, "video": false})).unwrap(),
+        ClientMessage::MediaState(MediaState {
+            audio: true,
+            video: false,
+            screen: false
+        })
+    );
+    for bad in [
+        json!({"type": "media_state", "audio": true}),
+        json!({"type": "media_state", "audio": "yes", "video": true}),
+        json!({"type": "media_state", "audio": true, "video": true, "volume": 3}),
+    ] {
+        assert_eq!(
+            parse(bad.clone()).unwrap_err().code(),
+            ErrorCode::InvalidFields,
+            "{bad}"
+        );
     }
 }
 
@@ -333,6 +416,7 @@ fn media_flowing_needs_connection_bytes_and_frames_or_audio() {
         bytes_received: 10,
         frames_received: 0,
         audio_packets_received: 1,
+        bytes_sent: None,
     };
     assert!(base.media_flowing());
     assert!(!Stats {

@@ -15,6 +15,7 @@
 //! Everything here is pure: the current time is an argument, never read from
 //! a clock, so issuing and checking are deterministic and testable.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -73,6 +74,22 @@ pub enum CredentialError {
 /// characters from `[A-Za-z0-9._~-]` (RFC 3986's unreserved set). That set has
 /// no `:`, so `"<expiry>:<reference>"` splits unambiguously, and nothing that
 /// could need escaping in a log line or URL.
+///
+/// # Consultation and participant parts
+///
+/// A reference of the form `"<consultation>.<participant>"` (exactly one dot,
+/// both parts non-empty) names one participant of a consultation, so the
+/// relay can evict that participant alone and count the media it observed
+/// per participant; build one with [`Reference::for_participant`]. Any other
+/// reference (no dot, or dots elsewhere, as in `"a.b.c"` or `".a"`) is a
+/// consultation-only reference, taken whole as before: it is its own
+/// [`consultation_part`](Self::consultation_part) and has no
+/// [`participant_part`](Self::participant_part). [`Reference::parse`]
+/// accepts the same strings as always, so coturn-style usernames keep
+/// working.
+///
+/// Closing a consultation-only reference closes every participant under it
+/// as well; see [`Reference::covers`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Reference(String);
 
@@ -96,8 +113,89 @@ impl Reference {
         Ok(Self(s.to_owned()))
     }
 
+    /// The reference of `participant` in `consultation`,
+    /// `"<consultation>.<participant>"`.
+    ///
+    /// `consultation` must be consultation-only and contain no dot (a dot
+    /// would make the result ambiguous), `participant` must be 1 or more
+    /// characters from `[A-Za-z0-9_~-]`, and the whole must fit
+    /// [`MAX_REFERENCE_LEN`]. Like the consultation part, the participant
+    /// part must be pseudonymous: an opaque id, never a name or other
+    /// personal data.
+    pub fn for_participant(
+        consultation: &Reference,
+        participant: &str,
+    ) -> Result<Reference, CredentialError> {
+        if consultation.0.contains('.') {
+            return Err(CredentialError::InvalidReference(
+                "the consultation part contains a '.'",
+            ));
+        }
+        if participant.is_empty() {
+            return Err(CredentialError::InvalidReference("empty participant part"));
+        }
+        if !participant.bytes().all(is_part_byte) {
+            return Err(CredentialError::InvalidReference(
+                "participant part has characters outside [A-Za-z0-9_~-]",
+            ));
+        }
+        if consultation.0.len() + 1 + participant.len() > MAX_REFERENCE_LEN {
+            return Err(CredentialError::InvalidReference("longer than 64 bytes"));
+        }
+        Ok(Self(format!("{}.{participant}", consultation.0)))
+    }
+
+    /// The consultation this reference belongs to: the part before the dot
+    /// of a `"<consultation>.<participant>"` reference, else the reference
+    /// itself.
+    pub fn consultation_part(&self) -> Reference {
+        Self(self.consultation_str().to_owned())
+    }
+
+    /// The participant part of a `"<consultation>.<participant>"` reference;
+    /// `None` for a consultation-only reference.
+    pub fn participant_part(&self) -> Option<&str> {
+        split_parts(&self.0).map(|(_, participant)| participant)
+    }
+
+    /// Whether closing `self` closes `other`: `other` is `self`, or `self`
+    /// is the consultation part of `other`. A consultation-only reference
+    /// covers itself and all of its participants; a participant reference
+    /// covers only itself.
+    pub fn covers(&self, other: &Reference) -> bool {
+        other == self || other.consultation_str() == self.0
+    }
+
     /// The reference as text.
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// [`Self::consultation_part`] without the copy.
+    pub(crate) fn consultation_str(&self) -> &str {
+        split_parts(&self.0).map_or(&self.0, |(consultation, _)| consultation)
+    }
+}
+
+/// Splits `"<consultation>.<participant>"` with exactly one dot and two
+/// non-empty parts; `None` for anything else.
+fn split_parts(s: &str) -> Option<(&str, &str)> {
+    let (consultation, participant) = s.split_once('.')?;
+    let two_parts =
+        !consultation.is_empty() && !participant.is_empty() && !participant.contains('.');
+    two_parts.then_some((consultation, participant))
+}
+
+/// A byte allowed in one part of a reference: the reference set without `.`.
+fn is_part_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'~' | b'-')
+}
+
+/// Lets a map keyed by [`Reference`] be searched with a `&str` (the
+/// consultation part of another reference) without building a `Reference`.
+/// Hashing and ordering agree, because both are the `String`'s.
+impl Borrow<str> for Reference {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }
@@ -161,7 +259,8 @@ impl TurnUsername {
         self.expires_at
     }
 
-    /// The consultation reference the credential was issued for.
+    /// The reference the credential was issued for (a consultation's, or
+    /// one participant's).
     pub fn reference(&self) -> &Reference {
         &self.reference
     }
@@ -454,6 +553,82 @@ mod tests {
         }
     }
 
+    fn r(s: &str) -> Reference {
+        Reference::parse(s).unwrap()
+    }
+
+    #[test]
+    fn two_part_references_have_a_consultation_and_a_participant() {
+        let p = r("c0ffee.p-1");
+        assert_eq!(p.consultation_part(), r("c0ffee"));
+        assert_eq!(p.participant_part(), Some("p-1"));
+        let c = r("c0ffee");
+        assert_eq!(c.consultation_part(), c);
+        assert_eq!(c.participant_part(), None);
+    }
+
+    #[test]
+    fn other_dotted_references_are_taken_whole() {
+        // Accepted as before, but not "<consultation>.<participant>": each
+        // is its own consultation, with no participant.
+        for whole in ["a.b.c", ".a", "a.", "a..b", ".", "..", "v1.2.3"] {
+            let reference = r(whole);
+            assert_eq!(reference.consultation_part(), reference, "{whole:?}");
+            assert_eq!(reference.participant_part(), None, "{whole:?}");
+        }
+    }
+
+    #[test]
+    fn a_consultation_covers_its_participants_and_a_participant_only_itself() {
+        let c = r("c");
+        let p1 = r("c.p1");
+        let p2 = r("c.p2");
+        assert!(c.covers(&c));
+        assert!(c.covers(&p1));
+        assert!(c.covers(&p2));
+        assert!(p1.covers(&p1));
+        assert!(!p1.covers(&p2));
+        assert!(!p1.covers(&c));
+        // Prefixes are not parts.
+        assert!(!c.covers(&r("cc.p1")));
+        assert!(!c.covers(&r("c.p1.x")));
+        assert!(!r("a.b").covers(&r("a.b.c")));
+        assert!(r("a.b.c").covers(&r("a.b.c")));
+    }
+
+    #[test]
+    fn for_participant_checks_parts_and_length() {
+        let c = r("c0ffee");
+        assert_eq!(
+            Reference::for_participant(&c, "p1").unwrap(),
+            r("c0ffee.p1")
+        );
+        assert_eq!(
+            Reference::for_participant(&c, "a_b~C-9").unwrap().as_str(),
+            "c0ffee.a_b~C-9"
+        );
+        for bad in ["", "a.b", ".", "a b", "a:b", "ø"] {
+            assert!(
+                Reference::for_participant(&c, bad).is_err(),
+                "participant {bad:?}"
+            );
+        }
+        assert!(Reference::for_participant(&r("c.p1"), "p2").is_err());
+        assert!(Reference::for_participant(&r("a.b.c"), "p2").is_err());
+        let long = r(&"c".repeat(60));
+        assert_eq!(
+            Reference::for_participant(&long, "abc")
+                .unwrap()
+                .as_str()
+                .len(),
+            MAX_REFERENCE_LEN
+        );
+        assert_eq!(
+            Reference::for_participant(&long, "abcd").unwrap_err(),
+            CredentialError::InvalidReference("longer than 64 bytes")
+        );
+    }
+
     #[test]
     fn password_is_redacted_in_debug() {
         let c = TurnCredentials::issue(
@@ -487,6 +662,44 @@ mod tests {
                 prop_assert_eq!(v.password().expose_secret(), issued.password().expose_secret());
             } else {
                 prop_assert_eq!(result.unwrap_err(), CredentialError::Expired { expiry: now + ttl });
+            }
+        }
+
+        #[test]
+        fn participant_references_round_trip(
+            consultation in "[A-Za-z0-9_~-]{1,40}",
+            participant in "[A-Za-z0-9_~-]{1,40}",
+        ) {
+            let c = Reference::parse(&consultation).unwrap();
+            match Reference::for_participant(&c, &participant) {
+                Ok(p) => {
+                    prop_assert!(consultation.len() + 1 + participant.len() <= MAX_REFERENCE_LEN);
+                    // What was built parses back to the same parts.
+                    let reparsed = Reference::parse(p.as_str()).unwrap();
+                    prop_assert_eq!(&reparsed, &p);
+                    prop_assert_eq!(reparsed.consultation_part(), c.clone());
+                    prop_assert_eq!(reparsed.participant_part(), Some(participant.as_str()));
+                    prop_assert!(c.covers(&p));
+                    prop_assert!(!p.covers(&c));
+                }
+                Err(err) => {
+                    prop_assert!(consultation.len() + 1 + participant.len() > MAX_REFERENCE_LEN);
+                    prop_assert_eq!(err, CredentialError::InvalidReference("longer than 64 bytes"));
+                }
+            }
+        }
+
+        #[test]
+        fn every_reference_has_a_consultation_part_that_covers_it(
+            reference in "[A-Za-z0-9._~-]{1,64}",
+        ) {
+            let r = Reference::parse(&reference).unwrap();
+            let c = r.consultation_part();
+            prop_assert!(c.covers(&r));
+            prop_assert_eq!(c.participant_part(), None);
+            match r.participant_part() {
+                Some(p) => prop_assert_eq!(format!("{c}.{p}"), reference),
+                None => prop_assert_eq!(c, r),
             }
         }
 

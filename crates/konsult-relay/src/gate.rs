@@ -7,9 +7,11 @@
 //! so the [`Gate`] screens each datagram there, before the server sees it:
 //!
 //! * authenticated requests (those with MESSAGE-INTEGRITY) must carry an
-//!   unexpired TURN REST username of an open consultation, and a
-//!   MESSAGE-INTEGRITY made with the matching password, else **401**;
-//! * an Allocate beyond the per-username quota gets **486**;
+//!   unexpired TURN REST username whose reference is not closed (neither
+//!   itself nor its consultation), and a MESSAGE-INTEGRITY made with the
+//!   matching password, else **401**;
+//! * an Allocate beyond the consultation's quota (counted over all its
+//!   participants and credentials) gets **486**;
 //! * a CreatePermission or ChannelBind naming a denied peer gets
 //!   **403 Forbidden IP**, and a Send indication to one is dropped.
 //!
@@ -57,18 +59,20 @@ pub(crate) enum Verdict {
 }
 
 /// The last step for an authenticated Allocate request, which needs the
-/// number of live allocations of its username (held by the TURN server).
+/// number of live allocations of its consultation (held by the TURN server).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct QuotaCheck {
-    /// The username whose allocations to count.
-    pub username: String,
+    /// The reference of the request's username, which owns the allocation
+    /// if the server creates it; allocations are counted over its
+    /// consultation part.
+    pub reference: Reference,
     limit: usize,
     /// The signed 486 response, should the quota be reached.
     over_quota_reply: Vec<u8>,
 }
 
 impl QuotaCheck {
-    /// Forward the request if the username holds fewer than its quota of
+    /// Forward the request if the consultation holds fewer than its quota of
     /// allocations, else refuse it with 486 Allocation Quota Reached.
     pub(crate) fn verdict(self, existing_allocations: usize) -> Verdict {
         if existing_allocations < self.limit {
@@ -84,7 +88,7 @@ impl QuotaCheck {
 pub(crate) enum Refusal {
     /// Unknown, expired, forged, over-long-lived or closed credentials.
     Unauthorized(&'static str),
-    /// The username already holds its quota of allocations.
+    /// The consultation already holds its quota of allocations.
     QuotaReached,
     /// The request names a peer in a denied range.
     ForbiddenPeer(DeniedRange),
@@ -99,7 +103,7 @@ pub(crate) struct GateConfig {
     pub secret: SecretString,
     pub realm: String,
     pub policy: PeerPolicy,
-    pub allocations_per_username: usize,
+    pub allocations_per_consultation: usize,
     pub max_credential_ttl: Duration,
 }
 
@@ -107,14 +111,18 @@ pub(crate) struct GateConfig {
 ///
 /// Feed each decoded client message to [`Gate::screen`]; when it answers
 /// [`Verdict::CheckQuota`], count the username's allocations and call
-/// [`QuotaCheck::verdict`]. [`Gate::close_reference`] refuses a
-/// consultation's credentials from then on.
+/// [`QuotaCheck::verdict`]. [`Gate::close_references`] refuses the
+/// credentials of references (and of the participants of consultation
+/// references) from then on.
 #[derive(Debug)]
 pub(crate) struct Gate {
     config: GateConfig,
-    /// Consultation references closed by [`Gate::close_reference`], with the
-    /// time they were closed. Entries are kept for `max_credential_ttl`:
-    /// every credential issued before the close has expired by then.
+    /// References closed by [`Gate::close_references`], with the time they
+    /// were (last) closed. A credential is refused if its reference or its
+    /// reference's consultation part is here. Entries are kept for
+    /// `max_credential_ttl`: every credential issued before the close has
+    /// expired by then. The server is the only one who closes, so the size
+    /// is the number of references it closed within that time.
     closed: HashMap<Reference, SystemTime>,
 }
 
@@ -126,12 +134,31 @@ impl Gate {
         }
     }
 
-    /// Refuses credentials for `reference` from `now` on.
-    pub(crate) fn close_reference(&mut self, now: SystemTime, reference: &Reference) {
+    /// Refuses credentials of every reference that one of `references`
+    /// [covers](Reference::covers) from `now` on. Closing a reference again
+    /// is harmless; it is then remembered from the latest close.
+    pub(crate) fn close_references<'a>(
+        &mut self,
+        now: SystemTime,
+        references: impl IntoIterator<Item = &'a Reference>,
+    ) {
         let keep_for = self.config.max_credential_ttl;
         self.closed
             .retain(|_, closed_at| !is_past(*closed_at, keep_for, now));
-        self.closed.insert(reference.clone(), now);
+        for reference in references {
+            let closed_at = self.closed.entry(reference.clone()).or_insert(now);
+            *closed_at = (*closed_at).max(now);
+        }
+    }
+
+    /// Whether credentials of `reference` are refused at `now` because it,
+    /// or its consultation, was closed.
+    fn is_closed(&self, now: SystemTime, reference: &Reference) -> bool {
+        let keep_for = self.config.max_credential_ttl;
+        [reference.as_str(), reference.consultation_str()]
+            .into_iter()
+            .filter_map(|key| self.closed.get(key))
+            .any(|closed_at| !is_past(*closed_at, keep_for, now))
     }
 
     /// Decides what happens to `msg`, a decoded STUN message from a client.
@@ -154,8 +181,8 @@ impl Gate {
             // Malformed; the server answers 400 Bad Request.
             return Verdict::Forward;
         };
-        let integrity = match self.authenticate(now, msg, &username.text) {
-            Ok(integrity) => integrity,
+        let (integrity, reference) = match self.authenticate(now, msg, &username.text) {
+            Ok(accepted) => accepted,
             Err(why) => {
                 return Verdict::Reply(
                     Refusal::Unauthorized(why),
@@ -166,8 +193,8 @@ impl Gate {
         let method = msg.typ.method;
         if method == METHOD_ALLOCATE {
             return Verdict::CheckQuota(QuotaCheck {
-                username: username.text,
-                limit: self.config.allocations_per_username,
+                reference,
+                limit: self.config.allocations_per_consultation,
                 over_quota_reply: error_response(
                     msg,
                     method,
@@ -195,13 +222,14 @@ impl Gate {
     }
 
     /// Checks the credentials of an authenticated request and returns the
-    /// integrity key to sign the response with.
+    /// integrity key to sign the response with and the credential's
+    /// reference.
     fn authenticate(
         &self,
         now: SystemTime,
         msg: &Message,
         username: &str,
-    ) -> Result<MessageIntegrity, &'static str> {
+    ) -> Result<(MessageIntegrity, Reference), &'static str> {
         let realm = TextAttribute::get_from_as(msg, ATTR_REALM).map_err(|_| "no realm")?;
         if realm.text != self.config.realm {
             return Err("wrong realm");
@@ -212,16 +240,14 @@ impl Gate {
         if latest_expiry.is_some_and(|latest| creds.expires_at() > latest) {
             return Err("credential lifetime above the relay's maximum");
         }
-        if let Some(closed_at) = self.closed.get(creds.username().reference()) {
-            if !is_past(*closed_at, self.config.max_credential_ttl, now) {
-                return Err("consultation reference closed");
-            }
+        if self.is_closed(now, creds.username().reference()) {
+            return Err("reference closed");
         }
         let integrity = long_term_integrity(&creds, &self.config.realm);
         integrity
             .check(&mut msg.clone())
             .map_err(|_| "message integrity mismatch")?;
-        Ok(integrity)
+        Ok((integrity, creds.username().reference().clone()))
     }
 
     /// The first peer address in `msg` that the policy denies. A request
@@ -255,9 +281,11 @@ pub(crate) fn long_term_integrity(creds: &TurnCredentials, realm: &str) -> Messa
     )
 }
 
-/// Whether the reference of `username` is `reference`.
-pub(crate) fn username_has_reference(username: &str, reference: &Reference) -> bool {
-    TurnUsername::parse(username).is_ok_and(|u| u.reference() == reference)
+/// The reference of a TURN REST username; `None` if it is not one.
+pub(crate) fn username_reference(username: &str) -> Option<Reference> {
+    TurnUsername::parse(username)
+        .ok()
+        .map(|u| u.reference().clone())
 }
 
 fn is_past(since: SystemTime, keep_for: Duration, now: SystemTime) -> bool {
@@ -331,7 +359,7 @@ mod tests {
             secret: SecretString::from(SECRET),
             realm: REALM.to_owned(),
             policy: PeerPolicy { allow_loopback },
-            allocations_per_username: 2,
+            allocations_per_consultation: 2,
             max_credential_ttl: Duration::from_secs(3600),
         })
     }
@@ -535,7 +563,7 @@ mod tests {
     }
 
     #[test]
-    fn quota_is_per_username_and_signed() {
+    fn quota_is_per_consultation_and_signed() {
         let g = gate(false);
         let c = creds("consult-1", 1000, 600);
         let req = authed(METHOD_ALLOCATE, &c, &[]);
@@ -543,7 +571,7 @@ mod tests {
             Verdict::CheckQuota(q) => q,
             other => panic!("expected a quota check, got {other:?}"),
         };
-        assert_eq!(check().username, c.username().to_string());
+        assert_eq!(check().reference.as_str(), "consult-1");
         assert_eq!(check().verdict(1), Verdict::Forward);
         let v = check().verdict(2);
         assert_eq!(reply_code(&v), 486);
@@ -657,7 +685,7 @@ mod tests {
         let mut g = gate(false);
         let a = creds("consult-a", 1000, 600);
         let b = creds("consult-b", 1000, 600);
-        g.close_reference(at(1100), &Reference::parse("consult-a").unwrap());
+        g.close_references(at(1100), [&Reference::parse("consult-a").unwrap()]);
         assert_eq!(
             reply_code(&g.screen(at(1100), &authed(METHOD_REFRESH, &a, &[]))),
             401
@@ -679,8 +707,69 @@ mod tests {
         assert!(passes(
             g.screen(at(4701), &authed(METHOD_ALLOCATE, &much_later, &[]))
         ));
-        g.close_reference(at(4701), &Reference::parse("consult-b").unwrap());
+        g.close_references(at(4701), [&Reference::parse("consult-b").unwrap()]);
         assert_eq!(g.closed.len(), 1);
+    }
+
+    #[test]
+    fn closing_a_consultation_refuses_its_participants_and_closing_one_only_that_one() {
+        let mut g = gate(false);
+        let p1 = creds("c.p1", 1000, 600);
+        let p2 = creds("c.p2", 1000, 600);
+        let whole = creds("c", 1000, 600);
+        let other = creds("d.p1", 1000, 600);
+        let refused = |g: &Gate, c: &TurnCredentials| {
+            matches!(
+                g.screen(at(1100), &authed(METHOD_REFRESH, c, &[])),
+                Verdict::Reply(Refusal::Unauthorized(_), _)
+            )
+        };
+
+        g.close_references(at(1100), [&Reference::parse("c.p1").unwrap()]);
+        assert!(refused(&g, &p1));
+        assert!(!refused(&g, &p2), "the other participant keeps its relay");
+        assert!(
+            !refused(&g, &whole),
+            "a participant does not close its consultation"
+        );
+
+        g.close_references(at(1100), [&Reference::parse("c").unwrap()]);
+        for c in [&p1, &p2, &whole] {
+            assert!(refused(&g, c), "{}", c.username());
+        }
+        assert!(!refused(&g, &other));
+        // A dotted reference that is not two parts is its own consultation.
+        let dotted = creds("c.p1.x", 1000, 600);
+        assert!(!refused(&g, &dotted));
+    }
+
+    #[test]
+    fn closing_again_is_idempotent_and_remembered_from_the_latest_close() {
+        let mut g = gate(false);
+        let r = Reference::parse("c").unwrap();
+        g.close_references(at(1000), [&r, &r]);
+        g.close_references(at(2000), [&r]);
+        g.close_references(at(1500), [&r]);
+        assert_eq!(g.closed.len(), 1);
+        assert_eq!(g.closed[&r], at(2000));
+        // Still refused an hour after the first close, as the latest close
+        // started the hour again.
+        let late = creds("c.p1", 4800, 600);
+        assert_eq!(
+            reply_code(&g.screen(at(4800), &authed(METHOD_ALLOCATE, &late, &[]))),
+            401
+        );
+    }
+
+    #[test]
+    fn an_accepted_allocate_names_its_reference() {
+        let c = creds("c.p1", 1000, 600);
+        let Verdict::CheckQuota(check) =
+            gate(false).screen(at(1000), &authed(METHOD_ALLOCATE, &c, &[]))
+        else {
+            panic!("expected a quota check")
+        };
+        assert_eq!(check.reference, Reference::parse("c.p1").unwrap());
     }
 
     #[test]
@@ -715,10 +804,10 @@ mod tests {
     }
 
     #[test]
-    fn username_reference_matching() {
+    fn username_reference_parsing() {
         let r = Reference::parse("consult-a").unwrap();
-        assert!(username_has_reference("123:consult-a", &r));
-        assert!(!username_has_reference("123:consult-ab", &r));
-        assert!(!username_has_reference("consult-a", &r));
+        assert_eq!(username_reference("123:consult-a"), Some(r));
+        assert_eq!(username_reference("consult-a"), None);
+        assert_eq!(username_reference("123:consult a"), None);
     }
 }

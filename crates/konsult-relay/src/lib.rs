@@ -15,14 +15,17 @@
 //! [`TurnCredentials`] implements the "TURN REST API" scheme that coturn
 //! checks with `use-auth-secret`: username `"<expiry>:<reference>"`, password
 //! `base64(HMAC-SHA1(secret, username))`. Konsult's server and the relay
-//! share one secret and nothing else: the server mints a credential per
-//! consultation, capped to the consultation's window, and hands it to the
-//! two browsers; the relay recomputes the password from the username. There
+//! share one secret and nothing else: the server mints credentials for a
+//! consultation, capped to the consultation's window, and hands them to the
+//! browsers; the relay recomputes the password from the username. There
 //! is no user database to keep in sync, a credential expires by itself, and
 //! the same secret works for this relay and for a coturn fleet. The
 //! [`Reference`] in the username is a pseudonymous, consultation-scoped id
 //! (never a name, CPR number or contact detail): the username travels in
-//! clear text in every STUN request.
+//! clear text in every STUN request. It names either a whole consultation
+//! (`"c"`) or one participant of it (`"c.p1"`,
+//! [`Reference::for_participant`]); with participant references the relay
+//! can evict one participant and count media per participant.
 //!
 //! # Why a peer deny list
 //!
@@ -46,22 +49,49 @@
 //! runs each datagram through a sans-I/O gate first: authenticated requests
 //! need valid, unexpired, not-closed credentials and a matching
 //! MESSAGE-INTEGRITY (else 401), an Allocate beyond
-//! [`RelayConfig::allocations_per_username`] gets 486, and denied peers get
+//! [`RelayConfig::allocations_per_consultation`] gets 486, and denied peers get
 //! 403. What passes goes to the unmodified `turn` server, whose own
 //! `AuthHandler` checks the credentials again.
 //!
 //! # How `close_reference` works
 //!
-//! When a consultation ends, [`Relay::close_reference`] first marks its
-//! reference closed in the gate, so every later request with a credential
-//! for it (Allocate, Refresh, CreatePermission, ChannelBind) is refused with
-//! 401. It then waits until no datagram that passed the gate earlier is
-//! still being handled, lists the server's allocations, and deletes those
-//! whose username carries the reference; deleting an allocation closes its
-//! relay socket, so media stops at once. The closed mark is kept for
-//! [`RelayConfig::max_credential_ttl`], the longest any accepted credential
-//! can live, so credentials issued before the close cannot revive the
-//! consultation.
+//! When a consultation ends, or one participant must go (a patient whose
+//! join link was revoked), [`Relay::close_reference`] closes a reference: a
+//! consultation-only one closes the consultation and every participant
+//! under it, a participant one only that participant
+//! ([`Reference::covers`]). It first marks the reference closed in the gate,
+//! so every later request with a credential of a covered reference
+//! (Allocate, Refresh, CreatePermission, ChannelBind) is refused with 401.
+//! It then shuts the covered allocations' relay sockets, so they start
+//! relaying nothing more in either direction; waits for the datagrams the
+//! server had already taken in hand before the mark (only those: when
+//! nothing is in flight it does not wait at all) and for any datagram
+//! still being written; lists the server's allocations; and deletes the
+//! covered ones, which frees their ports and quota. When it returns, no
+//! datagram of those allocations is relayed any more. The closed mark is
+//! kept for [`RelayConfig::max_credential_ttl`], the longest any accepted
+//! credential can live, so credentials issued before the close cannot
+//! revive the consultation. Closing again is cheap and harmless, and
+//! [`Relay::close_references`] closes many at once (a server re-closes
+//! what it closed recently when it starts, because the relay remembers
+//! closed references in memory only).
+//!
+//! # Observed media
+//!
+//! Whether a consultation had media both ways should not rest on what the
+//! clients report. [`Relay::media_counters`] returns what the relay itself
+//! relayed for each participant reference: [`MediaCounters`] with a
+//! [`Flow`] per direction (packets, payload bytes, first and last instant),
+//! counting only payloads that look like RTP/RTCP (first byte 128..=191,
+//! RFC 7983), not ICE checks or DTLS. A datagram counts once the relay has
+//! forwarded it: client → peer when the allocation's relay socket sent it,
+//! peer → client when the relay wrote it to the client. It is attributed
+//! through the allocation that relayed it, whose owner (client address and
+//! reference) the gate learnt from the Allocate that created it, and which
+//! is forgotten with the allocation. Only counts and instants are stored,
+//! never an address or a payload; the counters outlive the allocations and
+//! are forgotten once a reference has been idle for
+//! [`RelayConfig::max_credential_ttl`].
 //!
 //! # Example
 //!
@@ -77,9 +107,19 @@
 //! let relay = Relay::start(config).await?;
 //!
 //! let consultation = Reference::parse("7f1c2e9a-0d4b-4e55-9a57-1b2c3d4e5f60")?;
-//! let creds = TurnCredentials::issue(&secret, &consultation, SystemTime::now(),
+//! let patient = Reference::for_participant(&consultation, "a1")?;
+//! let creds = TurnCredentials::issue(&secret, &patient, SystemTime::now(),
 //!                                    Duration::from_secs(45 * 60))?;
-//! // ... hand creds.username() and creds.password() to the two browsers ...
+//! // ... hand creds.username() and creds.password() to the patient's browser,
+//! // and a credential of another participant reference to the therapist's ...
+//!
+//! // The patient's link is revoked: the therapist keeps the relay.
+//! relay.close_reference(&patient).await?;
+//! // The consultation ends: what did the relay see, per participant?
+//! for (participant, seen) in relay.media_counters(&consultation) {
+//!     println!("{participant}: sent {} packets, received {}",
+//!              seen.sent.packets, seen.received.packets);
+//! }
 //! relay.close_reference(&consultation).await?;
 //! relay.shutdown().await?;
 //! # Ok(()) }
@@ -89,10 +129,12 @@
 mod conn;
 pub mod credentials;
 mod gate;
+mod media;
 pub mod peer_policy;
 mod relay;
 
 pub use credentials::{CredentialError, Reference, TurnCredentials, TurnUsername};
+pub use media::{Flow, MediaCounters};
 
 /// `tracing_subscriber::EnvFilter` directives that silence the logs of the
 /// `turn`, `stun` and `webrtc-util` crates.

@@ -1,6 +1,6 @@
 //! The running relay: a `turn` server behind the [`Gate`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
 use turn::auth::{generate_auth_key, AuthHandler};
 use turn::relay::relay_range::RelayAddressGeneratorRanges;
 use turn::relay::relay_static::RelayAddressGeneratorStatic;
@@ -17,13 +16,17 @@ use turn::server::config::{ConnConfig, ServerConfig};
 use turn::server::Server;
 use webrtc_util::vnet::net::Net;
 
-use crate::conn::{FilteringRelayGenerator, GateConn};
+use crate::conn::{drain, FilteringRelayGenerator, GateConn, InFlight, Meter};
 use crate::credentials::{Reference, TurnCredentials};
-use crate::gate::{username_has_reference, Gate, GateConfig};
+use crate::gate::{username_reference, Gate, GateConfig};
+use crate::media::MediaCounters;
 use crate::peer_policy::PeerPolicy;
 
-/// How long [`Relay::close_reference`] waits for a datagram already in the
-/// server's hands to be handled before it sweeps allocations.
+/// The longest each of [`Relay::close_references`]'s two waits lasts: for
+/// the datagrams already in the server's hands to be handled, and for
+/// relayed writes already under way to finish. It waits only for those (not
+/// for the server to be idle), so this bound is reached only if the server
+/// is stuck; when nothing is in flight it does not wait at all.
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
 
 /// Settings of an embedded relay. Start from [`RelayConfig::new`] and change
@@ -49,13 +52,18 @@ pub struct RelayConfig {
     pub secret: SecretString,
     /// Which peers are refused. Default: only public unicast.
     pub peer_policy: PeerPolicy,
-    /// How many live allocations one credential username may hold; the next
-    /// Allocate gets 486. Default 10: a browser allocates one per ICE
-    /// transport and restart, so a consultation stays far below.
-    pub allocations_per_username: usize,
+    /// How many live allocations one consultation may hold, over all its
+    /// participants and credentials (a fresh credential does not buy more);
+    /// the next Allocate gets 486. Default 24: a browser allocates one per
+    /// ICE transport and restart, and each side may reconnect from a new
+    /// network while its old allocations time out, so a consultation stays
+    /// well below.
+    pub allocations_per_consultation: usize,
     /// Credentials expiring later than `now + max_credential_ttl` are
-    /// refused, and a closed consultation reference is remembered this long.
-    /// Default 24 hours (the TURN REST draft's recommended ttl).
+    /// refused, a closed reference is remembered this long, and so are the
+    /// media counters of a reference after its last allocation is gone and
+    /// its last media was seen. Default 24 hours (the TURN REST draft's
+    /// recommended ttl).
     pub max_credential_ttl: Duration,
     /// Lifetime of a channel binding (RFC 8656: 10 minutes).
     pub channel_bind_timeout: Duration,
@@ -64,8 +72,8 @@ pub struct RelayConfig {
 impl RelayConfig {
     /// The standard TURN/STUN port.
     pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 3478);
-    /// Default [`RelayConfig::allocations_per_username`].
-    pub const DEFAULT_ALLOCATIONS_PER_USERNAME: usize = 10;
+    /// Default [`RelayConfig::allocations_per_consultation`].
+    pub const DEFAULT_ALLOCATIONS_PER_CONSULTATION: usize = 24;
     /// Default [`RelayConfig::max_credential_ttl`].
     pub const DEFAULT_MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -79,7 +87,7 @@ impl RelayConfig {
             realm: "konsult".to_owned(),
             secret,
             peer_policy: PeerPolicy::STRICT,
-            allocations_per_username: Self::DEFAULT_ALLOCATIONS_PER_USERNAME,
+            allocations_per_consultation: Self::DEFAULT_ALLOCATIONS_PER_CONSULTATION,
             max_credential_ttl: Self::DEFAULT_MAX_CREDENTIAL_TTL,
             channel_bind_timeout: Duration::from_secs(600),
         }
@@ -103,7 +111,7 @@ pub enum RelayError {
     #[error("invalid relay port range")]
     InvalidPortRange,
     /// The quota is 0, which would refuse every allocation.
-    #[error("allocations_per_username must be at least 1")]
+    #[error("allocations_per_consultation must be at least 1")]
     ZeroQuota,
     /// The listening socket could not be bound.
     #[error("could not bind the relay's UDP socket")]
@@ -115,15 +123,19 @@ pub enum RelayError {
 
 /// An embedded TURN relay (RFC 8656 over UDP) that also answers STUN Binding
 /// requests, with coturn-compatible TURN REST credentials, a peer deny list,
-/// a per-username allocation quota and per-consultation teardown.
+/// a per-consultation allocation quota, teardown per consultation or per
+/// participant, and counters of the media it relayed.
 ///
-/// Lifecycle: [`Relay::start`], then any number of [`Relay::close_reference`]
-/// and queries, then [`Relay::shutdown`]. Dropping a relay without shutting
-/// it down closes it in the background.
+/// Lifecycle: [`Relay::start`], then any number of
+/// [`Relay::close_reference`]/[`Relay::close_references`] and queries
+/// ([`Relay::media_counters`], [`Relay::allocations_for`], …), then
+/// [`Relay::shutdown`]. Dropping a relay without shutting it down closes it
+/// in the background.
 pub struct Relay {
     server: Arc<Server>,
     gate: Arc<Mutex<Gate>>,
-    idle: watch::Receiver<bool>,
+    meter: Arc<Meter>,
+    in_flight: InFlight,
     local_addr: SocketAddr,
     shut_down: bool,
 }
@@ -137,7 +149,7 @@ impl Relay {
         if config.realm.is_empty() {
             return Err(RelayError::EmptyRealm);
         }
-        if config.allocations_per_username == 0 {
+        if config.allocations_per_consultation == 0 {
             return Err(RelayError::ZeroQuota);
         }
         let public_ip = match config.public_ip {
@@ -160,11 +172,17 @@ impl Relay {
             secret: config.secret.clone(),
             realm: config.realm.clone(),
             policy: config.peer_policy,
-            allocations_per_username: config.allocations_per_username,
+            allocations_per_consultation: config.allocations_per_consultation,
             max_credential_ttl: config.max_credential_ttl,
         })));
+        let meter = Arc::new(Meter::new(config.max_credential_ttl));
         let server_slot = Arc::new(OnceLock::new());
-        let (gate_conn, idle) = GateConn::new(socket, Arc::clone(&gate), Arc::clone(&server_slot));
+        let (gate_conn, in_flight) = GateConn::new(
+            socket,
+            Arc::clone(&gate),
+            Arc::clone(&server_slot),
+            Arc::clone(&meter),
+        );
 
         let server = Server::new(ServerConfig {
             conn_configs: vec![ConnConfig {
@@ -172,6 +190,7 @@ impl Relay {
                 relay_addr_generator: Box::new(FilteringRelayGenerator {
                     inner: relay_generator,
                     policy: config.peer_policy,
+                    meter: Arc::clone(&meter),
                 }),
             }],
             realm: config.realm.clone(),
@@ -191,7 +210,8 @@ impl Relay {
         Ok(Self {
             server,
             gate,
-            idle,
+            meter,
+            in_flight,
             local_addr,
             shut_down: false,
         })
@@ -203,22 +223,53 @@ impl Relay {
         self.local_addr
     }
 
-    /// Closes every allocation made with credentials for `reference`, and
-    /// refuses that reference's credentials from now on (for
+    /// Closes every allocation made with credentials of `reference`, and
+    /// refuses those credentials from now on (for
     /// [`RelayConfig::max_credential_ttl`], by which time every credential
-    /// issued before the close has expired). Call it when the consultation
-    /// ends. Returns how many allocations were closed.
+    /// issued before the close has expired). Returns how many allocations
+    /// were closed.
+    ///
+    /// A consultation-only reference (`"c"`) closes the consultation: its
+    /// own credentials and those of every participant under it
+    /// (`"c.p1"`, `"c.p2"`, …). A participant reference (`"c.p1"`) closes
+    /// that participant only, e.g. a patient whose join link was revoked,
+    /// while the others keep their relay. See [`Reference::covers`].
+    ///
+    /// When it returns, no datagram of those allocations is relayed any
+    /// more, in either direction. Closing a closed reference again is
+    /// harmless (and cheap); its media counters stay readable.
     pub async fn close_reference(&self, reference: &Reference) -> Result<usize, RelayError> {
+        self.close_references([reference]).await
+    }
+
+    /// [`Relay::close_reference`] for many references at once, with one wait
+    /// and one sweep: for a server that, on start-up, closes again every
+    /// reference it closed within the last [`RelayConfig::max_credential_ttl`].
+    /// Returns how many allocations were closed.
+    pub async fn close_references<'a>(
+        &self,
+        references: impl IntoIterator<Item = &'a Reference>,
+    ) -> Result<usize, RelayError> {
+        let closing = Closing::new(references);
+        if closing.is_empty() {
+            return Ok(0);
+        }
+        // 1. Refuse the credentials: nothing new passes the gate.
         self.gate
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .close_reference(SystemTime::now(), reference);
-        // A request that passed the gate just before the close may still be
-        // in the server's hands; let it finish so the sweep sees its
-        // allocation. (Err: the server has stopped, nothing is in flight.)
-        let mut idle = self.idle.clone();
-        let _ = tokio::time::timeout(IN_FLIGHT_WAIT, idle.wait_for(|idle| *idle)).await;
-
+            .close_references(SystemTime::now(), closing.references());
+        // 2. Silence the live allocations: none starts relaying a datagram
+        //    from now on.
+        let mut valves = self.meter.revoke(|r| closing.covers(r));
+        // 3. A request that passed the gate just before step 1 may still be
+        //    in the server's hands; let it finish, so that an allocation it
+        //    creates is silenced and swept too, and let the datagrams that
+        //    were being relayed when step 2 came go out.
+        self.in_flight.settle(IN_FLIGHT_WAIT).await;
+        valves.extend(self.meter.revoke(|r| closing.covers(r)));
+        drain(&valves, IN_FLIGHT_WAIT).await;
+        // 4. Delete the allocations, freeing their ports and quota.
         let infos = self
             .server
             .get_allocations_info(None)
@@ -227,7 +278,7 @@ impl Relay {
         let mut usernames = BTreeSet::new();
         let mut closed = 0;
         for info in infos.values() {
-            if username_has_reference(&info.username, reference) {
+            if username_reference(&info.username).is_some_and(|r| closing.covers(&r)) {
                 usernames.insert(info.username.clone());
                 closed += 1;
             }
@@ -238,8 +289,28 @@ impl Relay {
                 .await
                 .map_err(RelayError::Turn)?;
         }
-        tracing::info!(allocations = closed, "closed consultation reference");
+        tracing::info!(
+            references = closing.len(),
+            allocations = closed,
+            "closed references"
+        );
         Ok(closed)
+    }
+
+    /// The media this relay observed, per reference: for a consultation-only
+    /// reference, the counters of itself and of every participant under it;
+    /// for a participant reference, its own. References that allocated but
+    /// relayed no media are there with zero counters; references that never
+    /// allocated here are absent.
+    ///
+    /// Counted is what the relay forwarded and what looks like RTP/RTCP
+    /// (first byte 128..=191, RFC 7983); see [`MediaCounters`]. Counters
+    /// outlive the allocations (an expired or closed allocation's media is
+    /// still there) and are forgotten once a reference has had no allocation
+    /// and no media for [`RelayConfig::max_credential_ttl`]. The relay keeps
+    /// them in memory only: a restart forgets them.
+    pub fn media_counters(&self, reference: &Reference) -> HashMap<Reference, MediaCounters> {
+        self.meter.counters(reference)
     }
 
     /// Number of live allocations.
@@ -252,7 +323,9 @@ impl Relay {
         Ok(infos.len())
     }
 
-    /// Number of live allocations made with credentials for `reference`.
+    /// Number of live allocations made with credentials of a reference that
+    /// `reference` [covers](Reference::covers): for a consultation, its own
+    /// and all its participants'.
     pub async fn allocations_for(&self, reference: &Reference) -> Result<usize, RelayError> {
         let infos = self
             .server
@@ -261,7 +334,7 @@ impl Relay {
             .map_err(RelayError::Turn)?;
         Ok(infos
             .values()
-            .filter(|i| username_has_reference(&i.username, reference))
+            .filter(|i| username_reference(&i.username).is_some_and(|r| reference.covers(&r)))
             .count())
     }
 
@@ -283,6 +356,43 @@ impl Drop for Relay {
                 let _ = server.close().await;
             });
         }
+    }
+}
+
+/// The references being closed, to test many allocations against many
+/// references at once with [`Reference::covers`]'s rule.
+struct Closing<'a> {
+    references: HashSet<&'a str>,
+    list: Vec<&'a Reference>,
+}
+
+impl<'a> Closing<'a> {
+    fn new(references: impl IntoIterator<Item = &'a Reference>) -> Self {
+        let mut list: Vec<&Reference> = references.into_iter().collect();
+        list.sort();
+        list.dedup();
+        Self {
+            references: list.iter().map(|r| r.as_str()).collect(),
+            list,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    fn references(&self) -> impl Iterator<Item = &'a Reference> + '_ {
+        self.list.iter().copied()
+    }
+
+    /// Whether one of the references being closed covers `reference`.
+    fn covers(&self, reference: &Reference) -> bool {
+        self.references.contains(reference.as_str())
+            || self.references.contains(reference.consultation_str())
     }
 }
 
@@ -366,7 +476,7 @@ mod tests {
         c.realm.clear();
         assert!(matches!(Relay::start(c).await, Err(RelayError::EmptyRealm)));
         let mut c = config();
-        c.allocations_per_username = 0;
+        c.allocations_per_consultation = 0;
         assert!(matches!(Relay::start(c).await, Err(RelayError::ZeroQuota)));
         let mut c = config();
         c.listen = "0.0.0.0:0".parse().unwrap();
@@ -394,7 +504,7 @@ mod tests {
     async fn defaults_are_the_documented_ones() {
         let c = RelayConfig::new(SecretString::from("s"));
         assert_eq!(c.listen, "0.0.0.0:3478".parse().unwrap());
-        assert_eq!(c.allocations_per_username, 10);
+        assert_eq!(c.allocations_per_consultation, 24);
         assert!(!c.peer_policy.allow_loopback);
         let relay = Relay::start(config()).await.unwrap();
         assert!(relay.local_addr().port() != 0);

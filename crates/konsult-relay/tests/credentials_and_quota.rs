@@ -1,5 +1,5 @@
-//! Expired and forged credentials are refused with 401, a username holds at
-//! most its quota of allocations, and closing a consultation reference ends
+//! Expired and forged credentials are refused with 401, a consultation holds
+//! at most its quota of allocations over all its credentials, and closing a consultation reference ends
 //! its allocations and refuses its credentials.
 
 mod common;
@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use konsult_relay::{Reference, Relay, TurnCredentials};
+use konsult_relay::{Reference, Relay, RelayConfig, TurnCredentials};
 use secrecy::{ExposeSecret, SecretString};
 use webrtc_util::Conn;
 
@@ -123,32 +123,46 @@ async fn forged_credentials_get_401() {
 }
 
 #[tokio::test]
-async fn the_eleventh_allocation_of_a_username_gets_486() {
+async fn a_consultation_holds_its_quota_whatever_its_usernames() {
     let relay = start_relay(false).await;
-    let creds = issue("consult-quota", 600);
-    let username = creds.username().to_string();
-    let password = creds.password().expose_secret();
-
+    let quota = RelayConfig::DEFAULT_ALLOCATIONS_PER_CONSULTATION;
+    // A fresh credential for each allocation, as a client that fetches new
+    // ICE servers every time would have: participants and expiries differ,
+    // the consultation is the same.
+    let fresh = |i: usize| {
+        let reference = match i % 3 {
+            0 => "consult-quota".to_owned(),
+            n => format!("consult-quota.p{n}"),
+        };
+        issue(&reference, 600 + i as u64)
+    };
     let mut clients = Vec::new();
-    for i in 0..10 {
+    for i in 0..quota {
+        let creds = fresh(i);
         let raw = RawTurn::new(relay.local_addr()).await;
         let session = raw
-            .allocate(&username, password)
+            .allocate(
+                &creds.username().to_string(),
+                creds.password().expose_secret(),
+            )
             .await
             .unwrap()
             .unwrap_or_else(|code| panic!("allocation {} refused with {code}", i + 1));
         clients.push((raw, session));
     }
-    assert_eq!(relay.allocation_count().await.unwrap(), 10);
+    assert_eq!(relay.allocation_count().await.unwrap(), quota);
 
-    let eleventh = RawTurn::new(relay.local_addr()).await;
-    assert_eq!(
-        eleventh.allocate(&username, password).await.unwrap().err(),
-        Some(486)
+    let one_more = fresh(quota);
+    let (username, password) = (
+        one_more.username().to_string(),
+        one_more.password().expose_secret().to_owned(),
     );
-    assert_eq!(relay.allocation_count().await.unwrap(), 10);
+    let next = RawTurn::new(relay.local_addr()).await;
+    let allocate_next = || next.allocate(&username, &password);
+    assert_eq!(allocate_next().await.unwrap().err(), Some(486));
+    assert_eq!(relay.allocation_count().await.unwrap(), quota);
 
-    // The quota counts one username: another credential is not affected.
+    // The quota counts one consultation: another is not affected.
     let other = issue("consult-quota-other", 600);
     assert!(allocate_raw(
         &relay,
@@ -161,11 +175,7 @@ async fn the_eleventh_allocation_of_a_username_gets_486() {
     // It counts live allocations: after one is released, there is room.
     let (raw, session) = &clients[0];
     assert_eq!(raw.refresh(session, Duration::ZERO).await.unwrap(), Ok(()));
-    assert!(eleventh
-        .allocate(&username, password)
-        .await
-        .unwrap()
-        .is_ok());
+    assert!(allocate_next().await.unwrap().is_ok());
     relay.shutdown().await.unwrap();
 }
 

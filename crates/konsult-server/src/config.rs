@@ -20,6 +20,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…`; default: an SQLite file in `data_dir`.
     pub database_url: Option<String>,
+    /// Seconds a request waits for a database connection (connecting
+    /// included) before it is answered 503 `database_unavailable` with
+    /// `Retry-After`; also how long start-up tries to reach the database.
+    pub database_timeout_seconds: u32,
     /// File holding the base64 data-at-rest key; default `data_dir/data.key`,
     /// created (mode 0600) on first run.
     pub key_file: Option<PathBuf>,
@@ -27,14 +31,149 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// TLS.
     pub tls: TlsSettings,
+    /// Limits on HTTP connections and on where clients are told apart.
+    pub http: HttpSettings,
     /// Hours a therapist's login lasts.
     pub session_hours: u32,
+    /// Hours a one-time setup link (first run, or `konsult clinic add`)
+    /// works after it was made.
+    pub setup_link_hours: u32,
     /// Minutes before the start that a join link opens.
     pub link_opens_minutes_before: u32,
     /// Minutes after the scheduled end that a join link still works.
     pub link_closes_minutes_after_end: u32,
     /// The embedded TURN relay.
     pub turn: TurnSettings,
+    /// Signaling: evidence of two-way media, resuming after a restart.
+    pub signaling: SignalingSettings,
+    /// Alerts in the log on unusual access to patients' records.
+    pub alerts: AlertSettings,
+    /// Who runs this installation (the clinics' data processor) and its
+    /// sub-processors, for the records of processing.
+    pub operator: OperatorSettings,
+}
+
+/// Signaling settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalingSettings {
+    /// How long media must flow both ways before it counts as two-way
+    /// (`konsult_domain::evidence`; 30 s, RFC 7675's consent timeout).
+    pub min_two_way_seconds: u32,
+    /// How many media packets the relay must count each way.
+    pub min_two_way_packets: u64,
+    /// How long participants of a call saved before a restart have to come
+    /// back before the call ends as abandoned.
+    pub restore_grace_seconds: u32,
+    /// How long a dropped participant may resume before the peer is told
+    /// (announced to clients as `resume_grace_ms`).
+    pub resume_grace_seconds: u32,
+    /// A connection silent this long is closed as dropped (announced as
+    /// `heartbeat_timeout_ms`).
+    pub heartbeat_timeout_seconds: u32,
+}
+
+impl Default for SignalingSettings {
+    fn default() -> Self {
+        let core = konsult_signal::Config::default();
+        Self {
+            min_two_way_seconds: u32::try_from(core.evidence.min_span.as_secs()).unwrap_or(30),
+            min_two_way_packets: core.evidence.min_packets,
+            restore_grace_seconds: u32::try_from(core.restore_grace.as_secs()).unwrap_or(60),
+            resume_grace_seconds: u32::try_from(core.resume_grace.as_secs()).unwrap_or(30),
+            heartbeat_timeout_seconds: u32::try_from(core.heartbeat_timeout.as_secs())
+                .unwrap_or(30),
+        }
+    }
+}
+
+/// The shortest heartbeat timeout in force; a smaller setting is raised to it.
+pub const MIN_HEARTBEAT_TIMEOUT_SECONDS: u32 = 3;
+
+/// How often clients are asked to ping: three pings fit in the heartbeat
+/// timeout, so one late or lost ping never closes a live connection; never
+/// more often than once a second nor less often than `default`.
+fn ping_interval_for(
+    heartbeat_timeout: std::time::Duration,
+    default: std::time::Duration,
+) -> std::time::Duration {
+    (heartbeat_timeout / 3).clamp(std::time::Duration::from_secs(1), default)
+}
+
+/// When the log raises an alert about access to patients' records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// One account opening more than this many different patients' records
+    /// (details, journal notes, safety confirmations, exports) within
+    /// `unusual_access_minutes` raises an `unusual_access` alert; 0 turns
+    /// the alert off.
+    pub unusual_access_patients: u32,
+    /// The window of that count, in minutes.
+    pub unusual_access_minutes: u32,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self {
+            unusual_access_patients: 20,
+            unusual_access_minutes: 10,
+        }
+    }
+}
+
+impl SignalingSettings {
+    /// The signaling core's configuration with these settings.
+    pub fn core_config(&self) -> konsult_signal::Config {
+        let defaults = konsult_signal::Config::default();
+        // Below three seconds a connection would be closed between two
+        // pings of a busy browser tab.
+        let heartbeat_timeout = std::time::Duration::from_secs(u64::from(
+            self.heartbeat_timeout_seconds
+                .max(MIN_HEARTBEAT_TIMEOUT_SECONDS),
+        ));
+        konsult_signal::Config {
+            evidence: konsult_domain::EvidenceRules {
+                min_span: std::time::Duration::from_secs(u64::from(self.min_two_way_seconds)),
+                min_packets: self.min_two_way_packets,
+            },
+            restore_grace: std::time::Duration::from_secs(u64::from(self.restore_grace_seconds)),
+            resume_grace: std::time::Duration::from_secs(u64::from(self.resume_grace_seconds)),
+            heartbeat_timeout,
+            ping_interval: ping_interval_for(heartbeat_timeout, defaults.ping_interval),
+            ..defaults
+        }
+    }
+}
+
+/// The operator of the installation: the data processor of every clinic on
+/// it (GDPR art. 28), as named in the records of processing (art. 30).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OperatorSettings {
+    /// The operator's legal name.
+    pub name: String,
+    /// How clinics and the supervisory authority reach the operator
+    /// (address, e-mail, phone; the data protection officer if there is one).
+    pub contact: String,
+    /// Sub-processors engaged by the operator (hosting, backup, an external
+    /// TURN relay's provider, …).
+    pub sub_processors: Vec<SubProcessor>,
+}
+
+/// One sub-processor of the operator.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubProcessor {
+    /// Legal name.
+    pub name: String,
+    /// What it does for the installation, e.g. "server hosting".
+    pub purpose: String,
+    /// Country or countries where it processes the data (ISO 3166 codes).
+    pub countries: Vec<String>,
+    /// For a country outside the EU/EEA: the transfer basis (adequacy
+    /// decision, standard contractual clauses, …).
+    pub transfer_basis: Option<String>,
 }
 
 /// TLS settings.
@@ -48,6 +187,41 @@ pub struct TlsSettings {
     pub key: Option<PathBuf>,
     /// A TLS-terminating proxy sits in front: serve plain HTTP on any address.
     pub behind_proxy: bool,
+}
+
+/// Limits on HTTP connections (against clients that connect and stall),
+/// and how the login limiter tells clients apart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Most connections open at once; kept below the file-descriptor
+    /// limit (`LimitNOFILE`) minus room for the database and relay. A
+    /// connection beyond it is closed at once.
+    pub max_connections: u32,
+    /// Seconds a client has to send a request's line and headers (the TLS
+    /// handshake included, for a new connection) before it is closed.
+    pub header_timeout_seconds: u32,
+    /// Seconds a request body may stall between two pieces before the
+    /// request fails.
+    pub body_timeout_seconds: u32,
+    /// A header that a trusted proxy in front sets to the client's address
+    /// (`X-Forwarded-For`: its last entry counts; `X-Real-IP`). Only for the
+    /// login limiter, which keeps a keyed hash of it in memory and never
+    /// stores or logs it. Unset: the peer's address, or, with
+    /// `tls.behind_proxy`, no per-client limit (every client would share
+    /// the proxy's address).
+    pub client_address_header: Option<String>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_timeout_seconds: 10,
+            body_timeout_seconds: 30,
+            client_address_header: None,
+        }
+    }
 }
 
 /// The embedded relay and any external coturn.
@@ -91,13 +265,19 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("konsult-data"),
             database_url: None,
+            database_timeout_seconds: 5,
             key_file: None,
             public_url: None,
             tls: TlsSettings::default(),
+            http: HttpSettings::default(),
             session_hours: 12,
+            setup_link_hours: 24,
             link_opens_minutes_before: 15,
             link_closes_minutes_after_end: 30,
             turn: TurnSettings::default(),
+            signaling: SignalingSettings::default(),
+            alerts: AlertSettings::default(),
+            operator: OperatorSettings::default(),
         }
     }
 }
@@ -136,11 +316,25 @@ impl Settings {
         }
     }
 
+    /// How long a setup link works.
+    pub fn setup_link_max_age(&self) -> chrono::Duration {
+        chrono::Duration::hours(i64::from(self.setup_link_hours))
+    }
+
     /// The database URL in force.
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("konsult.db").display()))
+    }
+
+    /// How long the store waits for the database.
+    pub fn pool_settings(&self) -> konsult_store::PoolSettings {
+        konsult_store::PoolSettings {
+            acquire_timeout: std::time::Duration::from_secs(u64::from(
+                self.database_timeout_seconds.max(1),
+            )),
+        }
     }
 
     /// The key file in force.
@@ -166,6 +360,29 @@ mod tests {
         assert!(s.listen.ip().is_loopback());
         assert!(!s.serves_tls());
         assert!(s.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn clients_ping_three_times_within_the_heartbeat_timeout() {
+        let with = |seconds| {
+            let core = SignalingSettings {
+                heartbeat_timeout_seconds: seconds,
+                ..SignalingSettings::default()
+            }
+            .core_config();
+            (
+                core.heartbeat_timeout.as_millis(),
+                core.ping_interval.as_millis(),
+            )
+        };
+        // The defaults are as documented: 30 s and a ping every 10 s.
+        assert_eq!(with(30), (30_000, 10_000));
+        // A short timeout (the browser tests use 4 s) asks for pings often
+        // enough that a connection with nothing else to say stays open.
+        assert_eq!(with(4), (4_000, 1_333));
+        // A long one keeps the 10 s ping; a tiny one is raised to 3 s.
+        assert_eq!(with(120), (120_000, 10_000));
+        assert_eq!(with(0), (3_000, 1_000));
     }
 
     #[test]
@@ -199,6 +416,8 @@ mod tests {
         assert!(s.serves_tls());
         assert!(s.database_url().starts_with("postgres://"));
         assert_eq!(s.turn.external_urls.len(), 2);
+        assert!(!s.operator.name.is_empty() && !s.operator.contact.is_empty());
+        assert!(!s.operator.sub_processors.is_empty());
     }
 
     #[test]

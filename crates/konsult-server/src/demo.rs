@@ -109,6 +109,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Option<String>> {
                 start: now + Duration::minutes(10),
                 length_minutes: 30,
                 relay_only: true,
+                allow_overlap: false,
             },
             window,
             now,
@@ -118,9 +119,10 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Option<String>> {
         anyhow::bail!("the demo patient was not eligible");
     };
     let base = &state.public_url;
+    let join_url = format!("{base}/join/{}", link.token);
+    let _ = state.demo_link.set((clinic, join_url.clone()));
     Ok(Some(format!(
-        "\nDemo clinic ready.\n\n  Therapist dashboard: {base}/app\n    log in as terapeut@demo.konsult (admin: admin@demo.konsult), password: {password}\n\n  Patient join link (open in another browser or a private window):\n    {base}/join/{}\n",
-        link.token
+        "\nDemo clinic ready.\n\n  Therapist dashboard: {base}/app\n    log in as terapeut@demo.konsult (admin: admin@demo.konsult), password: {password}\n\n  Patient join link (open in another browser or a private window):\n    {join_url}\n"
     )))
 }
 
@@ -144,6 +146,9 @@ mod tests {
         let text = seed(app.state()).await.unwrap().expect("seeded");
         assert!(text.contains("terapeut@demo.konsult"));
         let token = text.split("/join/").nth(1).unwrap().trim();
+        // The dashboard shows the same link to the demo clinic.
+        let (_, shown) = app.state().demo_link.get().expect("kept for the dashboard");
+        assert!(shown.ends_with(&format!("/join/{token}")), "{shown}");
         let status = app
             .state()
             .store

@@ -4,6 +4,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use std::error::Error as _;
 
 use crate::error::ApiError;
 
@@ -29,18 +30,72 @@ where
 fn json_rejection(r: JsonRejection) -> ApiError {
     match r {
         JsonRejection::JsonDataError(e) => {
-            ApiError::BadRequest(format!("invalid field: {}", e.body_text()))
+            // axum's rejection wraps the error of serde_path_to_error, which
+            // names the field; its inner serde_json error says what is wrong.
+            let located = e
+                .source()
+                .and_then(|s| s.source())
+                .and_then(|s| s.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>());
+            let (path, message) = match located {
+                Some(l) => (l.path().to_string(), l.inner().to_string()),
+                None => (".".to_owned(), String::new()),
+            };
+            field_problem(&path, &message, format!("invalid field: {}", e.body_text()))
         }
-        JsonRejection::JsonSyntaxError(_) => {
-            ApiError::BadRequest("the body is not valid JSON".into())
-        }
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::BadRequest("expected Content-Type: application/json".into())
-        }
-        JsonRejection::BytesRejection(_) => {
-            ApiError::BadRequest("the body could not be read (too large?)".into())
-        }
-        other => ApiError::BadRequest(other.body_text()),
+        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request(
+            "invalid_json",
+            "Forespørgslen kunne ikke læses (den er ikke gyldig JSON).",
+            "the body is not valid JSON",
+        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError::bad_request(
+            "json_content_type",
+            "Forespørgslen skal sendes som JSON (Content-Type: application/json).",
+            "expected Content-Type: application/json",
+        ),
+        JsonRejection::BytesRejection(_) => ApiError::bad_request(
+            "body_unreadable",
+            "Forespørgslen kunne ikke læses. Den er måske for stor.",
+            "the body could not be read (too large?)",
+        ),
+        other => ApiError::bad_request(
+            "invalid_body",
+            "Forespørgslen kunne ikke læses.",
+            other.body_text(),
+        ),
+    }
+}
+
+/// The 400 of a value that did not deserialize, told by what serde said
+/// (`message`) about which field (`path`, `.` for the whole). Field names
+/// stay as the API spells them, in both languages.
+fn field_problem(path: &str, message: &str, en: String) -> ApiError {
+    // serde's own wording: "unknown field `x`, expected …", "missing field `x`".
+    let quoted = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    if let Some(field) = quoted("unknown field `") {
+        ApiError::bad_request(
+            "unknown_field",
+            format!("Feltet \"{field}\" kendes ikke her."),
+            en,
+        )
+    } else if let Some(field) = quoted("missing field `") {
+        ApiError::bad_request("missing_field", format!("Feltet \"{field}\" mangler."), en)
+    } else if path != "." && !path.is_empty() {
+        ApiError::bad_request(
+            "invalid_field",
+            format!("Feltet \"{path}\" har en ugyldig værdi."),
+            en,
+        )
+    } else {
+        ApiError::bad_request(
+            "invalid_field",
+            "Forespørgslen har en ugyldig værdi eller form.",
+            en,
+        )
     }
 }
 
@@ -58,9 +113,20 @@ where
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
             Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => {
-                Err(ApiError::BadRequest(e.body_text()))
+                let located = e.source().and_then(|s| s.source()).and_then(|s| {
+                    s.downcast_ref::<serde_path_to_error::Error<serde::de::value::Error>>()
+                });
+                let (path, message) = match located {
+                    Some(l) => (l.path().to_string(), l.inner().to_string()),
+                    None => (".".to_owned(), String::new()),
+                };
+                Err(field_problem(&path, &message, e.body_text()))
             }
-            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+            Err(e) => Err(ApiError::bad_request(
+                "invalid_query",
+                "Adressens parametre kunne ikke læses.",
+                e.body_text(),
+            )),
         }
     }
 }
@@ -79,5 +145,101 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
         raw.parse()
             .map(IdPath)
             .map_err(|_| ApiError::NotFound("resource"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body1 {
+        name: String,
+    }
+
+    async fn refusal(body: &'static str, content_type: &str) -> crate::error::Problem {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/")
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .unwrap();
+        match ApiJson::<Body1>::from_request(req, &()).await {
+            Ok(_) => panic!("{body} was accepted"),
+            Err(e) => e.problem(),
+        }
+    }
+
+    /// The cases are told apart by serde's own wording; this fails when a
+    /// new serde says it differently.
+    #[tokio::test]
+    async fn json_refusals_name_the_field_in_danish() {
+        let json = "application/json";
+        for (body, content_type, code, danish) in [
+            (
+                r#"{"name": "X", "is_admin": true}"#,
+                json,
+                "unknown_field",
+                "Feltet \"is_admin\" kendes ikke her.",
+            ),
+            (r#"{}"#, json, "missing_field", "Feltet \"name\" mangler."),
+            (
+                r#"{"name": 42}"#,
+                json,
+                "invalid_field",
+                "Feltet \"name\" har en ugyldig værdi.",
+            ),
+            (
+                r#"{"name": "#,
+                json,
+                "invalid_json",
+                "Forespørgslen kunne ikke læses (den er ikke gyldig JSON).",
+            ),
+            (
+                "name=X",
+                "application/x-www-form-urlencoded",
+                "json_content_type",
+                "Forespørgslen skal sendes som JSON (Content-Type: application/json).",
+            ),
+        ] {
+            let problem = refusal(body, content_type).await;
+            assert_eq!(problem.kind, "urn:konsult:problem:bad_request", "{body}");
+            assert_eq!(problem.errors[0].code, code, "{body}: {problem:?}");
+            assert_eq!(problem.errors[0].da, danish, "{body}");
+            assert_eq!(problem.detail.as_ref(), Some(&problem.errors[0].en));
+        }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Period {
+        from: chrono::NaiveDate,
+    }
+
+    #[tokio::test]
+    async fn query_refusals_name_the_field_in_danish() {
+        for (query, code, danish) in [
+            ("", "missing_field", "Feltet \"from\" mangler."),
+            (
+                "from=yesterday",
+                "invalid_field",
+                "Feltet \"from\" har en ugyldig værdi.",
+            ),
+        ] {
+            let req = Request::builder()
+                .uri(format!("/?{query}"))
+                .body(Body::empty())
+                .unwrap();
+            let (mut parts, _) = req.into_parts();
+            let problem = match ApiQuery::<Period>::from_request_parts(&mut parts, &()).await {
+                Ok(_) => panic!("{query} was accepted"),
+                Err(e) => e.problem(),
+            };
+            assert_eq!(problem.errors[0].code, code, "{query}: {problem:?}");
+            assert_eq!(problem.errors[0].da, danish, "{query}");
+        }
     }
 }

@@ -13,17 +13,24 @@ use crate::error::ApiError;
 pub struct Cpr(String);
 
 impl Cpr {
-    /// Parses `DDMMYY-SSSS` or `DDMMYYSSSS`.
+    /// Parses `DDMMYY-SSSS`, `DDMMYY SSSS` or `DDMMYYSSSS` (one hyphen or
+    /// space after the birth date, or none).
     pub fn parse(text: &str) -> Result<Self, ApiError> {
         let bad = || {
-            ApiError::BadRequest("the CPR number must be DDMMYY-SSSS with a real birth date".into())
+            ApiError::bad_request(
+                "invalid_cpr",
+                "CPR-nummeret skal skrives som ddmmåå-xxxx og begynde med en rigtig fødselsdato.",
+                "the CPR number must be DDMMYY-SSSS with a real birth date",
+            )
         };
-        let digits: String = text.trim().chars().filter(|c| *c != '-').collect();
-        let dashes = text.trim().chars().filter(|c| *c == '-').count();
-        if digits.len() != 10 || !digits.chars().all(|c| c.is_ascii_digit()) || dashes > 1 {
+        let text = text.trim();
+        let is_separator = |c: char| c == '-' || c == ' ';
+        let digits: String = text.chars().filter(|c| !is_separator(*c)).collect();
+        let separators = text.chars().filter(|c| is_separator(*c)).count();
+        if digits.len() != 10 || !digits.chars().all(|c| c.is_ascii_digit()) || separators > 1 {
             return Err(bad());
         }
-        if dashes == 1 && text.trim().find('-') != Some(6) {
+        if separators == 1 && text.find(is_separator) != Some(6) {
             return Err(bad());
         }
         let n = |r: std::ops::Range<usize>| digits[r].parse::<u32>().expect("digits");
@@ -46,13 +53,18 @@ impl Cpr {
     }
 }
 
-/// A person's name: 1–200 characters, no control characters.
-pub fn name(text: &str, field: &str) -> Result<String, ApiError> {
+/// A name or short text field: 1–200 characters, no control characters.
+/// `field` is the API's field name (in the English message), `label_da`
+/// how the form names it in Danish with its article (`"Navnet"`,
+/// `"Klinikkens navn"`).
+pub fn name(text: &str, field: &str, label_da: &str) -> Result<String, ApiError> {
     let t = text.trim();
     if t.is_empty() || t.chars().count() > 200 || t.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(format!(
-            "{field} must be 1–200 characters without control characters"
-        )));
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!("{label_da} skal udfyldes og må højst have 200 tegn (ingen linjeskift)."),
+            format!("{field} must be 1–200 characters without control characters"),
+        ));
     }
     Ok(t.to_owned())
 }
@@ -66,8 +78,10 @@ pub fn phone(text: &str) -> Result<String, ApiError> {
             .all(|(i, c)| c.is_ascii_digit() || c == ' ' || (i == 0 && c == '+'))
         && t.chars().filter(char::is_ascii_digit).count() >= 8;
     if !ok {
-        return Err(ApiError::BadRequest(
-            "the phone number must have at least 8 digits (spaces and a leading + allowed)".into(),
+        return Err(ApiError::bad_request(
+            "invalid_phone",
+            "Telefonnummeret skal have mindst 8 cifre (mellemrum og + foran er tilladt).",
+            "the phone number must have at least 8 digits (spaces and a leading + allowed)",
         ));
     }
     Ok(t.to_owned())
@@ -86,8 +100,10 @@ pub fn email(text: &str) -> Result<String, ApiError> {
                 && !domain.contains('@')
         });
     if !valid {
-        return Err(ApiError::BadRequest(
-            "the e-mail address is not valid".into(),
+        return Err(ApiError::bad_request(
+            "invalid_email",
+            "E-mailadressen er ikke gyldig.",
+            "the e-mail address is not valid",
         ));
     }
     Ok(t.to_owned())
@@ -97,8 +113,10 @@ pub fn email(text: &str) -> Result<String, ApiError> {
 pub fn ydernummer(text: &str) -> Result<String, ApiError> {
     let t = text.trim();
     if t.len() != 6 || !t.chars().all(|c| c.is_ascii_digit()) {
-        return Err(ApiError::BadRequest(
-            "the ydernummer must be six digits".into(),
+        return Err(ApiError::bad_request(
+            "invalid_ydernummer",
+            "Ydernummeret skal være seks cifre.",
+            "the ydernummer must be six digits",
         ));
     }
     Ok(t.to_owned())
@@ -131,9 +149,12 @@ mod tests {
 
     #[test]
     fn names_phones_and_emails() {
-        assert_eq!(name("  Grethe Hansen ", "name").unwrap(), "Grethe Hansen");
-        assert!(name("", "name").is_err());
-        assert!(name("a\u{0}b", "name").is_err());
+        assert_eq!(
+            name("  Grethe Hansen ", "name", "Navnet").unwrap(),
+            "Grethe Hansen"
+        );
+        assert!(name("", "name", "Navnet").is_err());
+        assert!(name("a\u{0}b", "name", "Navnet").is_err());
         assert!(phone("+45 12 34 56 78").is_ok());
         assert!(phone("1234").is_err());
         assert!(phone("12-34-56-78").is_err());

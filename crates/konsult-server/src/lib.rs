@@ -5,14 +5,22 @@
 //! port 0 with [`Application::build`] and a fresh database.
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod ics;
 pub mod input;
 pub mod jobs;
+pub mod login_limits;
+pub mod operator;
+pub mod passwords;
+pub mod privacy;
+pub mod rate_limit;
+pub mod records;
 pub mod relay;
 pub mod routes;
 pub mod security;
@@ -24,6 +32,7 @@ pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -47,6 +56,9 @@ impl Application {
     /// As [`Application::build`], with a given clock (tests).
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         startup::check_listen(&settings)?;
+        if settings.tls.behind_proxy && settings.http.client_address_header.is_none() {
+            tracing::warn!("behind a proxy without http.client_address_header: logins are limited per account only");
+        }
         let store = startup::open_store(&settings).await?;
         let tls = if settings.serves_tls() {
             Some(startup::tls_config(&settings).await?)
@@ -66,19 +78,23 @@ impl Application {
             .into();
         let turn = Arc::new(relay::Turn::start(&settings).await?);
         let signaling = signaling::Signaling::start(
-            konsult_signal::Config::default(),
+            settings.signaling.core_config(),
             store.clone(),
             clock.clone(),
             turn,
-        );
+        )
+        .await?;
         let state = AppState {
             store,
             secure_cookies: tls.is_some() || settings.tls.behind_proxy,
             settings: Arc::new(settings),
             clock,
             login_limiter: Arc::default(),
+            join_limiter: Arc::new(rate_limit::RateLimiter::new(routes::join::JOIN_RATE)),
+            password_checks: Arc::new(auth::PasswordChecks::for_this_machine()),
             public_url,
             signaling,
+            demo_link: Arc::default(),
         };
         Ok(Self {
             listener,
@@ -125,22 +141,43 @@ impl Application {
             shutdown.await;
             closing.begin_shutdown();
         };
-        let router = routes::router(self.state);
-        let app = router.into_make_service();
+        let http = self.state.settings.http.clone();
+        let body_timeout = Duration::from_secs(u64::from(http.body_timeout_seconds.max(1)));
+        let header_timeout = Duration::from_secs(u64::from(http.header_timeout_seconds.max(1)));
+        let router = routes::router(self.state).layer(axum::middleware::map_request(
+            move |request: axum::extract::Request| async move {
+                request.map(|body| {
+                    axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, body))
+                })
+            },
+        ));
+        // The peer's address reaches the login limiter (as a keyed hash,
+        // never stored or logged).
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        // Room for the database pool, the relay, log files and a margin.
+        let cap = connections::connection_cap(http.max_connections, 256);
+        let guard = connections::Guard::new(cap, header_timeout);
+        let handle = axum_server::Handle::new();
+        let h = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            h.graceful_shutdown(Some(Duration::from_secs(10)));
+        });
+        let listener = self.listener.into_std()?;
         match self.tls {
             None => {
-                axum::serve(self.listener, app)
-                    .with_graceful_shutdown(shutdown)
+                let server = axum_server::from_tcp(listener).acceptor(guard);
+                with_timeouts(server, header_timeout)
+                    .handle(handle)
+                    .serve(app)
                     .await?
             }
             Some(tls) => {
-                let handle = axum_server::Handle::new();
-                let h = handle.clone();
-                tokio::spawn(async move {
-                    shutdown.await;
-                    h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-                });
-                axum_server::from_tcp_rustls(self.listener.into_std()?, tls)
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                    .handshake_timeout(header_timeout)
+                    .acceptor(guard);
+                let server = axum_server::from_tcp(listener).acceptor(acceptor);
+                with_timeouts(server, header_timeout)
                     .handle(handle)
                     .serve(app)
                     .await?
@@ -152,8 +189,26 @@ impl Application {
     }
 }
 
+/// Closes a kept-alive HTTP/1 connection whose next request line and
+/// headers take longer than `header_timeout` (hyper needs a timer for it).
+fn with_timeouts<A>(
+    mut server: axum_server::Server<A>,
+    header_timeout: Duration,
+) -> axum_server::Server<A> {
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    server
+}
+
 /// Starts the server and runs it until SIGTERM or Ctrl-C.
 pub async fn run(settings: Settings, demo: bool) -> anyhow::Result<()> {
+    // Take over SIGTERM/SIGINT before anything listens: a signal that
+    // arrives while the server is still starting then shuts it down
+    // gracefully instead of killing it.
+    let shutdown = shutdown_signal();
     let app = Application::build(settings).await?;
     if demo {
         if let Some(text) = demo::seed(&app.state).await? {
@@ -168,27 +223,47 @@ pub async fn run(settings: Settings, demo: bool) -> anyhow::Result<()> {
         println!("\nKonsult is not set up yet. Open this one-time link to create the clinic and its first admin:\n\n    {link}\n");
     }
     let retention = jobs::spawn_retention(app.state.clone());
-    let result = app.run_until(shutdown_signal()).await;
+    let result = app.run_until(shutdown).await;
     retention.abort();
     result
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the shutdown signals now (so none is lost while starting) and
+/// returns the future that completes when one arrives.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let mut interrupt =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        #[cfg(unix)]
         {
-            s.recv().await;
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let interrupt = async {
+                match interrupt.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = term => {},
+                _ = interrupt => {},
+            }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }

@@ -33,6 +33,49 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Operator commands for the clinics of this installation.
+    Clinic {
+        #[command(subcommand)]
+        command: ClinicCommand,
+    },
+    /// Operator commands for the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print every clinic's audit chain head, signed, one JSON line each:
+    /// keep the output outside the database (a ticket, a mail to the clinic)
+    /// and check it later with `konsult audit check`.
+    Heads,
+    /// Check exported heads (a file of `konsult audit heads` lines) against
+    /// the database: each must be signed by this installation and still be
+    /// in an intact chain. Exits non-zero when one does not hold.
+    Check {
+        /// The file with the exported heads.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClinicCommand {
+    /// Add a clinic and print a one-time link (valid `setup_link_hours`)
+    /// that creates its first admin. Works next to a running server.
+    Add {
+        /// The clinic's name.
+        #[arg(long)]
+        name: String,
+        /// Its six-digit ydernummer.
+        #[arg(long)]
+        ydernummer: String,
+        /// Specialer, comma-separated: 51 (almen fysioterapi), 62
+        /// (vederlagsfri fysioterapi).
+        #[arg(long, value_delimiter = ',', default_value = "51")]
+        specialer: Vec<u16>,
+    },
 }
 
 #[tokio::main]
@@ -51,6 +94,55 @@ async fn main() -> std::process::ExitCode {
                     settings.listen = listen;
                 }
                 konsult_server::run(settings, demo).await
+            }
+            Command::Clinic {
+                command:
+                    ClinicCommand::Add {
+                        name,
+                        ydernummer,
+                        specialer,
+                    },
+            } => {
+                let added = konsult_server::operator::add_clinic(
+                    &settings,
+                    &name,
+                    &ydernummer,
+                    &specialer,
+                    chrono::Utc::now(),
+                )
+                .await?;
+                // Printed, never logged: the link grants setting up the
+                // clinic's first admin.
+                println!(
+                    "Clinic {} added.\n\nOpen this one-time link to create its first admin (it works until {}):\n\n    {}\n",
+                    added.clinic,
+                    added.expires_at.format("%Y-%m-%d %H:%M UTC"),
+                    added.link
+                );
+                Ok(())
+            }
+            Command::Audit {
+                command: AuditCommand::Heads,
+            } => {
+                for head in konsult_server::operator::audit_heads(&settings, chrono::Utc::now()).await? {
+                    println!("{}", serde_json::to_string(&head)?);
+                }
+                Ok(())
+            }
+            Command::Audit {
+                command: AuditCommand::Check { file },
+            } => {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                let report = konsult_server::operator::check_audit_heads(&settings, &text).await?;
+                for line in &report.lines {
+                    println!("{line}");
+                }
+                if report.all_hold {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!("an exported audit head does not hold"))
+                }
             }
         }
     }

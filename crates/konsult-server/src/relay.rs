@@ -6,9 +6,16 @@
 //! username `"<expiry>:<reference>"`, password
 //! `base64(HMAC-SHA1(secret, username))`. The embedded relay and any external
 //! coturn (`use-auth-secret`, same `static-auth-secret`) check them without a
-//! round trip. The reference is [`Turn::reference`]: a keyed hash of the
-//! consultation id, so the clear-text STUN username names neither a person
-//! nor the consultation id that appears in the clinic's data.
+//! round trip. The reference is [`Turn::participant_reference`]: a keyed
+//! hash of the consultation id, a dot, and a keyed hash naming the
+//! participant (the therapist, or the patient's join link), so the
+//! clear-text STUN username names neither a person nor the consultation id
+//! that appears in the clinic's data. Closing the consultation part closes
+//! every participant; closing a participant (a revoked link) only that one.
+//!
+//! The embedded relay counts the media it relays per participant
+//! reference; [`Turn::observed`] turns the counts into what the signaling
+//! core needs to establish two-way media by relay-observed evidence.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -17,8 +24,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use konsult_domain::evidence::ObservedFlow;
 use konsult_protocol::{CandidatePolicy, IceServer};
-use konsult_relay::{PeerPolicy, Reference, Relay, RelayConfig, TurnCredentials};
+use konsult_relay::{Flow, PeerPolicy, Reference, Relay, RelayConfig, TurnCredentials};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
@@ -36,6 +44,18 @@ pub const MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Name of the generated shared-secret file in the data directory.
 pub const SECRET_FILE: &str = "turn.secret";
 
+/// Who a TURN credential is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Participant<'a> {
+    /// The consultation's therapist.
+    Therapist,
+    /// The patient who came with this join link ([`konsult_store::consultations::link_ref`]).
+    Patient {
+        /// The link's reference.
+        link: &'a str,
+    },
+}
+
 /// TURN as the signaling server sees it; cheap to share behind an `Arc`.
 ///
 /// Lifecycle: [`Turn::start`] (or [`Turn::disabled`]), then any number of
@@ -46,6 +66,8 @@ pub struct Turn {
     secret: Option<SecretString>,
     embedded: Option<Embedded>,
     external_urls: Vec<String>,
+    /// The addresses relay candidates may carry in relay-only calls.
+    relays: konsult_signal::filter::Relays,
 }
 
 struct Embedded {
@@ -73,7 +95,14 @@ impl Turn {
             secret: None,
             embedded: None,
             external_urls: Vec::new(),
+            relays: konsult_signal::filter::Relays::default(),
         }
+    }
+
+    /// The relays handed out to clients, by address: what a relay candidate
+    /// must carry to pass the relay-only filter.
+    pub fn relays(&self) -> &konsult_signal::filter::Relays {
+        &self.relays
     }
 
     /// Loads (or creates) the shared secret and starts the embedded relay
@@ -96,8 +125,10 @@ impl Turn {
             Some(secret) => secret.clone(),
             None => load_or_create_secret(&settings.data_dir.join(SECRET_FILE))?,
         };
+        let mut relay_ips = external_relay_ips(&turn.external_urls).await;
         let embedded = if turn.enabled {
             let advertised = advertised_ip(settings)?;
+            relay_ips.push(advertised);
             let mut config = RelayConfig::new(secret.clone());
             config.listen = turn.listen;
             config.public_ip = Some(advertised);
@@ -123,6 +154,7 @@ impl Turn {
             secret: Some(secret),
             embedded,
             external_urls: turn.external_urls.clone(),
+            relays: konsult_signal::filter::Relays::new(relay_ips),
         })
     }
 
@@ -142,18 +174,68 @@ impl Turn {
         Some(Reference::parse(&hex).expect("32 hex digits are a valid reference"))
     }
 
+    /// A participant's reference: the consultation's [`Turn::reference`], a
+    /// dot, and the first 64 bits of HMAC-SHA256 over the participant (role
+    /// and, for a patient, the join link's reference) in hex. Stable, so the
+    /// relay's counts of one participant add up across its credentials.
+    pub fn participant_reference(
+        &self,
+        consultation: Uuid,
+        participant: Participant<'_>,
+    ) -> Option<Reference> {
+        let secret = self.secret.as_ref()?;
+        let base = self.reference(consultation)?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(b"konsult turn participant v1\0");
+        mac.update(consultation.as_bytes());
+        match participant {
+            Participant::Therapist => mac.update(b"t"),
+            Participant::Patient { link } => {
+                mac.update(b"p");
+                mac.update(link.as_bytes());
+            }
+        }
+        let digest = mac.finalize().into_bytes();
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Some(Reference::for_participant(&base, &hex).expect("32 + 1 + 16 characters"))
+    }
+
+    /// The relay URLs handed out under `policy` (no credentials): the
+    /// embedded relay's and every external one, in the order of
+    /// [`Turn::ice_servers`].
+    pub fn urls(&self, policy: CandidatePolicy) -> Vec<String> {
+        let mut urls = Vec::new();
+        if let Some(embedded) = &self.embedded {
+            let host_port = format!("{}:{}", embedded.url_host, embedded.port);
+            if policy == CandidatePolicy::All {
+                urls.push(format!("stun:{host_port}"));
+            }
+            urls.push(format!("turn:{host_port}?transport=udp"));
+        }
+        if self.secret.is_some() {
+            urls.extend(self.external_urls.iter().cloned());
+        }
+        urls
+    }
+
     /// The ICE servers for one participant's `welcome`: the embedded relay
     /// (`turn:` and, unless relay-only, `stun:` on the same port) and every
-    /// external URL, all with one fresh credential valid from `now` for
-    /// `ttl` (capped at [`MAX_CREDENTIAL_TTL`], at least one second).
+    /// external URL, all with one fresh credential for the participant's
+    /// reference, valid from `now` for `ttl` (capped at
+    /// [`MAX_CREDENTIAL_TTL`], at least one second).
     pub fn ice_servers(
         &self,
         consultation: Uuid,
+        participant: Participant<'_>,
         policy: CandidatePolicy,
         now: SystemTime,
         ttl: Duration,
     ) -> Vec<IceServer> {
-        let (Some(secret), Some(reference)) = (&self.secret, self.reference(consultation)) else {
+        let (Some(secret), Some(reference)) = (
+            &self.secret,
+            self.participant_reference(consultation, participant),
+        ) else {
             return Vec::new();
         };
         let ttl = ttl.clamp(Duration::from_secs(1), MAX_CREDENTIAL_TTL);
@@ -198,19 +280,93 @@ impl Turn {
     /// embedded relay). An external coturn lets its allocations expire with
     /// their credentials.
     pub async fn close_consultation(&self, consultation: Uuid) -> anyhow::Result<usize> {
-        let (Some(embedded), Some(reference)) = (&self.embedded, self.reference(consultation))
+        let Some(reference) = self.reference(consultation) else {
+            return Ok(0);
+        };
+        self.close_references(&[reference]).await
+    }
+
+    /// Ends one patient's join link on the embedded relay: that link's
+    /// credentials are refused and its allocations deleted; the therapist's
+    /// stay.
+    pub async fn close_link(&self, consultation: Uuid, link: &str) -> anyhow::Result<usize> {
+        let Some(reference) =
+            self.participant_reference(consultation, Participant::Patient { link })
         else {
+            return Ok(0);
+        };
+        self.close_references(&[reference]).await
+    }
+
+    /// Closes consultations and links again after a restart (the relay
+    /// forgets what it closed): those that closed in the last
+    /// [`MAX_CREDENTIAL_TTL`], whose credentials could still be valid.
+    pub async fn reclose(
+        &self,
+        consultations: &[Uuid],
+        links: &[(Uuid, String)],
+    ) -> anyhow::Result<usize> {
+        let mut references: Vec<Reference> = consultations
+            .iter()
+            .filter_map(|c| self.reference(*c))
+            .collect();
+        references.extend(
+            links.iter().filter_map(|(c, link)| {
+                self.participant_reference(*c, Participant::Patient { link })
+            }),
+        );
+        self.close_references(&references).await
+    }
+
+    async fn close_references(&self, references: &[Reference]) -> anyhow::Result<usize> {
+        let Some(embedded) = &self.embedded else {
             return Ok(0);
         };
         let guard = embedded.relay.read().await;
         match guard.as_ref() {
-            Some(relay) => Ok(relay.close_reference(&reference).await?),
+            Some(relay) => Ok(relay.close_references(references).await?),
             None => Ok(0),
         }
     }
 
-    /// Live allocations of the consultation on the embedded relay (`None`
-    /// without one). For tests and diagnostics.
+    /// What the embedded relay saw of the consultation's media, as the two
+    /// directions between patient and therapist (`None` without an embedded
+    /// relay or before any media passed it). A direction counts what one
+    /// side sent into the relay or what the other received from it,
+    /// whichever shows more: with only one side relayed, its allocation
+    /// sees both directions.
+    pub async fn observed(&self, consultation: Uuid) -> Option<(ObservedFlow, ObservedFlow)> {
+        let embedded = self.embedded.as_ref()?;
+        let base = self.reference(consultation)?;
+        let therapist = self.participant_reference(consultation, Participant::Therapist)?;
+        let counters = {
+            let guard = embedded.relay.read().await;
+            guard.as_ref()?.media_counters(&base)
+        };
+        if counters.is_empty() {
+            return None;
+        }
+        let mut patient_sent = Flow::default();
+        let mut patient_received = Flow::default();
+        let mut therapist_sent = Flow::default();
+        let mut therapist_received = Flow::default();
+        for (reference, c) in &counters {
+            if *reference == therapist {
+                therapist_sent = merge(therapist_sent, c.sent);
+                therapist_received = merge(therapist_received, c.received);
+            } else if reference.participant_part().is_some() {
+                patient_sent = merge(patient_sent, c.sent);
+                patient_received = merge(patient_received, c.received);
+            }
+        }
+        Some((
+            stronger(observed(patient_sent), observed(therapist_received)),
+            stronger(observed(therapist_sent), observed(patient_received)),
+        ))
+    }
+
+    /// Live allocations of the consultation (all participants) on the
+    /// embedded relay (`None` without one). For tests and diagnostics.
     pub async fn allocations_for(&self, consultation: Uuid) -> Option<usize> {
         let embedded = self.embedded.as_ref()?;
         let reference = self.reference(consultation)?;
@@ -241,6 +397,39 @@ impl Turn {
     }
 }
 
+/// Two counts of one participant's flow (several links of one patient, or
+/// credentials of one reference) as one.
+fn merge(a: Flow, b: Flow) -> Flow {
+    Flow {
+        packets: a.packets + b.packets,
+        bytes: a.bytes + b.bytes,
+        first: match (a.first, b.first) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        },
+        last: a.last.max(b.last),
+    }
+}
+
+fn observed(flow: Flow) -> ObservedFlow {
+    ObservedFlow {
+        packets: flow.packets,
+        bytes: flow.bytes,
+        span: match (flow.first, flow.last) {
+            (Some(first), Some(last)) => last.saturating_duration_since(first),
+            _ => Duration::ZERO,
+        },
+    }
+}
+
+fn stronger(a: ObservedFlow, b: ObservedFlow) -> ObservedFlow {
+    if b.packets > a.packets {
+        b
+    } else {
+        a
+    }
+}
+
 /// The IP clients reach the embedded relay at: `turn.public_ip`, else the
 /// listen IP, else (listening on all interfaces) 127.0.0.1 when the server
 /// itself only listens on loopback.
@@ -259,6 +448,59 @@ fn advertised_ip(settings: &Settings) -> anyhow::Result<IpAddr> {
     anyhow::bail!(
         "turn.listen is on all interfaces: set turn.public_ip to the address clients reach the relay at"
     )
+}
+
+/// How long resolving an external relay's host name may take at start-up.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The addresses of the external relays: each `turn:`/`turns:` URL's host,
+/// as written if it is an IP address, else resolved once at start-up. A name
+/// that does not resolve is logged: relay-only calls through that relay
+/// would find their candidates dropped.
+async fn external_relay_ips(urls: &[String]) -> Vec<IpAddr> {
+    let mut ips = Vec::new();
+    for url in urls {
+        let Some((host, port)) = turn_url_host(url) else {
+            continue;
+        };
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            ips.push(ip);
+            continue;
+        }
+        match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(found)) => ips.extend(found.map(|a| a.ip())),
+            _ => tracing::warn!(
+                relay = host,
+                "cannot resolve an external relay: relay-only candidates through it will be dropped"
+            ),
+        }
+    }
+    ips
+}
+
+/// The host and port of a `turn:` or `turns:` URL (`turn:host[:port][?…]`,
+/// IPv6 in brackets); `None` for `stun:` and anything else.
+fn turn_url_host(url: &str) -> Option<(&str, u16)> {
+    let (rest, default_port) = if let Some(rest) = url.strip_prefix("turns:") {
+        (rest, 5349)
+    } else {
+        (url.strip_prefix("turn:")?, 3478)
+    };
+    let rest = rest.split('?').next()?;
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    (!host.is_empty()).then_some((host, port))
 }
 
 fn url_host(ip: IpAddr) -> String {
@@ -323,6 +565,47 @@ mod tests {
         s
     }
 
+    #[test]
+    fn turn_urls_name_their_relay() {
+        assert_eq!(
+            turn_url_host("turn:203.0.113.7:3478?transport=udp"),
+            Some(("203.0.113.7", 3478))
+        );
+        assert_eq!(
+            turn_url_host("turns:relay.example:443?transport=tcp"),
+            Some(("relay.example", 443))
+        );
+        assert_eq!(
+            turn_url_host("turn:[2001:db8::7]"),
+            Some(("2001:db8::7", 3478))
+        );
+        assert_eq!(
+            turn_url_host("turns:relay.example"),
+            Some(("relay.example", 5349))
+        );
+        assert_eq!(turn_url_host("stun:203.0.113.7"), None);
+        assert_eq!(turn_url_host("turn::3478"), None);
+    }
+
+    #[tokio::test]
+    async fn the_relays_are_the_embedded_and_the_external_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.turn.external_urls = vec![
+            "turn:203.0.113.7:3478?transport=udp".into(),
+            "turns:[2001:db8::7]:443?transport=tcp".into(),
+        ];
+        let turn = Turn::start(&s).await.unwrap();
+        let relays: Vec<IpAddr> = turn.relays().iter().copied().collect();
+        assert_eq!(
+            relays,
+            ["127.0.0.1", "203.0.113.7", "2001:db8::7"]
+                .map(|ip| ip.parse::<IpAddr>().unwrap())
+                .to_vec()
+        );
+        turn.shutdown().await;
+    }
+
     #[tokio::test]
     async fn the_secret_is_generated_once_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
@@ -349,6 +632,7 @@ mod tests {
         let now = SystemTime::now();
         let servers = turn.ice_servers(
             consultation,
+            Participant::Therapist,
             CandidatePolicy::All,
             now,
             Duration::from_secs(600),
@@ -372,7 +656,7 @@ mod tests {
             .unwrap()
             .as_secs();
         assert_eq!(expiry, unix + 600);
-        assert_eq!(reference.len(), 32);
+        assert_eq!(reference.len(), 32 + 1 + 16, "consultation.participant");
         assert!(!username.contains(&consultation.to_string()));
         assert!(!username.contains(&consultation.simple().to_string()));
         // The password is the coturn REST password under the file's secret.
@@ -385,6 +669,7 @@ mod tests {
         // Relay-only leaves out the STUN entry.
         let relay_only = turn.ice_servers(
             consultation,
+            Participant::Patient { link: "abc" },
             CandidatePolicy::RelayOnly,
             now,
             Duration::from_secs(600),
@@ -407,13 +692,28 @@ mod tests {
         let turn = Turn::start(&s).await.unwrap();
         let a = turn.reference(Uuid::from_u128(1)).unwrap();
         assert_eq!(Some(a.clone()), turn.reference(Uuid::from_u128(1)));
-        assert_ne!(Some(a), turn.reference(Uuid::from_u128(2)));
+        assert_ne!(Some(a.clone()), turn.reference(Uuid::from_u128(2)));
+        // Participants share the consultation part and differ from each other.
+        let c = Uuid::from_u128(1);
+        let t = turn
+            .participant_reference(c, Participant::Therapist)
+            .unwrap();
+        let p1 = turn
+            .participant_reference(c, Participant::Patient { link: "l1" })
+            .unwrap();
+        let p2 = turn
+            .participant_reference(c, Participant::Patient { link: "l2" })
+            .unwrap();
+        assert_eq!(t.consultation_part(), a);
+        assert_eq!(p1.consultation_part(), a);
+        assert!(t != p1 && p1 != p2);
         assert!(
             !dir.path().join(SECRET_FILE).exists(),
             "a configured secret is not written to disk"
         );
         let ttl = turn.ice_servers(
             Uuid::from_u128(1),
+            Participant::Therapist,
             CandidatePolicy::All,
             SystemTime::now(),
             Duration::from_secs(100 * 3600),
@@ -448,6 +748,7 @@ mod tests {
         assert!(off
             .ice_servers(
                 Uuid::nil(),
+                Participant::Therapist,
                 CandidatePolicy::All,
                 SystemTime::now(),
                 Duration::from_secs(60)

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use konsult_store::{Cipher, Store};
+use konsult_store::database::describe_url;
+use konsult_store::{Cipher, Store, StoreError};
 
 use crate::config::Settings;
 
@@ -77,9 +78,14 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         ensure_data_dir(&settings.data_dir)?;
     }
     let cipher = load_or_create_key(&settings.key_file())?;
-    Store::connect(&url, cipher)
+    Store::connect_with(&url, cipher, &settings.pool_settings())
         .await
-        .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))
+        .map_err(|e| match e {
+            // Names the database itself, never its user or password.
+            StoreError::Unreachable { .. } => anyhow::anyhow!("{e}"),
+            StoreError::Database(e) => anyhow::anyhow!("cannot open {}: {e}", describe_url(&url)),
+            e => anyhow::anyhow!("cannot open {}: {e}", describe_url(&url)),
+        })
 }
 
 /// The rustls configuration: the configured certificate, or a self-signed

@@ -1,13 +1,13 @@
 //! Shared application state handed to every handler.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use konsult_store::Store;
 
+use crate::auth::PasswordChecks;
 use crate::config::Settings;
+pub use crate::login_limits::LoginLimiter;
 
 /// Where handlers get "now" from; tests move it by hand.
 #[derive(Clone)]
@@ -35,54 +35,6 @@ impl Clock {
     }
 }
 
-/// Counts failed logins per key (account, client) in a sliding window.
-#[derive(Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
-}
-
-impl LoginLimiter {
-    /// Failures allowed per window before logins are refused.
-    pub const MAX_FAILURES: usize = 5;
-    /// The window.
-    pub const WINDOW: Duration = Duration::from_secs(15 * 60);
-
-    /// Whether `key` may try to log in now.
-    pub fn allowed(&self, key: &str) -> bool {
-        let mut map = self.failures.lock().expect("limiter lock");
-        let now = Instant::now();
-        match map.get_mut(key) {
-            None => true,
-            Some(q) => {
-                while q
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) > Self::WINDOW)
-                {
-                    q.pop_front();
-                }
-                q.len() < Self::MAX_FAILURES
-            }
-        }
-    }
-
-    /// Records a failed attempt.
-    pub fn failed(&self, key: &str) {
-        let mut map = self.failures.lock().expect("limiter lock");
-        if map.len() > 100_000 {
-            // Bound memory under a flood of distinct keys.
-            map.clear();
-        }
-        map.entry(key.to_owned())
-            .or_default()
-            .push_back(Instant::now());
-    }
-
-    /// Forgets failures after a successful login.
-    pub fn succeeded(&self, key: &str) {
-        self.failures.lock().expect("limiter lock").remove(key);
-    }
-}
-
 /// State of the running application.
 #[derive(Clone)]
 pub struct AppState {
@@ -92,12 +44,20 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Time source.
     pub clock: Clock,
-    /// Login throttling.
+    /// Login throttling per account and client.
     pub login_limiter: Arc<LoginLimiter>,
+    /// Requests per client on the anonymous join-link endpoints.
+    pub join_limiter: Arc<crate::rate_limit::RateLimiter>,
+    /// Bounded password checks.
+    pub password_checks: Arc<PasswordChecks>,
     /// The base URL that join links point to.
     pub public_url: Arc<str>,
     /// Whether cookies get the `Secure` attribute (served over TLS).
     pub secure_cookies: bool,
     /// The signaling service behind `GET /ws` (and its TURN relay).
     pub signaling: crate::signaling::Signaling,
+    /// `serve --demo` on an empty installation: the demo clinic and its
+    /// patient's join link, shown on the demo clinic's dashboard (held in
+    /// memory only, like the console line that prints it).
+    pub demo_link: Arc<std::sync::OnceLock<(konsult_domain::ClinicId, String)>>,
 }

@@ -1,5 +1,6 @@
-//! The web client: the patient's join page and the therapist's dashboard,
-//! plain ES modules and CSS from `web-client/`, embedded in the binary.
+//! The web client: the patient's join page, the public rehearsal page and
+//! the therapist's dashboard, plain ES modules and CSS from `web-client/`,
+//! embedded in the binary.
 //!
 //! Routes:
 //! - `/` redirects to `/app`;
@@ -7,6 +8,10 @@
 //!   itself on the client);
 //! - `/join/{token}` answers `web-client/join.html`; the page reads the token
 //!   from its own address, so no server-side templating ever touches it;
+//! - [`REHEARSAL_PATH`] (`/proeve`) and `/rehearsal` answer
+//!   `web-client/rehearsal.html`, where anyone can try camera, microphone
+//!   and connection before the day: no token, no consultation, nothing
+//!   stored; a query string is ignored like on any static file;
 //! - `/static/*` answers the files under `web-client/static/` with their
 //!   content type, an `ETag` and `Cache-Control: no-cache` (the file names
 //!   carry no version, so browsers revalidate and get `304 Not Modified`).
@@ -35,6 +40,12 @@ struct Assets;
 const APP_PAGE: &str = "app.html";
 /// The patient's join page.
 const JOIN_PAGE: &str = "join.html";
+/// The rehearsal page: camera, microphone and connection, without a link.
+const REHEARSAL_PAGE: &str = "rehearsal.html";
+
+/// Where the rehearsal page is (Danish, as the invitation names it);
+/// `/rehearsal` answers it too.
+pub const REHEARSAL_PATH: &str = "/proeve";
 
 /// The routes of the web client, to merge into the application router.
 /// They need no application state.
@@ -48,6 +59,8 @@ where
         .route("/app/", get(app_page))
         .route("/app/{*rest}", get(app_page))
         .route("/join/{token}", get(join_page))
+        .route(REHEARSAL_PATH, get(rehearsal_page))
+        .route("/rehearsal", get(rehearsal_page))
         .route("/static/{*path}", get(static_file))
 }
 
@@ -57,6 +70,10 @@ async fn app_page(headers: HeaderMap) -> Response {
 
 async fn join_page(Path(_token): Path<String>, headers: HeaderMap) -> Response {
     serve(JOIN_PAGE, &headers)
+}
+
+async fn rehearsal_page(headers: HeaderMap) -> Response {
+    serve(REHEARSAL_PAGE, &headers)
 }
 
 async fn static_file(Path(path): Path<String>, headers: HeaderMap) -> Response {
@@ -171,6 +188,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_rehearsal_page_answers_at_both_addresses_without_a_token() {
+        for uri in ["/proeve", "/rehearsal", "/proeve?token=secret-token-123"] {
+            let res = get(uri, None).await;
+            assert_eq!(res.status(), StatusCode::OK, "{uri}");
+            assert_eq!(
+                res.headers()[header::CONTENT_TYPE],
+                "text/html; charset=utf-8"
+            );
+            let text = body(res).await;
+            assert!(text.contains("/static/js/rehearsal.js"), "{uri}");
+            assert!(!text.contains("secret-token-123"), "{uri}");
+        }
+        // The page is one address: nothing after it is a token.
+        assert_eq!(
+            get("/proeve/secret-token-123", None).await.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
     async fn static_files_have_type_etag_and_revalidate() {
         let res = get("/static/js/i18n.js", None).await;
         assert_eq!(res.status(), StatusCode::OK);
@@ -213,6 +250,7 @@ mod tests {
         for name in [
             APP_PAGE,
             JOIN_PAGE,
+            REHEARSAL_PAGE,
             "static/css/konsult.css",
             "static/js/i18n.js",
         ] {
@@ -238,6 +276,27 @@ mod tests {
                 "{name} refers to an external resource"
             );
         }
+    }
+
+    #[test]
+    fn the_client_never_records() {
+        // Datatilsynet: a recording needs its own basis and retention.
+        // Konsult has none, so no page may record audio, video or the screen.
+        // The therapist's screen sharing sends the screen live into the
+        // call, like the camera; only the device module may open it.
+        let mut scripts = 0;
+        for name in Assets::iter().filter(|n| n.ends_with(".js")) {
+            let file = Assets::get(&name).expect("listed file exists");
+            let text = std::str::from_utf8(&file.data).expect("modules are UTF-8");
+            for api in ["MediaRecorder", "captureStream", "ImageCapture"] {
+                assert!(!text.contains(api), "{name} uses {api}");
+            }
+            if name.as_ref() != "static/js/devices.js" {
+                assert!(!text.contains("getDisplayMedia"), "{name} opens the screen");
+            }
+            scripts += 1;
+        }
+        assert!(scripts >= 10, "only {scripts} modules checked");
     }
 
     #[test]

@@ -73,7 +73,7 @@ async fn write_personal_data(app: &TestApp) -> (Client, String) {
             StatusCode::OK,
         )
         .await;
-    assert_eq!(done["line"]["fee"]["text"], "327,68 kr", "sp. 62");
+    assert_eq!(done["line"]["fee"]["text"], "332,40 kr", "sp. 62");
     assert_eq!(done["line"]["patient_share"]["ore"], 0);
     // Reads, too.
     client.get_ok(&format!("/api/patients/{pid}")).await;
@@ -229,7 +229,7 @@ async fn a_patient_can_get_all_their_data() {
         export["consultations"][0]["safety"]["patient_location"],
         LOCATION
     );
-    assert_eq!(export["billing_lines"][0]["fee"], 32768);
+    assert_eq!(export["billing_lines"][0]["fee_ore"], 33240);
     assert!(export["audit"]
         .as_array()
         .unwrap()

@@ -5,7 +5,7 @@
 
 mod common;
 
-use chrono::Duration;
+use chrono::{Duration, TimeZone, Utc};
 use common::*;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -220,9 +220,12 @@ async fn a_clinic_day(db: Db) {
         .await;
     assert_eq!(done["billable"], true, "{done}");
     assert_eq!(done["line"]["service_number"], "0131");
-    assert_eq!(done["line"]["fee"]["text"], "307,95 kr");
-    assert_eq!(done["line"]["region_share"]["text"], "121,02 kr");
-    assert_eq!(done["line"]["patient_share"]["text"], "186,93 kr");
+    // 307,95 kr at the October 2022 level, +1,06 % and +2,77 %; unconfirmed
+    // while later regulation steps are not recorded.
+    assert_eq!(done["line"]["fee"]["text"], "319,83 kr");
+    assert_eq!(done["line"]["region_share"]["text"], "125,69 kr");
+    assert_eq!(done["line"]["patient_share"]["text"], "194,14 kr");
+    assert_eq!(done["line"]["fee_unconfirmed"], true);
     assert_eq!(done["line"]["calendar_day"], "2026-11-25");
     // Completing twice returns the first result.
     let again = therapist
@@ -238,10 +241,10 @@ async fn a_clinic_day(db: Db) {
         .get_ok(&format!("/api/consultations/{consultation}/journal"))
         .await;
     assert_eq!(note["evaluation"], "Bedre bevægelighed i lænden.");
-    // The link no longer works.
+    // The link no longer works: the patient's page says it is over.
     assert_eq!(
         patient_side.get_ok(&format!("/api/join/{token}")).await["status"],
-        "expired"
+        "ended"
     );
 
     // A second consultation the same day: it takes place, but is not billable.
@@ -273,7 +276,18 @@ async fn a_clinic_day(db: Db) {
         "{done2}"
     );
 
-    // Export: one line, pseudonymous, with shares.
+    // November is not over: it cannot be exported yet.
+    let (status, problem) = therapist
+        .get("/api/billing/export.csv?from=2026-11-01&to=2026-11-30")
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(problem["type"], "urn:konsult:problem:period_not_closed");
+    // On 1 December it can: one line, pseudonymous, with shares.
+    app.set_now(Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap());
+    therapist
+        .login("tove@fysionord.dk", "lange ord er gode")
+        .await;
+    admin.login("admin@fysionord.dk", ADMIN_PASSWORD).await;
     let (status, csv) = therapist
         .get("/api/billing/export.csv?from=2026-11-01&to=2026-11-30")
         .await;
@@ -283,9 +297,10 @@ async fn a_clinic_day(db: Db) {
     assert_eq!(lines.len(), 2, "{csv}");
     assert!(lines[1].contains(";123456;P-"), "{csv}");
     assert!(
-        lines[1].contains(";0131;51;2026-11-25;30795;12102;18693;307,95;121,02;186,93;"),
+        lines[1].contains(";0131;51;2026-11-25;31983;12569;19414;319,83;125,69;194,14;"),
         "{csv}"
     );
+    assert!(lines[1].contains(";2026-11-25;"), "posting day: {csv}");
     assert!(!csv.contains("Grethe") && !csv.contains("120345"));
 
     // A correction is a new line referencing the exported one.
@@ -305,8 +320,18 @@ async fn a_clinic_day(db: Db) {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "a line is corrected once");
+    // The reversal is posted on 1 December, so November stays as exported…
+    let (_, again) = therapist
+        .get("/api/billing/export.csv?from=2026-11-01&to=2026-11-30")
+        .await;
+    assert_eq!(again.as_str().unwrap(), csv, "re-export is byte-identical");
+    let december = therapist
+        .get_ok("/api/billing?from=2026-12-01&to=2026-12-01")
+        .await;
+    assert_eq!(december["totals"]["fee_ore"], -31983);
+    // …and by the day of the consultation the two lines cancel out.
     let page = therapist
-        .get_ok("/api/billing?from=2026-11-25&to=2026-11-25")
+        .get_ok("/api/billing?from=2026-11-25&to=2026-11-25&by=service")
         .await;
     assert_eq!(page["lines"].as_array().unwrap().len(), 2);
     assert_eq!(page["totals"]["fee_ore"], 0);
@@ -316,7 +341,7 @@ async fn a_clinic_day(db: Db) {
         .iter()
         .find(|l| l["line_id"] == line_id)
         .unwrap();
-    assert_eq!(original["fee_ore"], 30795, "the exported line is unchanged");
+    assert_eq!(original["fee_ore"], 31983, "the exported line is unchanged");
     assert!(original["exported_at"].is_string());
 
     // The audit log saw it all, and its chain holds.

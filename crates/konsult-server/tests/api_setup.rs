@@ -41,10 +41,9 @@ async fn first_run(db: Db) {
     );
     let mut weak = form(&token);
     weak["admin_password"] = json!("kort");
-    assert_eq!(
-        client.post("/api/setup", weak).await.0,
-        StatusCode::BAD_REQUEST
-    );
+    let (status, problem) = client.post("/api/setup", weak).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["errors"][0]["code"], "password_too_short");
 
     let created = client
         .post_ok("/api/setup", form(&token), StatusCode::CREATED)

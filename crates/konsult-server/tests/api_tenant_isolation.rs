@@ -53,6 +53,8 @@ fn body_for(path: &str, method: &str) -> Option<Value> {
             json!({"patient_location": "x", "callback_phone": "12345678"})
         }
         "/api/billing/{id}/correction" => json!({"note": "x"}),
+        "/api/patients/{id}/merge" => json!({"into": uuid::Uuid::new_v4()}),
+        "/api/therapists/{id}/password" => json!({"new_password": "en indtrængers kode"}),
         _ => json!({}),
     })
 }
@@ -60,10 +62,9 @@ fn body_for(path: &str, method: &str) -> Option<Value> {
 async fn isolation(db: Db) {
     let app = TestApp::spawn(db).await;
     let a = app.setup_clinic("Klinik A", "111111", "a@a.dk").await;
-    let a_clinic = a.get_ok("/api/me").await["clinic_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let a_me = a.get_ok("/api/me").await;
+    let a_clinic = a_me["clinic_id"].as_str().unwrap().to_owned();
+    let a_admin = a_me["therapist_id"].as_str().unwrap().to_owned();
     let p = eligible_patient(&app, &a, "Anna A").await;
     let start = app.now() + Duration::hours(1);
     let (status, scheduled) = schedule(&a, &p, start).await;
@@ -116,6 +117,10 @@ async fn isolation(db: Db) {
                 &p.assessment_id
             } else if path.starts_with("/api/billing/") {
                 &line
+            } else if path.starts_with("/api/therapists/") {
+                // A's admin: B's admin may not reset, deactivate or
+                // reactivate an account of A.
+                &a_admin
             } else if path.starts_with("/api/consultations/") && path.ends_with("/journal") {
                 &consultation
             } else {

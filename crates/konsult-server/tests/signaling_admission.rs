@@ -11,7 +11,12 @@ use common::signal::*;
 use common::{Db, TestApp};
 use konsult_domain::{ConsultationState, JournalNote, JournalNoteDraft};
 
-const FLOWING: &str = r#"{"type":"stats","connection_state":"connected","selected_candidate_type":"host","bytes_received":5000,"frames_received":30,"audio_packets_received":100}"#;
+/// A `stats` report of media flowing, `bytes` received so far.
+fn flowing(bytes: u64) -> String {
+    format!(
+        r#"{{"type":"stats","connection_state":"connected","selected_candidate_type":"host","bytes_received":{bytes},"frames_received":30,"audio_packets_received":100}}"#
+    )
+}
 
 #[tokio::test]
 async fn waiting_admitted_two_way_and_ended_are_recorded_in_order() {
@@ -59,8 +64,12 @@ async fn waiting_admitted_two_way_and_ended_are_recorded_in_order() {
         (chat["from"].as_str(), chat["text"].as_str()),
         (Some("patient"), Some("Hej!"))
     );
-    send(&mut therapist, FLOWING).await;
-    send(&mut patient, FLOWING).await;
+    // Reports of growing counters over the evidence span (2 s in tests).
+    send(&mut therapist, flowing(5_000)).await;
+    send(&mut patient, flowing(5_000)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    send(&mut therapist, flowing(90_000)).await;
+    send(&mut patient, flowing(90_000)).await;
     expect(&mut therapist, "media_established").await;
     expect(&mut patient, "media_established").await;
     wait_for_events(
@@ -204,4 +213,59 @@ async fn graceful_shutdown_closes_signaling_sockets_with_1001_and_stops_the_rela
     // Going away: the client reconnects (to the restarted server).
     expect_close(&mut patient, 1001).await;
     assert_eq!(state.signaling.turn().relay_addr().await, None);
+}
+
+#[tokio::test]
+async fn media_state_is_relayed_only_to_a_client_that_asked_for_it() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let fx = clinic(&app, "Nord").await;
+    let b = book(&app, &fx, Duration::minutes(5), false).await;
+    let with_features = |hello: String| {
+        let mut v: serde_json::Value = serde_json::from_str(&hello).unwrap();
+        v["features"] = serde_json::json!(["media_state"]);
+        v.to_string()
+    };
+
+    // The patient's client asks for media_state; the therapist's does not
+    // (a client written before the message existed).
+    let mut patient = connect(&app, None).await;
+    join(&mut patient, with_features(patient_hello(&b.token))).await;
+    expect(&mut patient, "waiting").await;
+    let mut therapist = connect(&app, Some(&fx.cookie)).await;
+    join(&mut therapist, therapist_hello(b.id())).await;
+    expect(&mut therapist, "patient_waiting").await;
+    send(&mut therapist, r#"{"type":"admit"}"#).await;
+    expect(&mut patient, "admitted").await;
+    expect(&mut patient, "peer_joined").await;
+    expect(&mut therapist, "peer_joined").await;
+
+    send(
+        &mut therapist,
+        r#"{"type":"media_state","audio":false,"video":true}"#,
+    )
+    .await;
+    let state = expect(&mut patient, "media_state").await;
+    assert_eq!(
+        (
+            state["from"].as_str(),
+            &state["audio"],
+            &state["video"],
+            &state["screen"]
+        ),
+        (
+            Some("therapist"),
+            &serde_json::json!(false),
+            &serde_json::json!(true),
+            &serde_json::json!(false)
+        )
+    );
+    // The patient's state is dropped for the therapist; the next thing the
+    // therapist sees is the chat line sent after it.
+    send(
+        &mut patient,
+        r#"{"type":"media_state","audio":true,"video":false}"#,
+    )
+    .await;
+    send(&mut patient, r#"{"type":"chat","text":"Hej"}"#).await;
+    assert_eq!(recv_json(&mut therapist).await["type"], "chat");
 }

@@ -34,7 +34,8 @@ async fn a_valid_link_joins_with_welcome_ice_servers_and_a_resume_token() {
     let username = turn.username.as_deref().unwrap();
     let (expiry, reference) = username.split_once(':').unwrap();
     assert!(expiry.parse::<u64>().is_ok());
-    assert_eq!(reference.len(), 32);
+    // `<consultation>.<participant>`, both keyed hashes.
+    assert_eq!(reference.len(), 32 + 1 + 16, "{reference}");
     assert!(!username.contains(&b.id().to_string()));
     assert!(turn.credential.as_deref().is_some_and(|c| !c.is_empty()));
     // Relay-only: no STUN entry.

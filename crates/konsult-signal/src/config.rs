@@ -1,5 +1,6 @@
 //! Limits and durations of the signaling core.
 
+use konsult_domain::EvidenceRules;
 use std::time::Duration;
 
 /// All limits and durations the core enforces. [`Config::default`] gives the
@@ -30,6 +31,17 @@ pub struct Config {
     /// How long the core waits for `handle_admission_check` before it gives
     /// up and tells the therapist `admission_check_failed`.
     pub admission_check_timeout: Duration,
+    /// How long participants of a room restored after a restart
+    /// (`Hub::restore`) have to come back before they count as gone. Longer
+    /// than [`Config::resume_grace`]: every client reconnects at once, with
+    /// back-off, to a server that is only just up.
+    pub restore_grace: Duration,
+    /// What counts as two-way media (`konsult_domain::evidence`).
+    pub evidence: EvidenceRules,
+    /// The relays whose addresses relay-only candidates may carry (none by
+    /// default: under relay-only no candidate passes until the relays are
+    /// set).
+    pub relays: crate::filter::Relays,
 }
 
 impl Default for Config {
@@ -45,6 +57,9 @@ impl Default for Config {
             resume_grace: Duration::from_secs(30),
             replay_buffer: 256,
             admission_check_timeout: Duration::from_secs(15),
+            restore_grace: Duration::from_secs(60),
+            evidence: EvidenceRules::DEFAULT,
+            relays: crate::filter::Relays::default(),
         }
     }
 }

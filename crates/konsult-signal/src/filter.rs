@@ -8,8 +8,10 @@
 //! What [`filter_sdp`] does under `RelayOnly`, line by line (CRLF and LF both
 //! accepted, the line ending of each line kept):
 //!
-//! - `a=candidate:` lines are kept only if they parse and are `typ relay`
-//!   with an IP address (not an mDNS `.local` name). In kept lines the
+//! - `a=candidate:` lines are kept only if they parse, are `typ relay` and
+//!   their address is one of the [`Relays`] the server hands out (so a
+//!   client cannot announce its own socket as a "relay" candidate and have
+//!   the other side send checks straight to it). In kept lines the
 //!   related address (`raddr`, the client's own mapped address) becomes
 //!   `0.0.0.0`/`::` and `rport` 0, and only the well-known extensions
 //!   `generation`, `ufrag`, `network-id`, `network-cost` and `tcptype` with
@@ -18,6 +20,10 @@
 //! - `c=` and `a=rtcp:` addresses become the null address of their family
 //!   (browsers ignore them when ICE is used; they may carry the default
 //!   candidate's address). The `o=` line's address becomes the null address too.
+//! - The ports of `m=` and `a=rtcp:` lines (the default candidate's ports,
+//!   which may be a host candidate's) become 9, the discard port browsers
+//!   themselves use when no candidate is known; a port 0 (a rejected or
+//!   bundle-only section) stays 0.
 //! - `a=remote-candidates:` lines (they list addresses) are dropped.
 //! - Any line with a control character inside it (for example a lone CR that
 //!   some parser might take as a line break) is dropped.
@@ -27,8 +33,47 @@
 //! candidate. Under [`CandidatePolicy::All`] both functions change nothing.
 
 use konsult_protocol::CandidatePolicy;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
+
+/// The relay addresses a relay-only candidate may carry: the embedded
+/// relay's advertised address and those of configured external relays.
+/// Empty means no relay candidate passes (fail closed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relays {
+    ips: BTreeSet<IpAddr>,
+}
+
+impl Relays {
+    /// The relays at `ips`.
+    pub fn new(ips: impl IntoIterator<Item = IpAddr>) -> Relays {
+        Relays {
+            ips: ips.into_iter().map(canonical).collect(),
+        }
+    }
+
+    /// True if `ip` is one of the relays (an IPv4-mapped IPv6 address counts
+    /// as its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.ips.contains(&canonical(ip))
+    }
+
+    /// The addresses, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &IpAddr> {
+        self.ips.iter()
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
 
 /// The `typ` of an ICE candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,15 +326,16 @@ fn safe_extension(name: &str, value: &str) -> bool {
 
 /// The relay-only verdict for one candidate attribute: `Some(rewritten
 /// candidate:…)` if it may pass, `None` if it must be dropped.
-fn relay_only_candidate(attr: &str) -> Option<String> {
+fn relay_only_candidate(attr: &str, relays: &Relays) -> Option<String> {
     let mut cand = parse_candidate(attr).ok()?;
-    if cand.kind != CandidateKind::Relay || cand.address.is_mdns() {
+    if cand.kind != CandidateKind::Relay {
         return None;
     }
-    if !matches!(cand.address, Address::Ip(_)) {
-        // A relay address is the TURN server's; a name here is not what a
-        // browser produces and could be anything.
-        return None;
+    // A relay address is a TURN server's: one the server handed out. A name
+    // here is not what a browser produces and could be anything.
+    match cand.address {
+        Address::Ip(ip) if relays.contains(ip) => {}
+        _ => return None,
     }
     if let Some(raddr) = cand.related_address {
         let v6 = matches!(raddr.parse::<IpAddr>(), Ok(IpAddr::V6(_)));
@@ -305,22 +351,26 @@ fn relay_only_candidate(attr: &str) -> Option<String> {
 /// Filters one trickled candidate (`RTCIceCandidate.candidate`) under a
 /// policy. Returns the text to relay, or `None` when it must be dropped.
 /// Under `RelayOnly` the result has no `a=` prefix.
-pub fn filter_candidate(candidate: &str, policy: CandidatePolicy) -> Option<String> {
+pub fn filter_candidate(
+    candidate: &str,
+    policy: CandidatePolicy,
+    relays: &Relays,
+) -> Option<String> {
     match policy {
         CandidatePolicy::All => Some(candidate.to_string()),
-        CandidatePolicy::RelayOnly => relay_only_candidate(candidate),
+        CandidatePolicy::RelayOnly => relay_only_candidate(candidate, relays),
     }
 }
 
 /// Filters a whole SDP under a policy (see the module docs).
-pub fn filter_sdp(sdp: &str, policy: CandidatePolicy) -> String {
+pub fn filter_sdp(sdp: &str, policy: CandidatePolicy, relays: &Relays) -> String {
     match policy {
         CandidatePolicy::All => sdp.to_string(),
         CandidatePolicy::RelayOnly => {
             let mut out = String::with_capacity(sdp.len());
             for line in sdp.split_inclusive('\n') {
                 let (content, eol) = split_eol(line);
-                if let Some(kept) = relay_only_line(content) {
+                if let Some(kept) = relay_only_line(content, relays) {
                     out.push_str(&kept);
                     out.push_str(eol);
                 }
@@ -350,7 +400,7 @@ fn null_address(addrtype: &str) -> &'static str {
 }
 
 /// The relay-only rule for one SDP line without its line ending.
-fn relay_only_line(content: &str) -> Option<String> {
+fn relay_only_line(content: &str, relays: &Relays) -> Option<String> {
     if content.chars().any(|c| c.is_control()) {
         return None;
     }
@@ -358,7 +408,7 @@ fn relay_only_line(content: &str) -> Option<String> {
     if let Some(attr) = strip_prefix_ci(t, "a=") {
         let name = attr.split(':').next().unwrap_or("").trim();
         if name.eq_ignore_ascii_case("candidate") {
-            return relay_only_candidate(attr).map(|c| format!("a={c}"));
+            return relay_only_candidate(attr, relays).map(|c| format!("a={c}"));
         }
         if name.eq_ignore_ascii_case("remote-candidates") {
             return None;
@@ -367,22 +417,26 @@ fn relay_only_line(content: &str) -> Option<String> {
             // a=rtcp:<port> [<nettype> <addrtype> <address>]
             let value = attr.split_once(':').map(|(_, v)| v).unwrap_or("");
             let fields: Vec<&str> = value.split_whitespace().collect();
-            let port = match fields.first() {
-                Some(p)
-                    if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) =>
-                {
-                    *p
-                }
-                _ => "9",
-            };
             let addrtype = fields.get(2).copied().unwrap_or("IP4");
             return Some(format!(
-                "a=rtcp:{port} IN {} {}",
+                "a=rtcp:9 IN {} {}",
                 ip_family(addrtype),
                 null_address(addrtype)
             ));
         }
         return Some(content.to_string());
+    }
+    if let Some(value) = strip_prefix_ci(t, "m=") {
+        // m=<media> <port>[/<count>] <proto> <fmt> ...: the port is the
+        // default candidate's; 0 (rejected, bundle-only) keeps its meaning.
+        let mut fields = value.splitn(3, ' ');
+        let (media, port, rest) = (fields.next()?, fields.next()?, fields.next()?);
+        let port = if port == "0" || port.starts_with("0/") {
+            port
+        } else {
+            "9"
+        };
+        return Some(format!("m={media} {port} {rest}"));
     }
     if let Some(value) = strip_prefix_ci(t, "c=") {
         // c=<nettype> <addrtype> <connection-address>
@@ -423,6 +477,14 @@ fn ip_family(addrtype: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The relays of these tests: the addresses of `CHROME_RELAY` and `IPV6_RELAY`.
+    fn relays() -> Relays {
+        Relays::new([
+            "203.0.113.5".parse().unwrap(),
+            "2001:db8::5".parse().unwrap(),
+        ])
+    }
 
     const CHROME_HOST: &str = "candidate:842163049 1 udp 1677729535 192.168.1.20 54321 typ host generation 0 ufrag EEtu network-id 1 network-cost 10";
     const CHROME_SRFLX: &str = "candidate:3471623853 1 udp 2122260223 198.51.100.9 61665 typ srflx raddr 192.168.1.20 rport 54321 generation 0 ufrag EEtu network-id 1";
@@ -537,27 +599,27 @@ mod tests {
             PRFLX,
             "garbage",
         ] {
-            assert_eq!(filter_candidate(dropped, p), None, "{dropped}");
+            assert_eq!(filter_candidate(dropped, p, &relays()), None, "{dropped}");
         }
-        let relay = filter_candidate(CHROME_RELAY, p).unwrap();
+        let relay = filter_candidate(CHROME_RELAY, p, &relays()).unwrap();
         assert_eq!(
             relay,
             "candidate:1853887674 1 udp 33562367 203.0.113.5 50000 typ relay raddr 0.0.0.0 rport 0 generation 0 ufrag EEtu network-id 1 network-cost 10"
         );
-        let v6 = filter_candidate(&format!("a={IPV6_RELAY}"), p).unwrap();
+        let v6 = filter_candidate(&format!("a={IPV6_RELAY}"), p, &relays()).unwrap();
         assert_eq!(
             v6,
             "candidate:4 1 udp 25108479 2001:db8::5 50001 typ relay raddr :: rport 0"
         );
         // A relay claim with an mDNS name is not something a TURN server gives.
         let fake = "candidate:9 1 udp 1 abc.local 5 typ relay";
-        assert_eq!(filter_candidate(fake, p), None);
+        assert_eq!(filter_candidate(fake, p, &relays()), None);
     }
 
     #[test]
     fn relay_extensions_cannot_smuggle_addresses() {
         let sneaky = "candidate:1 1 udp 1 203.0.113.5 5 typ relay raddr 198.51.100.1 rport 7 raddr 192.168.9.9 x-addr 10.9.9.9 generation 10.0.0.1 generation 3";
-        let out = filter_candidate(sneaky, CandidatePolicy::RelayOnly).unwrap();
+        let out = filter_candidate(sneaky, CandidatePolicy::RelayOnly, &relays()).unwrap();
         assert_eq!(
             out,
             "candidate:1 1 udp 1 203.0.113.5 5 typ relay raddr 0.0.0.0 rport 0 generation 3"
@@ -567,11 +629,11 @@ mod tests {
     #[test]
     fn all_policy_changes_nothing() {
         assert_eq!(
-            filter_candidate(CHROME_HOST, CandidatePolicy::All).as_deref(),
+            filter_candidate(CHROME_HOST, CandidatePolicy::All, &relays()).as_deref(),
             Some(CHROME_HOST)
         );
         let sdp = format!("v=0\r\nc=IN IP4 192.168.1.20\r\na={CHROME_HOST}\r\n");
-        assert_eq!(filter_sdp(&sdp, CandidatePolicy::All), sdp);
+        assert_eq!(filter_sdp(&sdp, CandidatePolicy::All, &relays()), sdp);
     }
 
     fn sample_sdp(eol: &str) -> String {
@@ -601,16 +663,16 @@ mod tests {
 
     #[test]
     fn sdp_relay_only_crlf() {
-        let out = filter_sdp(&sample_sdp("\r\n"), CandidatePolicy::RelayOnly);
+        let out = filter_sdp(&sample_sdp("\r\n"), CandidatePolicy::RelayOnly, &relays());
         let expected = [
             "v=0",
             "o=- 4611731400430051336 2 IN IP4 0.0.0.0",
             "s=-",
             "t=0 0",
             "a=group:BUNDLE 0",
-            "m=audio 54321 UDP/TLS/RTP/SAVPF 111",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
             "c=IN IP4 0.0.0.0",
-            "a=rtcp:54322 IN IP4 0.0.0.0",
+            "a=rtcp:9 IN IP4 0.0.0.0",
             "a=candidate:1853887674 1 udp 33562367 203.0.113.5 50000 typ relay raddr 0.0.0.0 rport 0 generation 0 ufrag EEtu network-id 1 network-cost 10",
             "a=end-of-candidates",
             "a=ice-ufrag:EEtu",
@@ -619,14 +681,21 @@ mod tests {
         ]
         .join("\r\n");
         assert_eq!(out, expected);
-        for leaked in ["192.168.1.20", "198.51.100.9", ".local", "10.1.2.3"] {
+        for leaked in [
+            "192.168.1.20",
+            "198.51.100.9",
+            ".local",
+            "10.1.2.3",
+            "54321",
+            "54322",
+        ] {
             assert!(!out.contains(leaked), "{leaked} leaked");
         }
     }
 
     #[test]
     fn sdp_relay_only_lf_keeps_lf() {
-        let out = filter_sdp(&sample_sdp("\n"), CandidatePolicy::RelayOnly);
+        let out = filter_sdp(&sample_sdp("\n"), CandidatePolicy::RelayOnly, &relays());
         assert!(!out.contains('\r'));
         assert!(out.contains("typ relay"));
         assert!(!out.contains("typ host"));
@@ -640,7 +709,31 @@ mod tests {
             &CHROME_HOST["candidate:".len()..],
             &CHROME_SRFLX["candidate:".len()..],
         );
-        let out = filter_sdp(&sdp, CandidatePolicy::RelayOnly);
+        let out = filter_sdp(&sdp, CandidatePolicy::RelayOnly, &relays());
         assert_eq!(out, "v=0\r\nc=IN IP6 ::\r\n");
+    }
+
+    #[test]
+    fn a_relay_candidate_must_carry_a_relay_the_server_handed_out() {
+        let p = CandidatePolicy::RelayOnly;
+        // The patient's own socket, announced as a relay.
+        let own =
+            "candidate:1 1 udp 33562367 198.51.100.9 61665 typ relay raddr 192.168.1.20 rport 5";
+        assert_eq!(filter_candidate(own, p, &relays()), None);
+        // A real relay candidate passes only while its relay is known.
+        assert!(filter_candidate(CHROME_RELAY, p, &relays()).is_some());
+        assert_eq!(filter_candidate(CHROME_RELAY, p, &Relays::default()), None);
+        // An IPv4-mapped address is the IPv4 relay.
+        let mapped = "candidate:1 1 udp 1 ::ffff:203.0.113.5 5 typ relay";
+        assert!(filter_candidate(mapped, p, &relays()).is_some());
+        let sdp =
+            format!("v=0\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\na={own}\r\na={CHROME_RELAY}\r\n");
+        let out = filter_sdp(&sdp, p, &relays());
+        assert!(!out.contains("198.51.100.9 61665"), "{out}");
+        assert!(out.contains("203.0.113.5 50000 typ relay"), "{out}");
+        assert!(
+            out.contains("m=video 0 "),
+            "a rejected section stays rejected: {out}"
+        );
     }
 }

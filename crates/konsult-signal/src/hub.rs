@@ -1,17 +1,22 @@
 //! The hub: every room of one node, driven by inputs, polled for outputs.
 
 use crate::config::Config;
-use crate::filter::{filter_candidate, filter_sdp};
-use crate::output::{
-    AdmissionCheckId, CloseReason, ConnId, EndReason, LeftReason, Output, RoomEvent,
-};
+use crate::filter::{filter_candidate, filter_sdp, Relays};
+use crate::output::{AdmissionCheckId, CloseReason, ConnId, Output, WriteId};
 use crate::ratelimit::RateLimiter;
+use crate::record::{
+    LinkRef, ParticipantRecord, RecordError, RoomRecord, TokenHash, RECORD_VERSION,
+};
+use konsult_domain::evidence::{
+    client_two_way, relay_two_way, ClientReport, ClientReports, ObservedFlow,
+};
+use konsult_domain::{CallEvent, EndReason, Evidence, EvidencePolicy};
 use konsult_protocol::{
     parse_client_message, ByeReason, CandidateLine, CandidatePolicy, ClientMessage, Denied,
-    DeniedReason, ErrorBody, ErrorCode, Hello, IceCandidate, IceServer, Resume, ResumeToken, Role,
-    Sdp, ServerBody, ServerMessage, Stats, Welcome, PROTOCOL_VERSION,
+    DeniedReason, ErrorBody, ErrorCode, Features, Hello, IceCandidate, IceServer, Resume,
+    ResumeToken, Role, Sdp, ServerBody, ServerMessage, Stats, Welcome, PROTOCOL_VERSION,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -30,6 +35,14 @@ pub struct JoinRequest {
     /// participant's join says `relay_only`, the room is relay-only for
     /// its lifetime (the stricter policy wins).
     pub candidate_policy: CandidatePolicy,
+    /// The clinic's evidence policy for two-way media.
+    pub evidence_policy: EvidencePolicy,
+    /// The stored consultation's call has started (it is `in_call`): a
+    /// patient who joins is coming back.
+    pub call_started: bool,
+    /// The patient's join link (`None` for the therapist), so that revoking
+    /// it ends this connection.
+    pub link: Option<LinkRef>,
     /// ICE servers with this participant's TURN credentials.
     pub ice_servers: Vec<IceServer>,
     /// A fresh random token, used if this join starts a new device session
@@ -37,6 +50,8 @@ pub struct JoinRequest {
     pub resume_token_for_new: ResumeToken,
     /// `hello.resume`, if the client sent one.
     pub resume: Option<Resume>,
+    /// `hello.features`: the optional messages this connection receives.
+    pub features: Features,
 }
 
 /// A pump bug: the core refuses the call and changes nothing.
@@ -63,6 +78,10 @@ impl HelloRejected {
         ServerMessage::error(self.code, self.message.clone())
     }
 }
+
+/// The store refused a write for good: the consultation is over or gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteRefused;
 
 /// Where a participant's connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +119,12 @@ pub struct RoomSnapshot {
     pub admission: AdmissionState,
     /// Whether two-way media was established in the current call.
     pub two_way_established: bool,
+    /// The evidence of the current call's two-way media, if established.
+    pub evidence: Option<Evidence>,
+    /// The consultation's call has started (a patient was admitted).
+    pub call_started: bool,
+    /// Durable writes the room's messages wait for.
+    pub pending_writes: usize,
 }
 
 #[derive(Debug)]
@@ -113,6 +138,8 @@ struct Conn {
     /// Set when the core emitted `Output::Close`; the entry stays until the
     /// pump reports `handle_disconnect` (or a heartbeat period passes).
     closed: Option<CloseReason>,
+    /// The optional messages its hello asked for.
+    features: Features,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,26 +149,52 @@ enum Admission {
     Admitted,
 }
 
+/// Two-way media of the current call (one admission).
 #[derive(Debug, Default)]
 struct Media {
-    therapist: bool,
-    patient: bool,
-    established: bool,
+    /// When the patient was admitted: the origin of report times.
+    since: Option<Instant>,
+    patient: ClientReports,
+    therapist: ClientReports,
+    /// Established in this call, by this evidence.
+    evidence: Option<Evidence>,
 }
 
 #[derive(Debug)]
 struct Participant {
     link: Presence,
-    resume_token: ResumeToken,
-    superseded: VecDeque<ResumeToken>,
+    token: TokenHash,
+    superseded: VecDeque<TokenHash>,
     next_seq: u64,
-    /// The latest sequenced messages, oldest first, contiguous seqs ending at
-    /// `next_seq - 1`.
+    /// The highest `seq` clients may see: sent, or replayable on resume.
+    /// Messages above it wait for the room's durable writes.
+    released: u64,
+    /// The latest sequenced messages, oldest first, contiguous seqs ending
+    /// at `next_seq - 1`.
     buffer: VecDeque<ServerMessage>,
     ice_servers: Vec<IceServer>,
+    /// The patient's join link.
+    link_ref: Option<LinkRef>,
+    /// Restored from a saved record: the client may have seen messages
+    /// above `next_seq` that this process never knew (see `resume`).
+    restored: bool,
 }
 
 impl Participant {
+    fn new(conn: ConnId, token: TokenHash, req: &JoinRequest) -> Self {
+        Participant {
+            link: Presence::Connected(conn),
+            token,
+            superseded: VecDeque::new(),
+            next_seq: 1,
+            released: 0,
+            buffer: VecDeque::new(),
+            ice_servers: req.ice_servers.clone(),
+            link_ref: req.link.clone(),
+            restored: false,
+        }
+    }
+
     fn conn(&self) -> Option<ConnId> {
         match self.link {
             Presence::Connected(conn) => Some(conn),
@@ -156,24 +209,76 @@ impl Participant {
         }
     }
 
+    /// Whether every message after `last_seq` that the client may see is
+    /// still in the buffer.
     fn can_replay(&self, last_seq: u64) -> bool {
         let oldest = self.buffer.front().map_or(self.next_seq, |m| m.seq);
-        last_seq < self.next_seq && last_seq.saturating_add(1) >= oldest
+        last_seq <= self.released && last_seq.saturating_add(1) >= oldest
     }
 
-    fn is_superseded(&self, token: &ResumeToken) -> bool {
+    fn is_superseded(&self, token: &TokenHash) -> bool {
         self.superseded.iter().any(|t| t.ct_eq(token))
     }
+
+    fn replace_token(&mut self, token: TokenHash) {
+        let old = std::mem::replace(&mut self.token, token);
+        self.superseded.push_back(old);
+        while self.superseded.len() > SUPERSEDED_TOKENS {
+            self.superseded.pop_front();
+        }
+    }
+
+    /// Messages not yet released, for a connection that is going away.
+    fn unreleased(&self) -> Vec<ServerMessage> {
+        self.buffer
+            .iter()
+            .filter(|m| m.seq > self.released)
+            .cloned()
+            .collect()
+    }
+
+    fn record(&self, role: Role) -> ParticipantRecord {
+        ParticipantRecord {
+            role,
+            token: self.token,
+            superseded: self.superseded.iter().copied().collect(),
+            next_seq: self.next_seq,
+            link: self.link_ref.clone(),
+        }
+    }
+}
+
+/// A connection whose participant left the room while its last messages
+/// were held back: they and the close go out when the room is released.
+#[derive(Debug)]
+struct Departing {
+    conn: ConnId,
+    messages: Vec<ServerMessage>,
+    reason: CloseReason,
 }
 
 #[derive(Debug)]
 struct Room {
     id: Uuid,
     policy: CandidatePolicy,
+    evidence_policy: EvidencePolicy,
     therapist: Option<Participant>,
     patient: Option<Participant>,
     admission: Admission,
     media: Media,
+    /// A patient was admitted at least once: the consultation is `in_call`.
+    call_started: bool,
+    /// The consultation is over (ended or closed): nobody joins any more.
+    over: bool,
+    /// Durable writes not yet acknowledged; while any is, messages wait.
+    held: BTreeSet<WriteId>,
+    departing: Vec<Departing>,
+    /// Events of the current step, for the step's write.
+    pending: Vec<CallEvent>,
+    /// The current step has a durable event.
+    hold_step: bool,
+    /// The current step changed what the saved record says.
+    dirty: bool,
 }
 
 /// Everything a room operation needs besides the room.
@@ -207,14 +312,22 @@ impl Ctx<'_> {
 }
 
 impl Room {
-    fn new(id: Uuid, policy: CandidatePolicy) -> Self {
+    fn new(id: Uuid, policy: CandidatePolicy, evidence_policy: EvidencePolicy) -> Self {
         Room {
             id,
             policy,
+            evidence_policy,
             therapist: None,
             patient: None,
             admission: Admission::Waiting,
             media: Media::default(),
+            call_started: false,
+            over: false,
+            held: BTreeSet::new(),
+            departing: Vec::new(),
+            pending: Vec::new(),
+            hold_step: false,
+            dirty: false,
         }
     }
 
@@ -236,21 +349,36 @@ impl Room {
         self.therapist.is_none() && self.patient.is_none()
     }
 
+    /// Nothing left to do: nobody in it, no message waiting for a write.
+    fn is_done(&self) -> bool {
+        self.is_empty() && self.held.is_empty() && self.departing.is_empty()
+    }
+
     fn in_call(&self) -> bool {
         self.therapist.is_some() && self.patient.is_some() && self.admission == Admission::Admitted
     }
 
-    fn event(&self, ctx: &mut Ctx<'_>, event: RoomEvent) {
-        ctx.out.push_back(Output::Event {
-            consultation: self.id,
-            event,
-        });
+    fn is_held(&self) -> bool {
+        !self.held.is_empty() || self.hold_step
+    }
+
+    /// Reports an event. A durable one holds the room's messages back from
+    /// now until its write is committed, so report it before the messages
+    /// it causes.
+    fn event(&mut self, event: CallEvent) {
+        if event.is_durable() {
+            self.hold_step = true;
+        }
+        self.dirty = true;
+        self.pending.push(event);
     }
 
     /// Sends a sequenced message to `role`'s participant: numbered, kept for
-    /// replay, and written now if it is connected.
+    /// replay, and written now if it is connected and nothing holds the
+    /// room back.
     fn send(&mut self, ctx: &mut Ctx<'_>, role: Role, body: ServerBody) {
         let cap = ctx.cfg.replay_buffer;
+        let held = self.is_held();
         let Some(p) = self.slot(role).as_mut() else {
             return;
         };
@@ -263,12 +391,71 @@ impl Room {
         while p.buffer.len() > cap {
             p.buffer.pop_front();
         }
+        if held {
+            return;
+        }
+        p.released = message.seq;
         if let Some(conn) = p.conn() {
             ctx.out.push_back(Output::Send { conn, message });
         }
     }
 
-    fn welcome(&self, ctx: &mut Ctx<'_>, role: Role, conn: ConnId, resumed: bool) {
+    /// Takes `role` out of the room; its connection, if any, is closed
+    /// after its last messages (now, or when the room is released).
+    fn remove(&mut self, ctx: &mut Ctx<'_>, role: Role, reason: CloseReason) {
+        let held = self.is_held();
+        let Some(p) = self.slot(role).take() else {
+            return;
+        };
+        self.dirty = true;
+        let Some(conn) = p.conn() else { return };
+        if held {
+            self.departing.push(Departing {
+                conn,
+                messages: p.unreleased(),
+                reason,
+            });
+        } else {
+            ctx.close(conn, reason);
+        }
+    }
+
+    /// Every write the room waited for is committed: out with what waited.
+    fn release(&mut self, ctx: &mut Ctx<'_>) {
+        for p in [&mut self.therapist, &mut self.patient]
+            .into_iter()
+            .flatten()
+        {
+            let conn = p.conn();
+            for message in p.buffer.iter().filter(|m| m.seq > p.released) {
+                if let Some(conn) = conn {
+                    ctx.out.push_back(Output::Send {
+                        conn,
+                        message: message.clone(),
+                    });
+                }
+            }
+            p.released = p.next_seq - 1;
+        }
+        for d in std::mem::take(&mut self.departing) {
+            for message in d.messages {
+                ctx.out.push_back(Output::Send {
+                    conn: d.conn,
+                    message,
+                });
+            }
+            ctx.close(d.conn, d.reason);
+        }
+    }
+
+    fn welcome(
+        &self,
+        ctx: &mut Ctx<'_>,
+        role: Role,
+        conn: ConnId,
+        token: ResumeToken,
+        resumed: bool,
+    ) {
         let Some(p) = self.get(role) else { return };
         let welcome = Welcome {
             version: PROTOCOL_VERSION,
@@ -278,7 +465,7 @@ impl Room {
             candidate_policy: self.policy,
             peer_present: self.get(role.other()).is_some(),
             polite: role == Role::Patient,
-            resume_token: p.resume_token.clone(),
+            resume_token: token,
             resumed,
             limits: ctx.cfg.limits(),
         };
@@ -287,12 +474,23 @@ impl Room {
 
     fn join(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, req: JoinRequest) {
         let role = req.role;
+        self.call_started |= req.call_started;
+        if self.over {
+            let (code, message) = match role {
+                Role::Patient => (ErrorCode::LinkExpired, "the consultation is over"),
+                Role::Therapist => (ErrorCode::WrongState, "the consultation is over"),
+            };
+            ctx.error(conn, code, message, Vec::new());
+            ctx.close(conn, CloseReason::Rejected);
+            return;
+        }
         let Some(p) = self.slot(role).as_mut() else {
             self.join_new(ctx, conn, req);
             return;
         };
-        if let Some(resume) = &req.resume {
-            if p.is_superseded(&resume.token) {
+        let presented = req.resume.as_ref().map(|r| (TokenHash::of(&r.token), r));
+        if let Some((hash, _)) = &presented {
+            if p.is_superseded(hash) {
                 // An older device of this participant: the newer one keeps
                 // its place. The client may still take over explicitly with
                 // a hello without resume.
@@ -306,36 +504,60 @@ impl Room {
                 return;
             }
         }
-        let resume_from = req
-            .resume
-            .as_ref()
-            .filter(|r| p.resume_token.ct_eq(&r.token) && p.can_replay(r.last_seq))
-            .map(|r| r.last_seq);
+        let own = presented.filter(|(hash, _)| p.token.ct_eq(hash));
         if let Some(old) = p.conn() {
             ctx.send_conn(old, ServerBody::Replaced {});
             ctx.close(old, CloseReason::Replaced);
         }
         p.link = Presence::Connected(conn);
-        p.ice_servers = req.ice_servers;
-        match resume_from {
-            Some(last_seq) => {
-                self.welcome(ctx, role, conn, true);
+        p.ice_servers = req.ice_servers.clone();
+        match own {
+            Some((_, resume)) if p.restored => {
+                // Back after a restart: nothing to replay (messages are not
+                // saved), but every message a committed event produced has
+                // a seq below `next_seq`.
+                let token = resume.token.clone();
+                if resume.last_seq.saturating_add(1) >= p.next_seq {
+                    p.restored = false;
+                    p.next_seq = p.next_seq.max(resume.last_seq.saturating_add(1));
+                    p.released = p.next_seq - 1;
+                    p.buffer.clear();
+                    self.welcome(ctx, role, conn, token, true);
+                } else {
+                    p.restored = false;
+                    p.buffer.clear();
+                    p.released = p.next_seq - 1;
+                    self.welcome(ctx, role, conn, token, false);
+                    self.resync_after_gap(ctx, role);
+                }
+            }
+            Some((_, resume)) if p.can_replay(resume.last_seq) => {
+                let token = resume.token.clone();
+                let last_seq = resume.last_seq;
+                self.welcome(ctx, role, conn, token, true);
                 let p = self.get(role).expect("participant present");
-                for message in p.buffer.iter().filter(|m| m.seq > last_seq) {
+                for message in p
+                    .buffer
+                    .iter()
+                    .filter(|m| m.seq > last_seq && m.seq <= p.released)
+                {
                     ctx.out.push_back(Output::Send {
                         conn,
                         message: message.clone(),
                     });
                 }
             }
-            None => {
-                let old_token = std::mem::replace(&mut p.resume_token, req.resume_token_for_new);
-                p.superseded.push_back(old_token);
-                while p.superseded.len() > SUPERSEDED_TOKENS {
-                    p.superseded.pop_front();
-                }
+            _ => {
+                let token = req.resume_token_for_new;
+                p.replace_token(TokenHash::of(&token));
+                p.restored = false;
+                p.link_ref = req.link.clone();
+                // A new device starts from scratch: nothing of the old
+                // device's stream reaches it, not even what is still held.
                 p.buffer.clear();
-                self.welcome(ctx, role, conn, false);
+                p.released = p.next_seq - 1;
+                self.dirty = true;
+                self.welcome(ctx, role, conn, token, false);
                 self.resync_new_device(ctx, role);
             }
         }
@@ -343,22 +565,17 @@ impl Room {
 
     fn join_new(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, req: JoinRequest) {
         let role = req.role;
-        *self.slot(role) = Some(Participant {
-            link: Presence::Connected(conn),
-            resume_token: req.resume_token_for_new,
-            superseded: VecDeque::new(),
-            next_seq: 1,
-            buffer: VecDeque::new(),
-            ice_servers: req.ice_servers,
-        });
-        self.welcome(ctx, role, conn, false);
+        let token = req.resume_token_for_new.clone();
+        *self.slot(role) = Some(Participant::new(conn, TokenHash::of(&token), &req));
+        self.dirty = true;
+        self.welcome(ctx, role, conn, token, false);
         match role {
             Role::Patient => {
                 self.admission = Admission::Waiting;
                 self.media = Media::default();
+                self.event(CallEvent::PatientWaiting);
                 self.send(ctx, Role::Patient, ServerBody::Waiting {});
                 self.send(ctx, Role::Therapist, ServerBody::PatientWaiting {});
-                self.event(ctx, RoomEvent::PatientWaiting);
             }
             Role::Therapist => {
                 if self.patient.is_some() {
@@ -378,8 +595,10 @@ impl Room {
                 self.admission = Admission::Waiting;
                 if previous == Admission::Admitted {
                     // Whoever holds the link now was not seen by the
-                    // therapist: the call ends and the device waits again.
+                    // therapist: the patient's call ends (the consultation
+                    // goes on) and the device waits again.
                     self.media = Media::default();
+                    self.event(CallEvent::PatientLeft);
                     self.send(
                         ctx,
                         Role::Therapist,
@@ -387,24 +606,11 @@ impl Room {
                             role: Role::Patient,
                         },
                     );
-                    self.event(
-                        ctx,
-                        RoomEvent::PeerLeft {
-                            role: Role::Patient,
-                            reason: LeftReason::Replaced,
-                        },
-                    );
-                    self.event(
-                        ctx,
-                        RoomEvent::Ended {
-                            reason: EndReason::PatientReplaced,
-                        },
-                    );
                 }
                 self.send(ctx, Role::Patient, ServerBody::Waiting {});
                 if previous != Admission::Waiting {
+                    self.event(CallEvent::PatientWaiting);
                     self.send(ctx, Role::Therapist, ServerBody::PatientWaiting {});
-                    self.event(ctx, RoomEvent::PatientWaiting);
                 }
             }
             Role::Therapist => {
@@ -414,28 +620,53 @@ impl Room {
                 if self.admission == Admission::Admitted {
                     // The therapist is authenticated by login: the call goes
                     // on with the new device, after a fresh negotiation.
-                    self.send(
-                        ctx,
-                        Role::Therapist,
-                        ServerBody::PeerJoined {
-                            role: Role::Patient,
-                        },
-                    );
-                    self.send(
-                        ctx,
-                        Role::Patient,
-                        ServerBody::PeerLeft {
-                            role: Role::Therapist,
-                        },
-                    );
-                    self.send(
-                        ctx,
-                        Role::Patient,
-                        ServerBody::PeerJoined {
-                            role: Role::Therapist,
-                        },
-                    );
+                    self.renegotiate(ctx);
                 } else {
+                    self.send(ctx, Role::Therapist, ServerBody::PatientWaiting {});
+                }
+            }
+        }
+    }
+
+    /// Both sides start a new peer connection in the same call.
+    fn renegotiate(&mut self, ctx: &mut Ctx<'_>) {
+        self.send(
+            ctx,
+            Role::Therapist,
+            ServerBody::PeerJoined {
+                role: Role::Patient,
+            },
+        );
+        self.send(
+            ctx,
+            Role::Patient,
+            ServerBody::PeerLeft {
+                role: Role::Therapist,
+            },
+        );
+        self.send(
+            ctx,
+            Role::Patient,
+            ServerBody::PeerJoined {
+                role: Role::Therapist,
+            },
+        );
+    }
+
+    /// A participant came back after a restart but missed messages that
+    /// cannot be replayed: it starts fresh on its side, keeping its place
+    /// (a patient stays admitted), and both sides negotiate anew.
+    fn resync_after_gap(&mut self, ctx: &mut Ctx<'_>, role: Role) {
+        match (role, self.admission) {
+            (Role::Patient, Admission::Admitted) => self.announce_admission(ctx),
+            (Role::Patient, _) => {
+                self.send(ctx, Role::Patient, ServerBody::Waiting {});
+            }
+            (Role::Therapist, Admission::Admitted) if self.patient.is_some() => {
+                self.renegotiate(ctx);
+            }
+            (Role::Therapist, _) => {
+                if self.patient.is_some() {
                     self.send(ctx, Role::Therapist, ServerBody::PatientWaiting {});
                 }
             }
@@ -457,27 +688,26 @@ impl Room {
 
     /// `role` sent `leave`.
     fn leave(&mut self, ctx: &mut Ctx<'_>, role: Role) {
-        let was_in_call = self.in_call();
-        self.send(
-            ctx,
-            role,
-            ServerBody::Bye {
-                reason: ByeReason::Left,
-            },
-        );
-        if let Some(conn) = self.slot(role).take().and_then(|p| p.conn()) {
-            ctx.close(conn, CloseReason::Bye);
-        }
-        self.event(
-            ctx,
-            RoomEvent::PeerLeft {
-                role,
-                reason: LeftReason::Left,
-            },
-        );
         match role {
             Role::Patient => {
+                let was_admitted = self.admission == Admission::Admitted;
+                self.event(if was_admitted {
+                    CallEvent::PatientLeft
+                } else {
+                    CallEvent::PatientLeftWaiting
+                });
+                self.send(
+                    ctx,
+                    Role::Patient,
+                    ServerBody::Bye {
+                        reason: ByeReason::Left,
+                    },
+                );
+                self.remove(ctx, Role::Patient, CloseReason::Bye);
                 self.admission = Admission::Waiting;
+                self.media = Media::default();
+                // The consultation goes on: the patient may come back from
+                // the same link until the therapist ends it.
                 self.send(
                     ctx,
                     Role::Therapist,
@@ -486,55 +716,69 @@ impl Room {
                     },
                 );
             }
+            Role::Therapist if self.call_started => self.end(ctx, EndReason::TherapistEnded),
             Role::Therapist => {
-                if was_in_call {
-                    // The therapist ended the consultation.
-                    self.send(
-                        ctx,
-                        Role::Patient,
-                        ServerBody::PeerLeft {
-                            role: Role::Therapist,
-                        },
-                    );
-                    self.send(
-                        ctx,
-                        Role::Patient,
-                        ServerBody::Bye {
-                            reason: ByeReason::EndedByTherapist,
-                        },
-                    );
-                    if let Some(conn) = self.patient.take().and_then(|p| p.conn()) {
-                        ctx.close(conn, CloseReason::Bye);
-                    }
+                // No call yet: a waiting patient keeps waiting for a
+                // therapist.
+                self.send(
+                    ctx,
+                    Role::Therapist,
+                    ServerBody::Bye {
+                        reason: ByeReason::Left,
+                    },
+                );
+                self.remove(ctx, Role::Therapist, CloseReason::Bye);
+                if self.admission != Admission::Waiting {
+                    self.admission = Admission::Waiting;
                 }
-                // A waiting patient keeps waiting for a therapist.
-                self.admission = Admission::Waiting;
             }
         }
-        if was_in_call {
-            self.event(
+    }
+
+    /// The consultation's call ends for good: committed first, then every
+    /// participant is told and closed.
+    fn end(&mut self, ctx: &mut Ctx<'_>, reason: EndReason) {
+        self.event(CallEvent::Ended { reason });
+        self.over = true;
+        self.close_everyone(ctx);
+    }
+
+    /// Tells everyone the consultation is over (`bye`) and closes them.
+    fn close_everyone(&mut self, ctx: &mut Ctx<'_>) {
+        if self.in_call() {
+            self.send(
                 ctx,
-                RoomEvent::Ended {
-                    reason: EndReason::Left { role },
+                Role::Patient,
+                ServerBody::PeerLeft {
+                    role: Role::Therapist,
                 },
             );
         }
+        for role in [Role::Therapist, Role::Patient] {
+            let reason = match role {
+                Role::Therapist => ByeReason::Left,
+                Role::Patient => ByeReason::EndedByTherapist,
+            };
+            self.send(ctx, role, ServerBody::Bye { reason });
+            self.remove(ctx, role, CloseReason::Bye);
+        }
+        self.admission = Admission::Waiting;
+        self.media = Media::default();
     }
 
     /// `role`'s grace period expired without a resume.
     fn expire(&mut self, ctx: &mut Ctx<'_>, role: Role) {
         let was_in_call = self.in_call();
-        *self.slot(role) = None;
-        self.event(
-            ctx,
-            RoomEvent::PeerLeft {
-                role,
-                reason: LeftReason::GraceExpired,
-            },
-        );
         match role {
             Role::Patient => {
+                self.event(if self.admission == Admission::Admitted {
+                    CallEvent::PatientLeft
+                } else {
+                    CallEvent::PatientLeftWaiting
+                });
+                self.remove(ctx, Role::Patient, CloseReason::Bye);
                 self.admission = Admission::Waiting;
+                self.media = Media::default();
                 self.send(
                     ctx,
                     Role::Therapist,
@@ -544,10 +788,15 @@ impl Room {
                 );
             }
             Role::Therapist => {
-                self.admission = Admission::Waiting;
+                if was_in_call {
+                    self.event(CallEvent::TherapistLeft);
+                }
+                self.remove(ctx, Role::Therapist, CloseReason::Bye);
                 if was_in_call {
                     // The patient goes back to the waiting room until a
                     // therapist admits again.
+                    self.admission = Admission::Waiting;
+                    self.media = Media::default();
                     self.send(
                         ctx,
                         Role::Patient,
@@ -556,36 +805,25 @@ impl Room {
                         },
                     );
                     self.send(ctx, Role::Patient, ServerBody::Waiting {});
+                    self.event(CallEvent::PatientWaiting);
+                } else if matches!(self.admission, Admission::Checking { .. }) {
+                    self.admission = Admission::Waiting;
                 }
-            }
-        }
-        if was_in_call {
-            self.media = Media::default();
-            self.event(
-                ctx,
-                RoomEvent::Ended {
-                    reason: EndReason::GraceExpired { role },
-                },
-            );
-            if role == Role::Therapist {
-                self.event(ctx, RoomEvent::PatientWaiting);
             }
         }
     }
 
     fn deny_patient(&mut self, ctx: &mut Ctx<'_>, denied: Denied) {
+        let was_admitted = self.admission == Admission::Admitted;
+        self.event(if was_admitted {
+            CallEvent::PatientLeft
+        } else {
+            CallEvent::PatientLeftWaiting
+        });
         self.admission = Admission::Waiting;
-        self.event(
-            ctx,
-            RoomEvent::Denied {
-                reason: denied.reason,
-                failures: denied.failures.clone(),
-            },
-        );
+        self.media = Media::default();
         self.send(ctx, Role::Patient, ServerBody::Denied(denied));
-        if let Some(conn) = self.patient.take().and_then(|p| p.conn()) {
-            ctx.close(conn, CloseReason::Denied);
-        }
+        self.remove(ctx, Role::Patient, CloseReason::Denied);
         self.send(
             ctx,
             Role::Therapist,
@@ -595,9 +833,20 @@ impl Room {
         );
     }
 
-    fn admit(&mut self, ctx: &mut Ctx<'_>) {
+    fn admit(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        self.event(CallEvent::Admitted);
+        self.call_started = true;
         self.admission = Admission::Admitted;
-        self.media = Media::default();
+        self.media = Media {
+            since: Some(now),
+            ..Media::default()
+        };
+        self.announce_admission(ctx);
+    }
+
+    /// The patient is in the call: `admitted`, then both sides
+    /// `peer_joined` (they set up a new peer connection).
+    fn announce_admission(&mut self, ctx: &mut Ctx<'_>) {
         self.send(ctx, Role::Patient, ServerBody::Admitted {});
         self.send(
             ctx,
@@ -613,22 +862,60 @@ impl Room {
                 role: Role::Patient,
             },
         );
-        self.event(ctx, RoomEvent::Admitted);
     }
 
-    fn on_stats(&mut self, ctx: &mut Ctx<'_>, role: Role, stats: &Stats) {
-        if !stats.media_flowing() {
+    fn on_stats(&mut self, ctx: &mut Ctx<'_>, role: Role, stats: &Stats, now: Instant) {
+        let since = *self.media.since.get_or_insert(now);
+        let report = ClientReport {
+            at: now.saturating_duration_since(since),
+            receiving: stats.media_flowing(),
+            bytes_received: stats.bytes_received,
+            bytes_sent: stats.bytes_sent,
+        };
+        match role {
+            Role::Therapist => self.media.therapist.add(report),
+            Role::Patient => self.media.patient.add(report),
+        }
+        if self.media.evidence.is_none()
+            && self.evidence_policy.accepts(Evidence::ClientReported)
+            && client_two_way(
+                &ctx.cfg.evidence,
+                &self.media.patient,
+                &self.media.therapist,
+            )
+        {
+            self.establish(ctx, Evidence::ClientReported);
+        }
+    }
+
+    fn on_relay_media(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        patient_to_therapist: &ObservedFlow,
+        therapist_to_patient: &ObservedFlow,
+    ) {
+        if !self.in_call() || self.media.evidence == Some(Evidence::RelayObserved) {
             return;
         }
-        match role {
-            Role::Therapist => self.media.therapist = true,
-            Role::Patient => self.media.patient = true,
+        if relay_two_way(
+            &ctx.cfg.evidence,
+            patient_to_therapist,
+            therapist_to_patient,
+        ) {
+            self.establish(ctx, Evidence::RelayObserved);
         }
-        if self.media.therapist && self.media.patient && !self.media.established {
-            self.media.established = true;
+    }
+
+    /// Two-way media in this call, by `evidence`: committed first, then both
+    /// sides hear `media_established` (once per call; stronger evidence
+    /// later is only recorded).
+    fn establish(&mut self, ctx: &mut Ctx<'_>, evidence: Evidence) {
+        let first = self.media.evidence.is_none();
+        self.media.evidence = Some(evidence);
+        self.event(CallEvent::TwoWayEstablished { evidence });
+        if first {
             self.send(ctx, Role::Therapist, ServerBody::MediaEstablished {});
             self.send(ctx, Role::Patient, ServerBody::MediaEstablished {});
-            self.event(ctx, RoomEvent::TwoWayEstablished);
         }
     }
 
@@ -678,8 +965,59 @@ impl Room {
                 Admission::Checking { .. } => AdmissionState::Checking,
                 Admission::Admitted => AdmissionState::Admitted,
             },
-            two_way_established: self.media.established,
+            two_way_established: self.media.evidence.is_some(),
+            evidence: self.media.evidence,
+            call_started: self.call_started,
+            pending_writes: self.held.len(),
         }
+    }
+
+    fn record(&self) -> RoomRecord {
+        let participants = [
+            (Role::Therapist, &self.therapist),
+            (Role::Patient, &self.patient),
+        ]
+        .into_iter()
+        .filter_map(|(role, p)| p.as_ref().map(|p| p.record(role)))
+        .collect();
+        RoomRecord {
+            version: RECORD_VERSION,
+            candidate_policy: self.policy,
+            evidence_policy: self.evidence_policy,
+            call_started: self.call_started,
+            admitted: self.admission == Admission::Admitted,
+            evidence: self.media.evidence,
+            participants,
+        }
+    }
+
+    fn restore(id: Uuid, record: &RoomRecord, grace_until: Instant, replay_buffer: usize) -> Room {
+        let mut room = Room::new(id, record.candidate_policy, record.evidence_policy);
+        room.call_started = record.call_started;
+        let both = record
+            .participants
+            .iter()
+            .any(|p| p.role == Role::Therapist)
+            && record.participants.iter().any(|p| p.role == Role::Patient);
+        if record.admitted && both {
+            room.admission = Admission::Admitted;
+            room.media.evidence = record.evidence;
+        }
+        for p in &record.participants {
+            let next_seq = p.next_seq.max(1);
+            *room.slot(p.role) = Some(Participant {
+                link: Presence::Disconnected { grace_until },
+                token: p.token,
+                superseded: p.superseded.iter().copied().collect(),
+                next_seq,
+                released: next_seq - 1,
+                buffer: VecDeque::with_capacity(replay_buffer.min(16)),
+                ice_servers: Vec::new(),
+                link_ref: p.link.clone(),
+                restored: true,
+            });
+        }
+        room
     }
 }
 
@@ -693,8 +1031,21 @@ type Refusal = (ErrorCode, &'static str);
 /// [`Hub::poll_output`]. Message bodies (SDP, candidates, chat) are never
 /// logged; the core has no logging at all.
 ///
+/// # Durable before visible
+///
+/// What happens to a consultation is reported as [`CallEvent`]s in
+/// [`Output::Write`]s, one per room and input, in order. A write with an
+/// event that billing or the lifecycle rests on (`admitted`,
+/// `two_way_established`, `ended`: [`CallEvent::is_durable`]) holds the
+/// room's messages back until the pump acknowledges it with
+/// [`Hub::handle_written`]: no client hears of an admission, two-way media or
+/// the end of a consultation before it is committed. Each write also carries
+/// the room's [`RoomRecord`], so a restarted server can take the
+/// participants back with [`Hub::restore`].
+///
 /// # Calling order
 ///
+/// 0. At start-up, [`Hub::restore`] every saved room.
 /// 1. Accept a WebSocket and give it a fresh [`ConnId`]. Read the first text
 ///    frame and check it with [`Hub::parse_hello`]; on `Err` send the error,
 ///    close with [`konsult_protocol::CloseCode::REJECTED`] and stop.
@@ -708,12 +1059,18 @@ type Refusal = (ErrorCode, &'static str);
 ///    [`Hub::handle_disconnect`] once.
 /// 4. For every [`Output::AdmissionCheck`] re-check eligibility and the
 ///    window, then call [`Hub::handle_admission_check`].
-/// 5. When the instant from [`Hub::poll_timeout`] is reached, call
-///    [`Hub::handle_timeout`].
-/// 6. After **every** `handle_*` call, drain [`Hub::poll_output`] until
+/// 5. For every [`Output::Write`], commit it (in order per consultation,
+///    retrying failures) and call [`Hub::handle_written`].
+/// 6. When the instant from [`Hub::poll_timeout`] is reached, call
+///    [`Hub::handle_timeout`]. Every second or so, feed what the relay
+///    counted for the rooms of [`Hub::rooms_awaiting_relay_evidence`] to
+///    [`Hub::handle_relay_media`].
+/// 7. When the clinic closes a consultation or revokes a link, call
+///    [`Hub::handle_consultation_closed`] or [`Hub::handle_link_revoked`].
+/// 8. After **every** `handle_*` call, drain [`Hub::poll_output`] until
 ///    `None`, writing `Send`s to their connections in order, closing on
-///    `Close`, recording `Event`s, starting `AdmissionCheck`s; then re-read
-///    [`Hub::poll_timeout`].
+///    `Close`, committing `Write`s, starting `AdmissionCheck`s, forgetting
+///    rooms on `RoomClosed`; then re-read [`Hub::poll_timeout`].
 ///
 /// # Example: a pump
 ///
@@ -721,6 +1078,7 @@ type Refusal = (ErrorCode, &'static str);
 /// pump reads the socket and the timer with `tokio::select!`):
 ///
 /// ```
+/// use konsult_domain::EvidencePolicy;
 /// use konsult_protocol::{CandidatePolicy, ResumeToken, Role};
 /// use konsult_signal::{ConnId, Config, Hub, JoinRequest, Output};
 /// use std::time::{Duration, Instant};
@@ -738,31 +1096,44 @@ type Refusal = (ErrorCode, &'static str);
 ///     consultation,
 ///     role: Role::Patient,
 ///     candidate_policy: CandidatePolicy::RelayOnly,
+///     evidence_policy: EvidencePolicy::ClientReported,
+///     call_started: false,
+///     link: None,
 ///     ice_servers: vec![],
 ///     resume_token_for_new: ResumeToken::parse("fresh-random-token-1".into()).unwrap(),
 ///     resume: hello.resume,
+///     features: hello.features,
 /// })?;
 ///
 /// // 3. Later frames.
 /// hub.handle_text(now, ConnId(1), r#"{"type":"ping"}"#);
 ///
-/// // 6. Drain outputs after every call.
+/// // 8. Drain outputs after every call.
 /// let mut sent = Vec::new();
+/// let mut writes = Vec::new();
 /// while let Some(output) = hub.poll_output() {
 ///     match output {
 ///         Output::Send { conn, message } => sent.push((conn, message.to_json())),
 ///         Output::Close { conn, reason } => { /* close `conn` with reason.code() */ }
-///         Output::Event { consultation, event } => { /* record, log ids only */ }
+///         Output::Write { consultation, write, events, .. } => {
+///             // 5. commit `events` and the room record, then acknowledge.
+///             writes.push((consultation, write, events));
+///         }
 ///         Output::AdmissionCheck { consultation, check } => {
 ///             /* query the database, then hub.handle_admission_check(..) */
 ///         }
+///         Output::RoomClosed { .. } => {}
 ///     }
 /// }
 /// assert!(sent[0].1.contains(r#""type":"welcome""#));
 /// assert!(sent[1].1.contains(r#""type":"waiting""#));
 /// assert!(sent[2].1.contains(r#""type":"pong""#));
+/// assert_eq!(writes[0].2[0].code(), "patient_waiting");
+/// for (consultation, write, _) in writes {
+///     hub.handle_written(now, consultation, write, Ok(()));
+/// }
 ///
-/// // 5. Timers: sleep until poll_timeout(), then handle_timeout(now).
+/// // 6. Timers: sleep until poll_timeout(), then handle_timeout(now).
 /// let next = hub.poll_timeout().expect("heartbeat deadline");
 /// hub.handle_timeout(next);
 /// # Ok::<(), konsult_signal::JoinError>(())
@@ -774,6 +1145,9 @@ pub struct Hub {
     conns: BTreeMap<ConnId, Conn>,
     out: VecDeque<Output>,
     next_check: u64,
+    next_write: u64,
+    /// Rooms the current input touched (their writes go out at its end).
+    touched: BTreeSet<Uuid>,
 }
 
 impl Hub {
@@ -785,12 +1159,42 @@ impl Hub {
             conns: BTreeMap::new(),
             out: VecDeque::new(),
             next_check: 1,
+            next_write: 1,
+            touched: BTreeSet::new(),
         }
     }
 
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Takes back a room saved before a restart. Its participants are
+    /// disconnected with [`Config::restore_grace`] to resume; a patient who
+    /// was admitted stays admitted. If nobody comes back, the room ends as
+    /// any room does (a started call is `ended` as `abandoned`).
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        consultation: Uuid,
+        record: &RoomRecord,
+    ) -> Result<(), RecordError> {
+        if self.rooms.contains_key(&consultation) {
+            return Err(RecordError::RoomExists);
+        }
+        if record.version != RECORD_VERSION {
+            return Err(RecordError::Version(record.version));
+        }
+        let grace_until = after(now, self.config.restore_grace);
+        let start = self.out.len();
+        let mut room = Room::restore(consultation, record, grace_until, self.config.replay_buffer);
+        // An empty saved room is settled now (a started call ends as
+        // abandoned, in `after`): its record goes.
+        room.dirty = room.is_empty();
+        self.rooms.insert(consultation, room);
+        self.touched.insert(consultation);
+        self.after(start, now);
+        Ok(())
     }
 
     /// Checks the first frame of a connection: size limit, JSON, `hello`,
@@ -832,16 +1236,20 @@ impl Hub {
                 limiter: RateLimiter::new(now, self.config.rate_per_second, self.config.rate_burst),
                 errors: VecDeque::new(),
                 closed: None,
+                features: req.features.clone(),
             },
         );
         let start = self.out.len();
-        let room = self
-            .rooms
-            .entry(req.consultation)
-            .or_insert_with(|| Room::new(req.consultation, req.candidate_policy));
-        if req.candidate_policy == CandidatePolicy::RelayOnly {
+        let room = self.rooms.entry(req.consultation).or_insert_with(|| {
+            Room::new(req.consultation, req.candidate_policy, req.evidence_policy)
+        });
+        if req.candidate_policy == CandidatePolicy::RelayOnly
+            && room.policy != CandidatePolicy::RelayOnly
+        {
             room.policy = CandidatePolicy::RelayOnly;
+            room.dirty = true;
         }
+        self.touched.insert(req.consultation);
         let mut ctx = Ctx {
             cfg: &self.config,
             out: &mut self.out,
@@ -863,6 +1271,7 @@ impl Hub {
             return;
         }
         c.last_seen = now;
+        self.touched.insert(c.consultation);
         let start = self.out.len();
         let refusal: Option<(ErrorCode, String)> = if !c.limiter.try_take(now) {
             Some((
@@ -905,6 +1314,7 @@ impl Hub {
         }
         let start = self.out.len();
         if let Some(room) = self.rooms.get_mut(&c.consultation) {
+            self.touched.insert(c.consultation);
             let mut ctx = Ctx {
                 cfg: &self.config,
                 out: &mut self.out,
@@ -933,13 +1343,14 @@ impl Hub {
             Admission::Checking { check: pending, .. } if pending == check.0 => {}
             _ => return,
         }
+        self.touched.insert(consultation);
         let start = self.out.len();
         let mut ctx = Ctx {
             cfg: &self.config,
             out: &mut self.out,
         };
         match result {
-            Ok(()) => room.admit(&mut ctx),
+            Ok(()) => room.admit(&mut ctx, now),
             Err(failures) => {
                 if let Some(conn) = room.therapist.as_ref().and_then(|p| p.conn()) {
                     ctx.error(
@@ -960,6 +1371,157 @@ impl Hub {
             }
         }
         self.after(start, now);
+    }
+
+    /// The answer to an [`Output::Write`]: `Ok` once it is committed, `Err`
+    /// when the store refused it for good (the consultation is over or
+    /// gone). When the last write a room waits for is committed, its held
+    /// messages go out. A refused write closes the room: what it held is
+    /// dropped, and everyone is told the consultation is over.
+    pub fn handle_written(
+        &mut self,
+        now: Instant,
+        consultation: Uuid,
+        write: WriteId,
+        result: Result<(), WriteRefused>,
+    ) {
+        let Some(room) = self.rooms.get_mut(&consultation) else {
+            return;
+        };
+        let start = self.out.len();
+        self.touched.insert(consultation);
+        let mut ctx = Ctx {
+            cfg: &self.config,
+            out: &mut self.out,
+        };
+        match result {
+            Ok(()) => {
+                if room.held.remove(&write) && room.held.is_empty() {
+                    room.release(&mut ctx);
+                }
+            }
+            Err(WriteRefused) => {
+                room.held.clear();
+                for p in [&mut room.therapist, &mut room.patient]
+                    .into_iter()
+                    .flatten()
+                {
+                    // What waited for the refused write was never true.
+                    let released = p.released;
+                    p.buffer.retain(|m| m.seq <= released);
+                }
+                for d in std::mem::take(&mut room.departing) {
+                    ctx.close(d.conn, d.reason);
+                }
+                room.over = true;
+                room.close_everyone(&mut ctx);
+            }
+        }
+        self.after(start, now);
+    }
+
+    /// The clinic closed the consultation (cancelled, no-show, technical
+    /// failure, completed) and committed it: everyone in its room is told
+    /// `bye` and closed, and nobody joins any more.
+    pub fn handle_consultation_closed(&mut self, now: Instant, consultation: Uuid) {
+        let Some(room) = self.rooms.get_mut(&consultation) else {
+            return;
+        };
+        let start = self.out.len();
+        self.touched.insert(consultation);
+        let mut ctx = Ctx {
+            cfg: &self.config,
+            out: &mut self.out,
+        };
+        room.over = true;
+        room.close_everyone(&mut ctx);
+        self.after(start, now);
+    }
+
+    /// The clinic revoked a join link (or issued a new one, which revokes
+    /// the old): a patient in the room with that link is turned away
+    /// (`denied` in the waiting room, `bye` in the call) and closed.
+    pub fn handle_link_revoked(&mut self, now: Instant, consultation: Uuid, link: &LinkRef) {
+        let Some(room) = self.rooms.get_mut(&consultation) else {
+            return;
+        };
+        let holds_link = room
+            .patient
+            .as_ref()
+            .is_some_and(|p| p.link_ref.as_ref() == Some(link));
+        if !holds_link {
+            return;
+        }
+        let start = self.out.len();
+        self.touched.insert(consultation);
+        let mut ctx = Ctx {
+            cfg: &self.config,
+            out: &mut self.out,
+        };
+        if room.admission == Admission::Admitted {
+            room.event(CallEvent::PatientLeft);
+            room.admission = Admission::Waiting;
+            room.media = Media::default();
+            room.send(
+                &mut ctx,
+                Role::Patient,
+                ServerBody::Bye {
+                    reason: ByeReason::EndedByTherapist,
+                },
+            );
+            room.remove(&mut ctx, Role::Patient, CloseReason::Bye);
+            room.send(
+                &mut ctx,
+                Role::Therapist,
+                ServerBody::PeerLeft {
+                    role: Role::Patient,
+                },
+            );
+        } else {
+            room.deny_patient(
+                &mut ctx,
+                Denied {
+                    reason: DeniedReason::ByTherapist,
+                    note: None,
+                    failures: Vec::new(),
+                },
+            );
+        }
+        self.after(start, now);
+    }
+
+    /// What Konsult's relay counted between the two participants of a
+    /// consultation (media packets each way, over what span). When both
+    /// directions satisfy [`Config::evidence`] during a call, two-way media
+    /// is established with [`Evidence::RelayObserved`].
+    pub fn handle_relay_media(
+        &mut self,
+        now: Instant,
+        consultation: Uuid,
+        patient_to_therapist: ObservedFlow,
+        therapist_to_patient: ObservedFlow,
+    ) {
+        let Some(room) = self.rooms.get_mut(&consultation) else {
+            return;
+        };
+        let start = self.out.len();
+        self.touched.insert(consultation);
+        let mut ctx = Ctx {
+            cfg: &self.config,
+            out: &mut self.out,
+        };
+        room.on_relay_media(&mut ctx, &patient_to_therapist, &therapist_to_patient);
+        self.after(start, now);
+    }
+
+    /// Rooms in a call whose media the relay has not yet been seen to carry
+    /// both ways: the ones to feed [`Hub::handle_relay_media`].
+    pub fn rooms_awaiting_relay_evidence(&self) -> Vec<Uuid> {
+        self.rooms
+            .values()
+            .filter(|r| r.in_call() && r.media.evidence != Some(Evidence::RelayObserved))
+            .map(|r| r.id)
+            .collect()
     }
 
     /// Time has reached `now`: close silent connections (heartbeat), expire
@@ -985,17 +1547,22 @@ impl Hub {
             out: &mut self.out,
         };
         for room in self.rooms.values_mut() {
-            room.on_timeout(&mut ctx, now);
+            if room.next_deadline().is_some_and(|d| d <= now) {
+                self.touched.insert(room.id);
+                room.on_timeout(&mut ctx, now);
+            }
         }
         self.after(start, now);
     }
 
     /// The next thing the pump must do, if any.
+    #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
 
     /// When [`Hub::handle_timeout`] must be called next, if ever.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timeout = self.config.heartbeat_timeout;
         let conns = self.conns.values().map(|c| after(c.last_seen, timeout));
@@ -1006,6 +1573,11 @@ impl Hub {
     /// A view of one consultation's room, if it exists.
     pub fn room(&self, consultation: Uuid) -> Option<RoomSnapshot> {
         self.rooms.get(&consultation).map(Room::snapshot)
+    }
+
+    /// What a room would save now, if it exists.
+    pub fn room_record(&self, consultation: Uuid) -> Option<RoomRecord> {
+        self.rooms.get(&consultation).map(Room::record)
     }
 
     /// How many rooms exist.
@@ -1083,15 +1655,17 @@ impl Hub {
                     return Err((ErrorCode::WrongState, "not in a call"));
                 }
                 let policy = room.policy;
+                let relays = &self.config.relays;
                 let body = match in_call {
                     ClientMessage::Offer { sdp } => ServerBody::Offer {
-                        sdp: filtered_sdp(&sdp, policy)?,
+                        sdp: filtered_sdp(&sdp, policy, relays)?,
                     },
                     ClientMessage::Answer { sdp } => ServerBody::Answer {
-                        sdp: filtered_sdp(&sdp, policy)?,
+                        sdp: filtered_sdp(&sdp, policy, relays)?,
                     },
                     ClientMessage::Candidate(c) => {
-                        let Some(kept) = filter_candidate(c.candidate.as_str(), policy) else {
+                        let Some(kept) = filter_candidate(c.candidate.as_str(), policy, relays)
+                        else {
                             // Silently dropped: an honest client that gathers
                             // host candidates is not misbehaving.
                             return Ok(());
@@ -1104,8 +1678,25 @@ impl Hub {
                     ClientMessage::EndOfCandidates(e) => ServerBody::EndOfCandidates(e),
                     ClientMessage::IceRestart {} => ServerBody::IceRestart {},
                     ClientMessage::Chat { text } => ServerBody::Chat { from: role, text },
+                    ClientMessage::MediaState(state) => {
+                        // Only to a peer that asked for it in its hello.
+                        let peer_wants = room
+                            .get(peer)
+                            .and_then(Participant::conn)
+                            .and_then(|c| self.conns.get(&c))
+                            .is_some_and(|c| c.features.media_state);
+                        if !peer_wants {
+                            return Ok(());
+                        }
+                        ServerBody::MediaState {
+                            from: role,
+                            audio: state.audio,
+                            video: state.video,
+                            screen: state.screen,
+                        }
+                    }
                     ClientMessage::Stats(stats) => {
-                        room.on_stats(&mut ctx, role, &stats);
+                        room.on_stats(&mut ctx, role, &stats, now);
                         return Ok(());
                     }
                     ClientMessage::Hello(_)
@@ -1159,12 +1750,14 @@ impl Hub {
         };
         ctx.close(conn, reason);
         if let Some(room) = self.rooms.get_mut(&consultation) {
+            self.touched.insert(consultation);
             room.detach(&mut ctx, conn, role, now);
         }
     }
 
     /// Bookkeeping after every input: mark connections the core closed in
-    /// this step, and drop rooms nobody is in.
+    /// this step, emit each touched room's write, and drop rooms that are
+    /// done.
     fn after(&mut self, start: usize, now: Instant) {
         for output in self.out.iter().skip(start) {
             if let Output::Close { conn, reason } = output {
@@ -1174,7 +1767,53 @@ impl Hub {
                 }
             }
         }
-        self.rooms.retain(|_, room| !room.is_empty());
+        for consultation in std::mem::take(&mut self.touched) {
+            let Some(room) = self.rooms.get_mut(&consultation) else {
+                continue;
+            };
+            if room.is_empty() && room.call_started && !room.over {
+                // Nobody is left after a call (they left or stayed away past
+                // their grace periods): it is over, with what was
+                // established kept.
+                let mut ctx = Ctx {
+                    cfg: &self.config,
+                    out: &mut self.out,
+                };
+                room.end(&mut ctx, EndReason::Abandoned);
+            }
+            // A departing connection is closed for the core now, though its
+            // close goes out only when the room is released: its frames are
+            // ignored and no timer runs for it.
+            for d in &room.departing {
+                if let Some(c) = self.conns.get_mut(&d.conn) {
+                    if c.closed.is_none() {
+                        c.closed = Some(d.reason);
+                        c.last_seen = now;
+                    }
+                }
+            }
+            if room.dirty || !room.pending.is_empty() {
+                let write = WriteId(self.next_write);
+                self.next_write += 1;
+                let hold = room.hold_step;
+                if hold {
+                    room.held.insert(write);
+                }
+                self.out.push_back(Output::Write {
+                    consultation,
+                    write,
+                    events: std::mem::take(&mut room.pending),
+                    room: (!room.is_empty() && !room.over).then(|| room.record()),
+                    hold,
+                });
+            }
+            room.dirty = false;
+            room.hold_step = false;
+            if room.is_done() {
+                self.rooms.remove(&consultation);
+                self.out.push_back(Output::RoomClosed { consultation });
+            }
+        }
     }
 }
 
@@ -1186,10 +1825,10 @@ fn after(t: Instant, d: Duration) -> Instant {
         .unwrap_or(t)
 }
 
-fn filtered_sdp(sdp: &Sdp, policy: CandidatePolicy) -> Result<Sdp, Refusal> {
+fn filtered_sdp(sdp: &Sdp, policy: CandidatePolicy, relays: &Relays) -> Result<Sdp, Refusal> {
     match policy {
         CandidatePolicy::All => Ok(sdp.clone()),
-        CandidatePolicy::RelayOnly => Sdp::parse(filter_sdp(sdp.as_str(), policy))
+        CandidatePolicy::RelayOnly => Sdp::parse(filter_sdp(sdp.as_str(), policy, relays))
             .map_err(|_| (ErrorCode::InvalidFields, "the SDP is not usable")),
     }
 }

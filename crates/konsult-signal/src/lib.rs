@@ -8,12 +8,21 @@
 //! calling order and a runnable example, and `docs/protocol.md` for the
 //! rules the core enforces.
 //!
-//! [`filter`] is the pure relay-only filter for SDP and ICE candidates.
+//! [`filter`] is the pure relay-only filter for SDP and ICE candidates;
+//! [`record`] is what a room saves so a restarted server can take its
+//! participants back ([`RoomRecord`]).
+//!
+//! What happens to the consultation is reported as the domain's
+//! [`CallEvent`]s (`konsult_domain::lifecycle`: one name table, one state
+//! machine, shared with the store) in [`Output::Write`]s. Events clients may
+//! only hear of once committed hold the room's messages back until the pump
+//! acknowledges the write ([`Hub::handle_written`]).
 //!
 //! # Architecture invariants
 //!
 //! - No clock, no randomness, no async runtime, no sockets, no database:
-//!   the crate depends only on `konsult-protocol`, `uuid` and `thiserror`.
+//!   the crate depends only on the pure crates `konsult-protocol` and
+//!   `konsult-domain`, and `uuid`, `serde`, `sha2`, `thiserror`.
 //!   Every behaviour is testable with a fake clock (`tests/common`).
 //! - No logging at all, and so never SDP, candidates, chat or addresses in a
 //!   log line. The pump logs [`RoomEvent`]s, [`CloseReason`]s and message
@@ -34,6 +43,7 @@
 //!     Text(ConnId, String),
 //!     Gone(ConnId),
 //!     Checked(Uuid, AdmissionCheckId, Result<(), Vec<String>>),
+//!     Written(Uuid, WriteId, Result<(), WriteRefused>),
 //! }
 //! enum Out { Frame(String), Close(u16, &'static str) }
 //!
@@ -55,6 +65,8 @@
 //!                 }
 //!                 Some(In::Checked(c, id, result)) =>
 //!                     hub.handle_admission_check(Instant::now(), c, id, result),
+//!                 Some(In::Written(c, id, result)) =>
+//!                     hub.handle_written(Instant::now(), c, id, result),
 //!             },
 //!             _ = sleep_until_opt(deadline) => hub.handle_timeout(Instant::now()),
 //!         }
@@ -70,9 +82,13 @@
 //!                         let _ = tx.try_send(Out::Close(reason.code(), reason.as_str()));
 //!                     }
 //!                 }
-//!                 Output::Event { consultation, event } => record(consultation, event),
+//!                 // Commits in order per consultation (retrying), then
+//!                 // sends In::Written back.
+//!                 Output::Write { consultation, write, events, room, .. } =>
+//!                     writer.queue(consultation, write, events, room),
 //!                 // Runs the eligibility query and sends In::Checked back.
 //!                 Output::AdmissionCheck { consultation, check } => checks.spawn(consultation, check),
+//!                 Output::RoomClosed { consultation } => { /* forget per-room data */ }
 //!             }
 //!         }
 //!     }
@@ -95,7 +111,14 @@ pub mod filter;
 mod hub;
 mod output;
 mod ratelimit;
+pub mod record;
 
 pub use config::Config;
-pub use hub::{AdmissionState, HelloRejected, Hub, JoinError, JoinRequest, Presence, RoomSnapshot};
-pub use output::{AdmissionCheckId, CloseReason, ConnId, EndReason, LeftReason, Output, RoomEvent};
+pub use hub::{
+    AdmissionState, HelloRejected, Hub, JoinError, JoinRequest, Presence, RoomSnapshot,
+    WriteRefused,
+};
+pub use konsult_domain::evidence::ObservedFlow;
+pub use konsult_domain::{CallEvent, EndReason, Evidence, EvidencePolicy};
+pub use output::{AdmissionCheckId, CloseReason, ConnId, Output, WriteId};
+pub use record::{LinkRef, RecordError, RoomRecord};

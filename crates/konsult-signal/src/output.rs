@@ -1,8 +1,11 @@
 //! What the core asks its pump to do, and what it reports.
 
-use konsult_protocol::{CloseCode, DeniedReason, Role, ServerMessage};
+use konsult_domain::CallEvent;
+use konsult_protocol::{CloseCode, ServerMessage};
 use std::fmt;
 use uuid::Uuid;
+
+use crate::record::RoomRecord;
 
 /// A WebSocket connection, named by the pump (any unique number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -18,6 +21,17 @@ impl fmt::Display for ConnId {
 /// admit a later patient. The pump passes it back unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AdmissionCheckId(pub(crate) u64);
+
+/// Names one [`Output::Write`], so the pump can acknowledge it with
+/// `Hub::handle_written`. The pump passes it back unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WriteId(pub(crate) u64);
+
+impl fmt::Display for WriteId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "write-{}", self.0)
+    }
+}
 
 /// Something the pump must do or record. Drain with `Hub::poll_output`
 /// after every `handle_*` call.
@@ -39,13 +53,29 @@ pub enum Output {
         /// Why.
         reason: CloseReason,
     },
-    /// A lifecycle event of a consultation, to log or record (pseudonymous:
-    /// no addresses, no SDP, no chat).
-    Event {
+    /// Write to the store, in one transaction and in the order the writes
+    /// of a consultation were emitted: apply `events` to the consultation
+    /// (the domain's lifecycle, `konsult_domain::CallFacts::on_call_event`),
+    /// log them, and save `room` for resuming after a restart (`None`: the
+    /// room is gone, delete what was saved). Then call `Hub::handle_written`
+    /// with `write`: `Ok` once committed (retry failed writes until they
+    /// commit), `Err` if the store refuses the events for good (the
+    /// consultation is over or gone).
+    ///
+    /// With `hold`, the write carries an event clients may hear of only once
+    /// it is committed (`CallEvent::is_durable`): the core keeps every
+    /// message of the room back until then ("durable before visible").
+    Write {
         /// The consultation.
         consultation: Uuid,
-        /// What happened.
-        event: RoomEvent,
+        /// Pass back unchanged.
+        write: WriteId,
+        /// What happened, oldest first (possibly none).
+        events: Vec<CallEvent>,
+        /// The room's state to save; `None` when the room is gone.
+        room: Option<RoomRecord>,
+        /// Whether the room's messages wait for this write.
+        hold: bool,
     },
     /// The therapist admitted the patient: re-check eligibility and the
     /// consultation window now (the database may have changed since the link
@@ -55,6 +85,12 @@ pub enum Output {
         consultation: Uuid,
         /// Pass back unchanged.
         check: AdmissionCheckId,
+    },
+    /// The room is gone from the core (its last write was emitted before
+    /// this): the pump may forget what it keeps per room.
+    RoomClosed {
+        /// The consultation.
+        consultation: Uuid,
     },
 }
 
@@ -71,6 +107,9 @@ pub enum CloseReason {
     TooManyErrors,
     /// No frame within the heartbeat timeout; may resume.
     HeartbeatTimeout,
+    /// A join the room cannot take (the consultation is over), after an
+    /// `error`.
+    Rejected,
 }
 
 impl CloseReason {
@@ -82,6 +121,7 @@ impl CloseReason {
             CloseReason::Bye => CloseCode::BYE,
             CloseReason::TooManyErrors => CloseCode::TOO_MANY_ERRORS,
             CloseReason::HeartbeatTimeout => CloseCode::HEARTBEAT_TIMEOUT,
+            CloseReason::Rejected => CloseCode::REJECTED,
         }
     }
 
@@ -93,67 +133,7 @@ impl CloseReason {
             CloseReason::Bye => "bye",
             CloseReason::TooManyErrors => "too_many_errors",
             CloseReason::HeartbeatTimeout => "heartbeat_timeout",
+            CloseReason::Rejected => "rejected",
         }
     }
-}
-
-/// Lifecycle events of a consultation's room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RoomEvent {
-    /// A patient entered the waiting room (also again after a fresh device
-    /// took over, or after the therapist's grace period expired mid-call).
-    PatientWaiting,
-    /// The admission check passed; the call starts.
-    Admitted,
-    /// The patient was turned away.
-    Denied {
-        /// By the therapist or by the eligibility check.
-        reason: DeniedReason,
-        /// For [`DeniedReason::NotEligible`]: the failed criteria.
-        failures: Vec<String>,
-    },
-    /// Both sides reported received media in this call. Emitted once per call:
-    /// the evidence of two-way communication that billing needs.
-    TwoWayEstablished,
-    /// A participant is gone from the consultation.
-    PeerLeft {
-        /// Who left.
-        role: Role,
-        /// How.
-        reason: LeftReason,
-    },
-    /// The call (the admitted period) ended.
-    Ended {
-        /// How.
-        reason: EndReason,
-    },
-}
-
-/// How a participant left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LeftReason {
-    /// It sent `leave`.
-    Left,
-    /// Its connection dropped and it did not resume within the grace period.
-    GraceExpired,
-    /// A new device without a valid resume token took the patient's place
-    /// during the call (the new device waits for admission again).
-    Replaced,
-}
-
-/// How a call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EndReason {
-    /// `role` sent `leave`.
-    Left {
-        /// Who.
-        role: Role,
-    },
-    /// `role`'s connection dropped and the grace period expired.
-    GraceExpired {
-        /// Who.
-        role: Role,
-    },
-    /// A fresh patient device took over; it must be admitted again.
-    PatientReplaced,
 }

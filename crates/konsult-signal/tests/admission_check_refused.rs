@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use konsult_protocol::{ClientMessage, Denied, DeniedReason, ErrorCode, Role, ServerBody};
-use konsult_signal::{AdmissionState, CloseReason, RoomEvent};
+use konsult_signal::{AdmissionState, CallEvent, CloseReason};
 
 #[test]
 fn refused_check_denies_the_patient_with_reasons_and_tells_the_therapist() {
@@ -48,10 +48,8 @@ fn refused_check_denies_the_patient_with_reasons_and_tells_the_therapist() {
 
     assert_eq!(
         h.take_events(),
-        [RoomEvent::Denied {
-            reason: DeniedReason::NotEligible,
-            failures
-        }]
+        [CallEvent::PatientLeftWaiting],
+        "the consultation is open again"
     );
     let room = h.room().unwrap();
     assert_eq!(room.patient, None);

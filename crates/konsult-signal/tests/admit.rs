@@ -8,7 +8,7 @@ use konsult_protocol::{
     ByeReason, CandidateLine, ChatText, ClientMessage, EndOfCandidates, ErrorCode, IceCandidate,
     Role, ServerBody,
 };
-use konsult_signal::{AdmissionState, CloseReason, EndReason, LeftReason, RoomEvent};
+use konsult_signal::{AdmissionState, CallEvent, CloseReason, EndReason};
 
 #[test]
 fn admit_asks_for_a_check_and_admits_on_ok() {
@@ -45,7 +45,7 @@ fn admit_asks_for_a_check_and_admits_on_ok() {
             role: Role::Patient
         }]
     );
-    assert_eq!(h.take_events(), [RoomEvent::Admitted]);
+    assert_eq!(h.take_events(), [CallEvent::Admitted]);
     assert_eq!(h.room().unwrap().admission, AdmissionState::Admitted);
 }
 
@@ -168,7 +168,7 @@ fn signaling_is_relayed_unchanged_in_the_call() {
 }
 
 #[test]
-fn patient_leaving_the_call_ends_it_and_the_therapist_stays() {
+fn patient_leaving_the_call_keeps_the_consultation_and_may_come_back() {
     let mut h = Harness::new();
     let (t, p) = h.admitted_pair();
     h.send(p, &ClientMessage::Leave {});
@@ -182,22 +182,20 @@ fn patient_leaving_the_call_ends_it_and_the_therapist_stays() {
     );
     assert_eq!(
         h.take_events(),
-        [
-            RoomEvent::PeerLeft {
-                role: Role::Patient,
-                reason: LeftReason::Left
-            },
-            RoomEvent::Ended {
-                reason: EndReason::Left {
-                    role: Role::Patient
-                }
-            },
-        ]
+        [CallEvent::PatientLeft],
+        "no end: the therapist stays and the patient may come back"
     );
-    // The patient may come back and wait for admission again.
+    // The patient comes back from the same link and waits for admission
+    // again; the consultation is still in its call.
     let p2 = h.join(Role::Patient);
     assert_eq!(h.types(p2), ["welcome", "waiting"]);
     assert_eq!(h.types(t), ["patient_waiting"]);
+    assert_eq!(h.take_events(), [CallEvent::PatientWaiting]);
+    assert!(h.room().unwrap().call_started);
+    h.send(t, &ClientMessage::Admit {});
+    h.answer_check(Ok(()));
+    assert_eq!(h.types(p2), ["admitted", "peer_joined"]);
+    assert_eq!(h.take_events(), [CallEvent::Admitted]);
 }
 
 #[test]
@@ -224,17 +222,9 @@ fn therapist_leaving_the_call_ends_the_consultation_for_both() {
     );
     assert_eq!(
         h.take_events(),
-        [
-            RoomEvent::PeerLeft {
-                role: Role::Therapist,
-                reason: LeftReason::Left
-            },
-            RoomEvent::Ended {
-                reason: EndReason::Left {
-                    role: Role::Therapist
-                }
-            },
-        ]
+        [CallEvent::Ended {
+            reason: EndReason::TherapistEnded
+        }]
     );
     assert!(h.room().is_none());
 }

@@ -274,9 +274,13 @@ fn joining_a_connection_twice_is_a_pump_bug() {
                 consultation: CONSULTATION,
                 role: Role::Therapist,
                 candidate_policy: konsult_protocol::CandidatePolicy::All,
+                evidence_policy: konsult_signal::EvidencePolicy::ClientReported,
+                call_started: false,
+                link: None,
                 ice_servers: vec![],
                 resume_token_for_new: token,
                 resume: None,
+                features: konsult_protocol::Features::default(),
             },
         )
         .unwrap_err();

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use konsult_protocol::{ClientMessage, Denied, DeniedReason, ErrorCode, Note, Role, ServerBody};
-use konsult_signal::{CloseReason, RoomEvent};
+use konsult_signal::{CallEvent, CloseReason};
 
 #[test]
 fn deny_sends_denied_with_the_note_and_closes_the_patient() {
@@ -38,13 +38,7 @@ fn deny_sends_denied_with_the_note_and_closes_the_patient() {
             role: Role::Patient
         }
     );
-    assert_eq!(
-        h.take_events(),
-        [RoomEvent::Denied {
-            reason: DeniedReason::ByTherapist,
-            failures: vec![]
-        }]
-    );
+    assert_eq!(h.take_events(), [CallEvent::PatientLeftWaiting]);
     assert_eq!(h.room().unwrap().patient, None);
     // The closed connection's frames are ignored.
     h.send(p, &ClientMessage::Ping {});

@@ -1,9 +1,12 @@
 //! Property tests for the relay-only filter: for arbitrary SDP with mixed
 //! candidates, no non-relay candidate and no client address survives, and
-//! every relay candidate does.
+//! every relay candidate of a known relay does (a `typ relay` candidate at
+//! any other address is a client's own socket in disguise and is dropped).
 
 use konsult_protocol::CandidatePolicy;
-use konsult_signal::filter::{filter_candidate, filter_sdp, parse_candidate, CandidateKind};
+use konsult_signal::filter::{
+    filter_candidate, filter_sdp, parse_candidate, Address, CandidateKind, Relays,
+};
 use proptest::prelude::*;
 
 /// Address fragments that only ever appear in non-relay candidates, related
@@ -22,9 +25,19 @@ fn private_addr() -> impl Strategy<Value = String> {
 
 fn relay_addr() -> impl Strategy<Value = String> {
     prop_oneof![
-        (0u8..=255).prop_map(|a| format!("203.0.113.{a}")),
-        (1u16..0xffff).prop_map(|a| format!("2001:db8:77::{a:x}")),
+        (1u8..=8).prop_map(|a| format!("203.0.113.{a}")),
+        (1u16..=8).prop_map(|a| format!("2001:db8:77::{a:x}")),
     ]
+}
+
+/// The relays the server handed out: every address [`relay_addr`] makes.
+fn relays() -> Relays {
+    Relays::new((1u8..=8).flat_map(|a| {
+        [
+            format!("203.0.113.{a}").parse().unwrap(),
+            format!("2001:db8:77::{a:x}").parse().unwrap(),
+        ]
+    }))
 }
 
 fn extensions() -> impl Strategy<Value = String> {
@@ -78,7 +91,8 @@ fn candidate() -> impl Strategy<Value = (String, bool)> {
             Just("srflx"),
             Just("prflx"),
             Just("HOST"),
-            Just("foo")
+            Just("foo"),
+            Just("relay")
         ],
         prop::option::of((private_addr(), 1u16..)),
         extensions(),
@@ -144,6 +158,11 @@ fn assert_only_relay(out: &str) -> Result<usize, TestCaseError> {
             .map_err(|e| TestCaseError::fail(format!("unparseable survivor ({e}): {piece}")))?;
         prop_assert_eq!(c.kind, CandidateKind::Relay, "{}", piece);
         prop_assert!(
+            matches!(c.address, Address::Ip(ip) if relays().contains(ip)),
+            "a survivor carries a relay the server handed out: {}",
+            piece
+        );
+        prop_assert!(
             matches!(c.related_address, None | Some("0.0.0.0") | Some("::")),
             "{}",
             piece
@@ -157,21 +176,21 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn relay_only_sdp_keeps_exactly_the_relay_candidates((input, relays) in sdp()) {
-        let out = filter_sdp(&input, CandidatePolicy::RelayOnly);
+    fn relay_only_sdp_keeps_exactly_the_relay_candidates((input, kept) in sdp()) {
+        let out = filter_sdp(&input, CandidatePolicy::RelayOnly, &relays());
         let survivors = assert_only_relay(&out)?;
-        prop_assert_eq!(survivors, relays, "every relay candidate survives");
+        prop_assert_eq!(survivors, kept, "every relay candidate survives");
         for marker in PRIVATE_MARKERS {
             prop_assert!(!out.contains(marker), "{} leaked:\n{}", marker, out);
         }
         // Filtering is idempotent.
-        prop_assert_eq!(filter_sdp(&out, CandidatePolicy::RelayOnly), out.clone());
+        prop_assert_eq!(filter_sdp(&out, CandidatePolicy::RelayOnly, &relays()), out.clone());
     }
 
     #[test]
     fn relay_only_trickle_passes_only_relay((cand, relay) in candidate(), a_prefix in any::<bool>()) {
         let input = if a_prefix { format!("a={cand}") } else { cand };
-        match filter_candidate(&input, CandidatePolicy::RelayOnly) {
+        match filter_candidate(&input, CandidatePolicy::RelayOnly, &relays()) {
             Some(out) => {
                 prop_assert!(relay, "non-relay passed: {}", input);
                 prop_assert_eq!(assert_only_relay(&out)?, 1);
@@ -185,14 +204,14 @@ proptest! {
 
     #[test]
     fn arbitrary_text_never_panics_and_never_yields_non_relay(text in "(\\PC|\r|\n){0,300}") {
-        let out = filter_sdp(&text, CandidatePolicy::RelayOnly);
+        let out = filter_sdp(&text, CandidatePolicy::RelayOnly, &relays());
         assert_only_relay(&out)?;
-        let _ = filter_candidate(&text, CandidatePolicy::RelayOnly);
+        let _ = filter_candidate(&text, CandidatePolicy::RelayOnly, &relays());
     }
 
     #[test]
     fn policy_all_is_the_identity(text in "(\\PC|\r|\n){0,300}") {
-        prop_assert_eq!(filter_sdp(&text, CandidatePolicy::All), text.clone());
-        prop_assert_eq!(filter_candidate(&text, CandidatePolicy::All), Some(text));
+        prop_assert_eq!(filter_sdp(&text, CandidatePolicy::All, &relays()), text.clone());
+        prop_assert_eq!(filter_candidate(&text, CandidatePolicy::All, &relays()), Some(text));
     }
 }

@@ -1,15 +1,16 @@
 //! A dropped participant that does not resume within the grace period is
-//! gone: the peer gets `peer_left`, and a call ends.
+//! gone: the peer gets `peer_left`. The consultation goes on while anyone is
+//! left; a room left empty after a call ends it (`abandoned`).
 
 mod common;
 
 use common::*;
 use konsult_protocol::{ClientMessage, Role, ServerBody};
-use konsult_signal::{AdmissionState, EndReason, LeftReason, RoomEvent};
+use konsult_signal::{AdmissionState, CallEvent, EndReason};
 use std::time::Duration;
 
 #[test]
-fn patient_grace_expiry_ends_the_call() {
+fn patient_grace_expiry_ends_the_patients_call_not_the_consultation() {
     let mut h = Harness::new();
     let (t, p) = h.admitted_pair();
     let resume = h.resume_for(p);
@@ -25,20 +26,7 @@ fn patient_grace_expiry_ends_the_call() {
             role: Role::Patient
         }
     );
-    assert_eq!(
-        h.take_events(),
-        [
-            RoomEvent::PeerLeft {
-                role: Role::Patient,
-                reason: LeftReason::GraceExpired
-            },
-            RoomEvent::Ended {
-                reason: EndReason::GraceExpired {
-                    role: Role::Patient
-                }
-            },
-        ]
-    );
+    assert_eq!(h.take_events(), [CallEvent::PatientLeft]);
     assert_eq!(h.room().unwrap().patient, None);
 
     // Too late to resume: the patient starts over in the waiting room.
@@ -84,18 +72,7 @@ fn therapist_grace_expiry_sends_the_patient_back_to_the_waiting_room() {
     );
     assert_eq!(
         h.take_events(),
-        [
-            RoomEvent::PeerLeft {
-                role: Role::Therapist,
-                reason: LeftReason::GraceExpired
-            },
-            RoomEvent::Ended {
-                reason: EndReason::GraceExpired {
-                    role: Role::Therapist
-                }
-            },
-            RoomEvent::PatientWaiting,
-        ]
+        [CallEvent::TherapistLeft, CallEvent::PatientWaiting]
     );
     assert_eq!(h.room().unwrap().admission, AdmissionState::Waiting);
     // Relay is closed until a therapist admits again.
@@ -122,13 +99,7 @@ fn a_waiting_patients_grace_expiry_is_no_call_end() {
     h.disconnect(p);
     h.advance_pinging(secs(31), &[t]);
     assert_eq!(h.types(t), ["peer_left"]);
-    assert_eq!(
-        h.take_events(),
-        [RoomEvent::PeerLeft {
-            role: Role::Patient,
-            reason: LeftReason::GraceExpired
-        }]
-    );
+    assert_eq!(h.take_events(), [CallEvent::PatientLeftWaiting]);
 }
 
 #[test]
@@ -140,4 +111,28 @@ fn both_gone_removes_the_room() {
     h.advance(secs(31));
     assert!(h.room().is_none());
     assert_eq!(h.hub.poll_timeout(), None, "nothing left to time");
+}
+
+#[test]
+fn a_room_left_empty_after_a_call_ends_the_consultation_with_its_evidence() {
+    let mut h = Harness::new();
+    let (t, p) = h.admitted_pair();
+    h.disconnect(t);
+    h.disconnect(p);
+    h.advance(secs(31));
+    assert_eq!(
+        h.take_events(),
+        [
+            // The therapist's grace runs out first (it dropped first): the
+            // patient is sent back to the waiting room, then drops out too.
+            CallEvent::TherapistLeft,
+            CallEvent::PatientWaiting,
+            CallEvent::PatientLeftWaiting,
+            CallEvent::Ended {
+                reason: EndReason::Abandoned
+            }
+        ]
+    );
+    assert_eq!(h.saved, None, "the saved room is deleted");
+    assert_eq!(h.rooms_closed, [CONSULTATION]);
 }

@@ -14,12 +14,17 @@ const SRFLX: &str = "candidate:3471623853 1 udp 2122260223 198.51.100.9 61665 ty
 const PRFLX: &str = "candidate:3 1 udp 1845501695 10.1.2.3 40000 typ prflx raddr 0.0.0.0 rport 0";
 const MDNS: &str = "candidate:1 1 udp 2122260223 3f2a6c1e-1d2b-4c5e-9a7b-0c1d2e3f4a5b.local 60000 typ host generation 0";
 const RELAY: &str = "candidate:1853887674 1 udp 33562367 203.0.113.5 50000 typ relay raddr 198.51.100.9 rport 61665 generation 0";
-const LEAKS: [&str; 5] = [
+/// The patient's own socket announced as a relay candidate.
+const OWN_AS_RELAY: &str =
+    "candidate:7 1 udp 33562367 198.51.100.9 61665 typ relay raddr 192.168.1.20 rport 54321";
+const LEAKS: [&str; 7] = [
     "192.168.1.20",
     "198.51.100.9",
     "10.1.2.3",
     ".local",
     "typ host",
+    "54321",
+    "54322",
 ];
 
 fn offer_sdp(eol: &str) -> String {
@@ -35,6 +40,7 @@ fn offer_sdp(eol: &str) -> String {
         &format!("a={SRFLX}"),
         &format!("a={PRFLX}"),
         &format!("a={MDNS}"),
+        &format!("a={OWN_AS_RELAY}"),
         &format!("a={RELAY}"),
         "a=end-of-candidates",
         "a=mid:0",
@@ -102,7 +108,7 @@ fn sdp_in_offer_and_answer_keeps_only_relay_candidates() {
 fn trickled_non_relay_candidates_are_dropped_silently() {
     let mut h = Harness::relay_only();
     let (t, p) = h.admitted_pair();
-    for line in [HOST, SRFLX, PRFLX, MDNS] {
+    for line in [HOST, SRFLX, PRFLX, MDNS, OWN_AS_RELAY] {
         h.send(t, &candidate(line));
         h.send(t, &candidate(&format!("a={line}")));
     }

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use konsult_protocol::{ClientMessage, Role, ServerBody};
-use konsult_signal::{AdmissionState, CloseReason, LeftReason, Presence, RoomEvent};
+use konsult_signal::{AdmissionState, CallEvent, CloseReason, Presence};
 
 #[test]
 fn patient_alone_gets_welcome_then_waiting() {
@@ -25,7 +25,7 @@ fn patient_alone_gets_welcome_then_waiting() {
     assert_eq!(w.limits.max_frame_bytes, 64 * 1024);
     assert_eq!(msgs[1].body, ServerBody::Waiting {});
     assert_eq!(msgs[1].seq, 1, "the first sequenced message is 1");
-    assert_eq!(h.take_events(), [RoomEvent::PatientWaiting]);
+    assert_eq!(h.take_events(), [CallEvent::PatientWaiting]);
     let room = h.room().unwrap();
     assert_eq!(room.admission, AdmissionState::Waiting);
     assert_eq!(room.patient, Some(Presence::Connected(p)));
@@ -81,11 +81,8 @@ fn patient_leaving_the_waiting_room() {
     );
     assert_eq!(
         h.take_events(),
-        [RoomEvent::PeerLeft {
-            role: Role::Patient,
-            reason: LeftReason::Left
-        }],
-        "no Ended: there was no call"
+        [CallEvent::PatientLeftWaiting],
+        "no end: there was no call"
     );
     assert_eq!(h.room().unwrap().patient, None);
     // Frames after the close are ignored.

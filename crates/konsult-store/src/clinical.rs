@@ -10,6 +10,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use sqlx::Row;
 
 use crate::audit::{self, Actor};
+use crate::billing::VisitConflict;
 use crate::{get_flag, get_uuid, ms, opt_from_ms, parse_day, Result, Store, StoreError, Tx};
 
 /// A stored course of treatment (forløb), validated by the domain before
@@ -62,21 +63,28 @@ impl From<&konsult_domain::Course> for CourseRecord {
 }
 
 impl Store {
-    /// Checks that the patient exists in the clinic.
+    /// Checks that the patient exists in the clinic and is active: an erased patient, or a
+    /// duplicate merged into another, cannot get courses, visits, assessments or consultations.
     pub(crate) async fn require_patient(
         &self,
         tx: &mut Tx,
         clinic: ClinicId,
         patient: PatientId,
     ) -> Result<()> {
-        let found: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM patients WHERE clinic_id = $1 AND id = $2 AND erased_at IS NULL",
-        )
-        .bind(clinic.to_string())
-        .bind(patient.to_string())
-        .fetch_optional(tx.conn())
-        .await?;
-        found.map(|_| ()).ok_or(StoreError::NotFound("patient"))
+        let patient = self.patient_in(tx, clinic, patient).await?;
+        if patient.erased_at.is_some() {
+            return Err(StoreError::Refused {
+                code: "patient_inactive",
+                message: "the patient's data has been erased".into(),
+            });
+        }
+        if let Some(into) = patient.merged_into {
+            return Err(StoreError::Refused {
+                code: "patient_inactive",
+                message: format!("the patient was merged into patient {into}; use that patient"),
+            });
+        }
+        Ok(())
     }
 
     /// Stores a course that the domain has validated.
@@ -90,6 +98,21 @@ impl Store {
         let mut tx = self.begin().await?;
         self.require_patient(&mut tx, clinic, course.patient)
             .await?;
+        let offered = Self::clinic_in(&mut tx, clinic).await?.specialer;
+        if !offered.contains(&course.speciale) {
+            return Err(StoreError::Refused {
+                code: "speciale_not_offered",
+                message: format!(
+                    "the clinic does not work under speciale {} (its specialer: {})",
+                    course.speciale,
+                    offered
+                        .iter()
+                        .map(|s| s.code().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
         sqlx::query(
             "INSERT INTO courses (id, clinic_id, patient_id, speciale, diagnosis_group, structured, referral_date, opened_on, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -190,7 +213,9 @@ impl Store {
         Ok(courses)
     }
 
-    /// Records that the patient was seen in the clinic at `at`.
+    /// Records that the patient was seen in the clinic at `at`. A video line of the patient on
+    /// the same Danish day is reversed (one consultation per patient per calendar day, whatever
+    /// the order of entry); the reversals are returned so the therapist is told.
     pub async fn record_visit(
         &self,
         clinic: ClinicId,
@@ -198,7 +223,7 @@ impl Store {
         patient: PatientId,
         at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<InClinicVisit> {
+    ) -> Result<(InClinicVisit, Vec<VisitConflict>)> {
         let id = VisitId::from_uuid(uuid::Uuid::new_v4());
         let mut tx = self.begin().await?;
         self.require_patient(&mut tx, clinic, patient).await?;
@@ -223,8 +248,12 @@ impl Store {
             Some(&id.to_string()),
         )
         .await?;
+        let visit = InClinicVisit { id, patient, at };
+        let conflicts = self
+            .apply_visit_in(&mut tx, clinic, Actor::Therapist(by), &visit, now)
+            .await?;
         tx.commit().await?;
-        Ok(InClinicVisit { id, patient, at })
+        Ok((visit, conflicts))
     }
 
     pub(crate) async fn visits_in(
@@ -288,6 +317,7 @@ impl Store {
         let id = AssessmentId::from_uuid(uuid::Uuid::new_v4());
         let mut tx = self.begin().await?;
         let c = self.course_in(&mut tx, clinic, course).await?;
+        self.require_patient(&mut tx, clinic, c.patient).await?;
         sqlx::query(
             "INSERT INTO assessments (id, clinic_id, patient_id, course_id, made_by, made_at, cognitively_able,
                 technically_able, clinically_relevant, patient_safe, patient_prefers_video)

@@ -3,10 +3,13 @@
 
 use chrono::{DateTime, Duration, Utc};
 use konsult_domain::{
-    decide_billing, eligibility, BillingDecision, BillingLine, BillingLineId, ClinicId,
-    ConsultationEvent, ConsultationFacts, ConsultationId, ConsultationOutcome, ConsultationState,
-    CourseId, Eligibility, Failure, JournalNote, PatientId, ServiceKind, Speciale, TherapistId,
+    eligibility, BillingDecision, BillingLineId, CallFacts, ClinicId, ConsultationEvent,
+    ConsultationId, ConsultationState, CourseId, Effects, Eligibility, EndReason, Evidence,
+    Failure, JournalNote, PatientId, Speciale, TherapistId,
 };
+
+/// The events of a consultation's call: the domain's one name table.
+pub use konsult_domain::CallEvent;
 use serde::Serialize;
 use sqlx::Row;
 
@@ -29,6 +32,9 @@ pub struct NewConsultation {
     pub length_minutes: u32,
     /// Force relay-only ICE for this consultation.
     pub relay_only: bool,
+    /// Schedule it even if the patient has another open consultation at an
+    /// overlapping time (otherwise refused: `overlapping_consultation`).
+    pub allow_overlap: bool,
 }
 
 /// When a consultation's join link works, relative to its schedule.
@@ -72,8 +78,10 @@ pub struct Consultation {
     pub relay_only: bool,
     /// When the patient was first admitted (the actual start).
     pub started_at: Option<DateTime<Utc>>,
-    /// When both sides first reported media received.
+    /// When two-way media was first established.
     pub two_way_at: Option<DateTime<Utc>>,
+    /// The strongest evidence of two-way media so far.
+    pub two_way_evidence: Option<Evidence>,
     /// When the call ended.
     pub ended_at: Option<DateTime<Utc>>,
     /// When the journal note was written.
@@ -116,6 +124,9 @@ pub enum LinkStatus {
         consultation: ConsultationId,
         /// When it stops working.
         closes_at: DateTime<Utc>,
+        /// The link's opaque reference ([`link_ref`]), to end its
+        /// connections when it is revoked.
+        link: String,
     },
     /// Not open yet.
     NotYetOpen {
@@ -126,40 +137,54 @@ pub enum LinkStatus {
         /// When it opens.
         opens_at: DateTime<Utc>,
     },
-    /// Its window has passed, or its consultation is over.
+    /// Its window has passed, or its consultation was closed without a call
+    /// (cancelled, no-show, technical failure).
     Expired,
+    /// Its consultation's call has ended (the therapist ended it, or it was
+    /// completed).
+    Ended,
     /// Revoked by the clinic (a newer link may exist).
     Revoked,
     /// No such link.
     Unknown,
 }
 
-/// Events of the call, reported by signaling; stored without addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CallEvent {
-    /// The patient entered the waiting room.
-    PatientWaiting,
-    /// The patient left the waiting room before admission.
-    PatientLeftWaiting,
-    /// The therapist admitted the patient (the call starts).
-    Admitted,
-    /// Both sides reported media received.
-    TwoWayEstablished,
-    /// The call ended.
-    Ended,
+/// The opaque reference of a join link: the first 16 hex digits of its
+/// token hash. Names the link to signaling and relay (to end its
+/// connections when it is revoked) without being a bearer credential.
+pub fn link_ref(token_hash: &str) -> String {
+    token_hash.chars().take(16).collect()
 }
 
-impl CallEvent {
-    fn code(self) -> &'static str {
-        match self {
-            CallEvent::PatientWaiting => "patient_waiting",
-            CallEvent::PatientLeftWaiting => "patient_left_waiting",
-            CallEvent::Admitted => "admitted",
-            CallEvent::TwoWayEstablished => "two_way_established",
-            CallEvent::Ended => "ended",
-        }
-    }
+/// What to do with a signaling room's saved record in a call write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomWrite<'a> {
+    /// Leave it as it is.
+    Keep,
+    /// Save this record (JSON).
+    Save(&'a str),
+    /// The room is gone: delete it.
+    Delete,
+}
+
+/// The result of a committed call write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallWrite {
+    /// The consultation's state after it.
+    pub state: ConsultationState,
+    /// What the owner must do now (end connections, close the relay).
+    pub effects: Effects,
+}
+
+/// A signaling room saved before a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedRoom {
+    /// The clinic.
+    pub clinic: ClinicId,
+    /// The consultation.
+    pub consultation: ConsultationId,
+    /// The record (JSON, `konsult_signal::RoomRecord`).
+    pub record: String,
 }
 
 /// The therapist's patient-safety confirmation at the start of a call.
@@ -220,6 +245,11 @@ impl SealedDoc {
     }
 }
 
+/// The associated data a join link's sealed token is bound to.
+fn link_place(token_hash: &str) -> String {
+    format!("join_links.token:{token_hash}")
+}
+
 impl Store {
     /// Seals `value` as JSON for the consultation's `doc` column.
     pub(crate) fn seal_doc<T: Serialize>(
@@ -258,10 +288,18 @@ impl Store {
 
 const CONSULTATION_COLUMNS: &str =
     "c.id, c.patient_id, c.course_id, c.therapist_id, c.scheduled_start, c.length_minutes,
-    c.state, c.relay_only, c.started_at, c.two_way_at, c.ended_at, c.completed_at, co.speciale";
+    c.state, c.relay_only, c.started_at, c.two_way_at, c.two_way_evidence, c.ended_at, c.completed_at,
+    co.speciale";
+
+/// The `state` column of a consultation row.
+fn state_of(r: &sqlx::any::AnyRow) -> Result<ConsultationState> {
+    let state: String = r.try_get("state")?;
+    state
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("state {state:?}")))
+}
 
 fn consultation_from_row(r: &sqlx::any::AnyRow) -> Result<Consultation> {
-    let state: String = r.try_get("state")?;
     Ok(Consultation {
         id: ConsultationId::from_uuid(get_uuid(r, "id")?),
         patient: PatientId::from_uuid(get_uuid(r, "patient_id")?),
@@ -271,18 +309,35 @@ fn consultation_from_row(r: &sqlx::any::AnyRow) -> Result<Consultation> {
         scheduled_start: from_ms(r.try_get("scheduled_start")?)?,
         length_minutes: u32::try_from(r.try_get::<i64, _>("length_minutes")?)
             .map_err(|_| StoreError::Corrupt("length".into()))?,
-        state: state
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("state {state:?}")))?,
+        state: state_of(r)?,
         relay_only: get_flag(r, "relay_only")?,
         started_at: opt_from_ms(r.try_get("started_at")?)?,
         two_way_at: opt_from_ms(r.try_get("two_way_at")?)?,
+        two_way_evidence: r
+            .try_get::<Option<String>, _>("two_way_evidence")?
+            .map(|code| {
+                Evidence::from_code(&code)
+                    .ok_or_else(|| StoreError::Corrupt(format!("evidence {code:?}")))
+            })
+            .transpose()?,
         ended_at: opt_from_ms(r.try_get("ended_at")?)?,
         completed_at: opt_from_ms(r.try_get("completed_at")?)?,
     })
 }
 
-fn is_retryable(e: &StoreError) -> bool {
+impl Consultation {
+    /// What the lifecycle knows of the consultation's call.
+    pub fn call_facts(&self) -> CallFacts {
+        CallFacts {
+            state: self.state,
+            started: self.started_at.is_some(),
+            two_way: self.two_way_evidence,
+            ended: self.ended_at.is_some(),
+        }
+    }
+}
+
+pub(crate) fn is_retryable(e: &StoreError) -> bool {
     matches!(e, StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation())
 }
 
@@ -331,12 +386,28 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<ScheduleOutcome> {
         let mut tx = self.begin().await?;
+        // An erased or merged patient is refused as such, before their (moved) courses.
+        self.require_patient(&mut tx, clinic, new.patient).await?;
         let course = self.course_in(&mut tx, clinic, new.course).await?;
         if course.patient != new.patient {
             return Err(StoreError::NotFound("course"));
         }
         // The therapist must belong to the clinic.
         self.therapist(clinic, new.therapist).await?;
+        let clinic_row = Self::clinic_in(&mut tx, clinic).await?;
+        if !clinic_row.specialer.contains(&course.speciale) {
+            return Err(StoreError::Refused {
+                code: "speciale_not_offered",
+                message: format!(
+                    "the clinic no longer works under speciale {}, the course's speciale",
+                    course.speciale
+                ),
+            });
+        }
+        let relay_only = clinic_row.relay_only(new.relay_only);
+        if !new.allow_overlap {
+            self.refuse_overlap(&mut tx, clinic, &new).await?;
+        }
         let actor = Actor::Therapist(by);
         if let Eligibility::NotEligible(failures) = self
             .eligibility_in(&mut tx, clinic, new.patient, new.course, new.start)
@@ -356,6 +427,7 @@ impl Store {
             return Ok(ScheduleOutcome::NotEligible(failures));
         }
         let id = ConsultationId::from_uuid(uuid::Uuid::new_v4());
+        tx.touch(clinic);
         sqlx::query(
             "INSERT INTO consultations (id, clinic_id, patient_id, course_id, therapist_id, scheduled_start,
                 length_minutes, state, relay_only, created_at)
@@ -369,7 +441,7 @@ impl Store {
         .bind(ms(new.start))
         .bind(i64::from(new.length_minutes))
         .bind(ConsultationState::Scheduled.code())
-        .bind(i64::from(new.relay_only))
+        .bind(i64::from(relay_only))
         .bind(ms(now))
         .execute(tx.conn())
         .await?;
@@ -396,6 +468,100 @@ impl Store {
         Ok(ScheduleOutcome::Scheduled { consultation, link })
     }
 
+    /// Refuses `new` when the patient has another consultation that is not
+    /// over at an overlapping time (a second press of "Planlæg" made two).
+    /// The patient's row is locked first on PostgreSQL, so two schedules at
+    /// once cannot both pass (SQLite has one writer anyway).
+    async fn refuse_overlap(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        new: &NewConsultation,
+    ) -> Result<()> {
+        if self.backend == crate::Backend::Postgres {
+            sqlx::query("SELECT id FROM patients WHERE id = $1 FOR UPDATE")
+                .bind(new.patient.to_string())
+                .execute(tx.conn())
+                .await?;
+        }
+        let start = ms(new.start);
+        let end = ms(new.start + Duration::minutes(i64::from(new.length_minutes)));
+        let other: Option<i64> = sqlx::query_scalar(
+            "SELECT scheduled_start FROM consultations
+             WHERE clinic_id = $1 AND patient_id = $2
+               AND state NOT IN ('ended', 'completed', 'cancelled', 'no_show', 'technical_failure')
+               AND scheduled_start < $3 AND scheduled_start + length_minutes * 60000 > $4
+             ORDER BY scheduled_start LIMIT 1",
+        )
+        .bind(clinic.to_string())
+        .bind(new.patient.to_string())
+        .bind(end)
+        .bind(start)
+        .fetch_optional(tx.conn())
+        .await?;
+        match other {
+            None => Ok(()),
+            Some(at) => Err(StoreError::Refused {
+                code: "overlapping_consultation",
+                message: format!(
+                    "the patient already has a consultation at {} (UTC) that overlaps; schedule it anyway with allow_overlap",
+                    from_ms(at)?.format("%Y-%m-%d %H:%M")
+                ),
+            }),
+        }
+    }
+
+    /// The consultation and its join link that works now or will, to show
+    /// or send again (audited as `consultation.link.read`); `None` when it
+    /// has none (closed, revoked, or issued before links were kept).
+    pub async fn current_link(
+        &self,
+        clinic: ClinicId,
+        actor: Actor,
+        id: ConsultationId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Consultation, IssuedLink)>> {
+        let mut tx = self.begin().await?;
+        let c = self.consultation_in(&mut tx, clinic, id).await?;
+        let row = sqlx::query(
+            "SELECT token_hash, token_enc, opens_at, closes_at FROM join_links
+             WHERE consultation_id = $1 AND clinic_id = $2 AND revoked_at IS NULL
+               AND closes_at > $3 AND token_enc IS NOT NULL
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(id.to_string())
+        .bind(clinic.to_string())
+        .bind(ms(now))
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let hash: String = row.try_get("token_hash")?;
+        let sealed: Vec<u8> = row.try_get("token_enc")?;
+        let token = tx
+            .cipher()
+            .open(&link_place(&hash), &sealed)
+            .map_err(|e| StoreError::Corrupt(format!("join link: {e}")))?;
+        let link = IssuedLink {
+            token,
+            opens_at: from_ms(row.try_get("opens_at")?)?,
+            closes_at: from_ms(row.try_get("closes_at")?)?,
+        };
+        audit::append(
+            &mut tx,
+            clinic,
+            now,
+            actor,
+            "consultation.link.read",
+            Some(c.patient),
+            Some(&id.to_string()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some((c, link)))
+    }
+
     async fn insert_link(
         tx: &mut Tx,
         clinic: ClinicId,
@@ -404,16 +570,19 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<IssuedLink> {
         let token = new_token();
+        let hash = token_hash(&token);
+        let sealed = tx.cipher().seal(&link_place(&hash), &token);
         sqlx::query(
-            "INSERT INTO join_links (token_hash, consultation_id, clinic_id, opens_at, closes_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO join_links (token_hash, consultation_id, clinic_id, opens_at, closes_at, created_at, token_enc)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(token_hash(&token))
+        .bind(&hash)
         .bind(consultation.to_string())
         .bind(clinic.to_string())
         .bind(ms(opens_at))
         .bind(ms(closes_at))
         .bind(ms(now))
+        .bind(sealed)
         .execute(tx.conn())
         .await?;
         Ok(IssuedLink {
@@ -423,7 +592,8 @@ impl Store {
         })
     }
 
-    /// Revokes the consultation's links and issues a new one.
+    /// Revokes the consultation's links and issues a new one. Returns it and
+    /// the [`link_ref`]s of the revoked links (to end their connections).
     pub async fn reissue_link(
         &self,
         clinic: ClinicId,
@@ -431,7 +601,7 @@ impl Store {
         id: ConsultationId,
         window: LinkWindow,
         now: DateTime<Utc>,
-    ) -> Result<IssuedLink> {
+    ) -> Result<(IssuedLink, Vec<String>)> {
         let mut tx = self.begin().await?;
         let c = self.consultation_in(&mut tx, clinic, id).await?;
         if c.state.is_final() {
@@ -440,7 +610,7 @@ impl Store {
                 c.state
             )));
         }
-        Self::revoke_links_in(&mut tx, id, now).await?;
+        let revoked = Self::revoke_links_in(&mut tx, id, now).await?;
         let link = Self::insert_link(
             &mut tx,
             clinic,
@@ -460,29 +630,41 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(link)
+        Ok((link, revoked))
     }
 
-    async fn revoke_links_in(tx: &mut Tx, id: ConsultationId, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE join_links SET revoked_at = $1 WHERE consultation_id = $2 AND revoked_at IS NULL")
+    /// Revokes every live link of the consultation; returns their
+    /// [`link_ref`]s.
+    async fn revoke_links_in(
+        tx: &mut Tx,
+        id: ConsultationId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        let live: Vec<String> = sqlx::query_scalar(
+            "SELECT token_hash FROM join_links WHERE consultation_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id.to_string())
+        .fetch_all(tx.conn())
+        .await?;
+        sqlx::query("UPDATE join_links SET revoked_at = $1, token_enc = NULL WHERE consultation_id = $2 AND revoked_at IS NULL")
             .bind(ms(now))
             .bind(id.to_string())
             .execute(tx.conn())
             .await?;
-        Ok(())
+        Ok(live.iter().map(|h| link_ref(h)).collect())
     }
 
-    /// Revokes every link of the consultation.
+    /// Revokes every link of the consultation; returns their [`link_ref`]s.
     pub async fn revoke_links(
         &self,
         clinic: ClinicId,
         by: TherapistId,
         id: ConsultationId,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<Vec<String>> {
         let mut tx = self.begin().await?;
         let c = self.consultation_in(&mut tx, clinic, id).await?;
-        Self::revoke_links_in(&mut tx, id, now).await?;
+        let revoked = Self::revoke_links_in(&mut tx, id, now).await?;
         audit::append(
             &mut tx,
             clinic,
@@ -493,13 +675,14 @@ impl Store {
             Some(&id.to_string()),
         )
         .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     /// What a join link token leads to at `now`.
     pub async fn link_status(&self, token: &str, now: DateTime<Utc>) -> Result<LinkStatus> {
         let row = sqlx::query(
-            "SELECT l.consultation_id, l.clinic_id, l.opens_at, l.closes_at, l.revoked_at, c.state
+            "SELECT l.token_hash, l.consultation_id, l.clinic_id, l.opens_at, l.closes_at, l.revoked_at, c.state
              FROM join_links l JOIN consultations c ON c.id = l.consultation_id
              WHERE l.token_hash = $1",
         )
@@ -509,13 +692,16 @@ impl Store {
         let Some(r) = row else {
             return Ok(LinkStatus::Unknown);
         };
-        let state: ConsultationState = r
-            .try_get::<String, _>("state")?
-            .parse()
-            .map_err(|_| StoreError::Corrupt("state".into()))?;
-        // A consultation that is over shows as expired to the patient, even
+        let state: ConsultationState = state_of(&r)?;
+        // A consultation that is over shows as such to the patient, even
         // though its links were also revoked when it closed.
-        if state.is_final() || state == ConsultationState::Ended {
+        if matches!(
+            state,
+            ConsultationState::Ended | ConsultationState::Completed
+        ) {
+            return Ok(LinkStatus::Ended);
+        }
+        if state.is_over() {
             return Ok(LinkStatus::Expired);
         }
         if r.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
@@ -539,7 +725,26 @@ impl Store {
             clinic,
             consultation,
             closes_at,
+            link: link_ref(&r.try_get::<String, _>("token_hash")?),
         })
+    }
+
+    /// The clinic of a join link and its consultation's state, whatever the
+    /// link's status: what a page for a dead link needs to say whom to call
+    /// and why (`None` for a token that was never issued).
+    pub async fn link_owner(&self, token: &str) -> Result<Option<(ClinicId, ConsultationState)>> {
+        let row = sqlx::query(
+            "SELECT l.clinic_id, c.state FROM join_links l JOIN consultations c ON c.id = l.consultation_id
+             WHERE l.token_hash = $1",
+        )
+        .bind(token_hash(token))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let state = state_of(&r)?;
+            Ok((ClinicId::from_uuid(get_uuid(&r, "clinic_id")?), state))
+        })
+        .transpose()
     }
 
     /// Whether the patient may be admitted now: the consultation is not
@@ -559,6 +764,7 @@ impl Store {
                 c.state
             )));
         }
+        self.require_patient(&mut tx, clinic, c.patient).await?;
         let now_eligible = self
             .eligibility_in(&mut tx, clinic, c.patient, c.course, now)
             .await?;
@@ -567,6 +773,45 @@ impl Store {
             Eligibility::Eligible => Ok(()),
             Eligibility::NotEligible(failures) => Err(failures),
         })
+    }
+
+    /// A consultation as its join link shows it to the patient: audited as
+    /// the patient's read (`consultation.read` by `patient-link:<id>`) at
+    /// most once per `window`, so an anonymous page that is opened again
+    /// and again cannot grow the audit log without limit.
+    pub async fn consultation_for_link(
+        &self,
+        clinic: ClinicId,
+        id: ConsultationId,
+        window: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Consultation> {
+        let mut tx = self.begin().await?;
+        let c = self.consultation_in(&mut tx, clinic, id).await?;
+        let actor = Actor::PatientLink(id);
+        let recent: Option<i64> = sqlx::query_scalar(
+            "SELECT seq FROM audit_log WHERE clinic_id = $1 AND actor = $2 AND action = 'consultation.read' AND at > $3 LIMIT 1",
+        )
+        .bind(clinic.to_string())
+        .bind(actor.as_stored())
+        .bind(ms(now - window))
+        .fetch_optional(tx.conn())
+        .await?;
+        if recent.is_none() {
+            let subject = id.to_string();
+            audit::append(
+                &mut tx,
+                clinic,
+                now,
+                actor,
+                "consultation.read",
+                Some(c.patient),
+                Some(&subject),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(c)
     }
 
     /// One consultation of the clinic.
@@ -591,6 +836,37 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(c)
+    }
+
+    /// The id and state of each of the clinic's consultations that start in
+    /// `[from, to)`, by start: no patient data, so not audited; what the
+    /// dashboard polls every few seconds to notice a patient arriving.
+    pub async fn consultation_states_between(
+        &self,
+        clinic: ClinicId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(ConsultationId, TherapistId, ConsultationState)>> {
+        let rows = sqlx::query(
+            "SELECT id, therapist_id, state FROM consultations
+             WHERE clinic_id = $1 AND scheduled_start >= $2 AND scheduled_start < $3
+             ORDER BY scheduled_start, id",
+        )
+        .bind(clinic.to_string())
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state = state_of(r)?;
+                Ok((
+                    ConsultationId::from_uuid(get_uuid(r, "id")?),
+                    TherapistId::from_uuid(get_uuid(r, "therapist_id")?),
+                    state,
+                ))
+            })
+            .collect()
     }
 
     /// The clinic's consultations that start in `[from, to)`, by start, with
@@ -635,6 +911,49 @@ impl Store {
             .await?;
             list.push((c, name));
         }
+        tx.commit().await?;
+        Ok(list)
+    }
+
+    /// One patient's consultations, past and upcoming, newest first, each
+    /// with whether it has a journal note (audited once as
+    /// `patient.consultations`).
+    pub async fn patient_consultations(
+        &self,
+        clinic: ClinicId,
+        actor: Actor,
+        patient: PatientId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Consultation, bool)>> {
+        let mut tx = self.begin().await?;
+        // 404 for another clinic's (or an unknown) patient.
+        self.patient_in(&mut tx, clinic, patient).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {CONSULTATION_COLUMNS},
+                CAST(CASE WHEN c.journal_enc IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_journal
+             FROM consultations c
+             JOIN courses co ON co.id = c.course_id
+             WHERE c.clinic_id = $1 AND c.patient_id = $2
+             ORDER BY c.scheduled_start DESC"
+        ))
+        .bind(clinic.to_string())
+        .bind(patient.to_string())
+        .fetch_all(tx.conn())
+        .await?;
+        let list = rows
+            .iter()
+            .map(|r| Ok((consultation_from_row(r)?, get_flag(r, "has_journal")?)))
+            .collect::<Result<Vec<_>>>()?;
+        audit::append(
+            &mut tx,
+            clinic,
+            now,
+            actor,
+            "patient.consultations",
+            Some(patient),
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(list)
     }
@@ -702,17 +1021,39 @@ impl Store {
         Ok(safety)
     }
 
-    async fn set_state(tx: &mut Tx, id: ConsultationId, state: ConsultationState) -> Result<()> {
+    /// Moves the consultation to `state`; one that is over from now on gets
+    /// its `closed_at` and loses its saved signaling room.
+    async fn set_state(
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: ConsultationId,
+        state: ConsultationState,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        tx.touch(clinic);
         sqlx::query("UPDATE consultations SET state = $1 WHERE id = $2")
             .bind(state.code())
             .bind(id.to_string())
             .execute(tx.conn())
             .await?;
+        if state.is_over() {
+            sqlx::query(
+                "UPDATE consultations SET closed_at = $1 WHERE id = $2 AND closed_at IS NULL",
+            )
+            .bind(ms(now))
+            .bind(id.to_string())
+            .execute(tx.conn())
+            .await?;
+            sqlx::query("DELETE FROM signaling_rooms WHERE consultation_id = $1")
+                .bind(id.to_string())
+                .execute(tx.conn())
+                .await?;
+        }
         Ok(())
     }
 
-    /// Records an event of the call and moves the lifecycle on. Repeated
-    /// events (a reconnect, a second report) are accepted and change nothing.
+    /// Records one event of the call (see [`Store::write_call`]), leaving a
+    /// saved room as it is.
     pub async fn record_call_event(
         &self,
         clinic: ClinicId,
@@ -720,33 +1061,38 @@ impl Store {
         event: CallEvent,
         at: DateTime<Utc>,
     ) -> Result<ConsultationState> {
-        use ConsultationState as S;
+        Ok(self
+            .write_call(clinic, id, &[event], RoomWrite::Keep, at)
+            .await?
+            .state)
+    }
+
+    /// Commits what signaling saw of a consultation's call, in one
+    /// transaction: each event moves the consultation by the domain's
+    /// lifecycle (`CallFacts::on_call_event`) and is logged (no address, no
+    /// content), and the room's record is saved or deleted. An event the
+    /// lifecycle refuses (someone let into a consultation that is over) is a
+    /// [`StoreError::Conflict`] and nothing is written. Repeated events (a
+    /// second report, a late event of a closed room) change nothing.
+    pub async fn write_call(
+        &self,
+        clinic: ClinicId,
+        id: ConsultationId,
+        events: &[CallEvent],
+        room: RoomWrite<'_>,
+        at: DateTime<Utc>,
+    ) -> Result<CallWrite> {
         let mut tx = self.begin().await?;
         let c = self.consultation_in(&mut tx, clinic, id).await?;
-        let mut state = c.state;
-        let steps: &[ConsultationEvent] = match (event, state) {
-            (CallEvent::PatientWaiting, S::Scheduled) => &[
-                ConsultationEvent::OpenWindow,
-                ConsultationEvent::PatientArrived,
-            ],
-            (CallEvent::PatientWaiting, S::Open) => &[ConsultationEvent::PatientArrived],
-            (CallEvent::PatientLeftWaiting, S::Waiting) => &[ConsultationEvent::PatientLeftWaiting],
-            (CallEvent::Admitted, S::Waiting) => &[ConsultationEvent::Admit],
-            (CallEvent::Ended, S::InCall) => &[ConsultationEvent::End],
-            _ => &[],
-        };
-        for step in steps {
-            state = state
-                .apply(step)
+        let mut facts = c.call_facts();
+        let mut effects = Effects::NONE;
+        for event in events {
+            let t = facts
+                .on_call_event(event)
                 .map_err(|e| StoreError::Conflict(e.to_string()))?;
-        }
-        if state != c.state {
-            Self::set_state(&mut tx, id, state).await?;
-        }
-        match event {
-            CallEvent::Admitted if c.started_at.is_none() && state == S::InCall => {
-                // What the gate said at the actual start is what billing uses,
-                // whatever is revoked later.
+            if t.stamp_started {
+                // What the gate said at the actual start is what billing
+                // uses, whatever is revoked later.
                 let at_start = self
                     .eligibility_in(&mut tx, clinic, c.patient, c.course, at)
                     .await?;
@@ -756,32 +1102,204 @@ impl Store {
                     .bind(id.to_string())
                     .execute(tx.conn())
                     .await?;
+                let subject = id.to_string();
+                audit::append(
+                    &mut tx,
+                    clinic,
+                    at,
+                    Actor::System,
+                    "call.admitted",
+                    Some(c.patient),
+                    Some(&subject),
+                )
+                .await?;
             }
-            CallEvent::TwoWayEstablished if c.two_way_at.is_none() && c.started_at.is_some() => {
+            if t.stamp_two_way {
                 sqlx::query("UPDATE consultations SET two_way_at = $1 WHERE id = $2")
                     .bind(ms(at))
                     .bind(id.to_string())
                     .execute(tx.conn())
                     .await?;
+                let subject = id.to_string();
+                audit::append(
+                    &mut tx,
+                    clinic,
+                    at,
+                    Actor::System,
+                    "call.two_way",
+                    Some(c.patient),
+                    Some(&subject),
+                )
+                .await?;
             }
-            CallEvent::Ended if c.ended_at.is_none() && state == S::Ended => {
+            if t.facts.two_way != facts.two_way {
+                sqlx::query("UPDATE consultations SET two_way_evidence = $1 WHERE id = $2")
+                    .bind(t.facts.two_way.map(Evidence::code))
+                    .bind(id.to_string())
+                    .execute(tx.conn())
+                    .await?;
+            }
+            if t.stamp_ended {
                 sqlx::query("UPDATE consultations SET ended_at = $1 WHERE id = $2")
                     .bind(ms(at))
                     .bind(id.to_string())
                     .execute(tx.conn())
                     .await?;
+                let subject = id.to_string();
+                audit::append(
+                    &mut tx,
+                    clinic,
+                    at,
+                    Actor::System,
+                    "call.ended",
+                    Some(c.patient),
+                    Some(&subject),
+                )
+                .await?;
             }
-            _ => {}
+            if t.facts.state != facts.state {
+                Self::set_state(&mut tx, clinic, id, t.facts.state, at).await?;
+            }
+            Self::log_call_event(&mut tx, clinic, id, event, at).await?;
+            effects.end_connections |= t.effects.end_connections;
+            effects.close_relay |= t.effects.close_relay;
+            facts = t.facts;
         }
-        sqlx::query("INSERT INTO consultation_events (consultation_id, clinic_id, kind, at) VALUES ($1, $2, $3, $4)")
+        match room {
+            RoomWrite::Save(record) if !facts.state.is_over() => {
+                sqlx::query(
+                    "INSERT INTO signaling_rooms (consultation_id, clinic_id, record, updated_at)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (consultation_id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+                )
+                .bind(id.to_string())
+                .bind(clinic.to_string())
+                .bind(record)
+                .bind(ms(at))
+                .execute(tx.conn())
+                .await?;
+            }
+            RoomWrite::Save(_) | RoomWrite::Delete => {
+                sqlx::query("DELETE FROM signaling_rooms WHERE consultation_id = $1")
+                    .bind(id.to_string())
+                    .execute(tx.conn())
+                    .await?;
+            }
+            RoomWrite::Keep => {}
+        }
+        tx.commit().await?;
+        Ok(CallWrite {
+            state: facts.state,
+            effects,
+        })
+    }
+
+    async fn log_call_event(
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: ConsultationId,
+        event: &CallEvent,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO consultation_events (consultation_id, clinic_id, kind, detail, at) VALUES ($1, $2, $3, $4, $5)")
             .bind(id.to_string())
             .bind(clinic.to_string())
             .bind(event.code())
+            .bind(event.detail())
             .bind(ms(at))
             .execute(tx.conn())
             .await?;
-        tx.commit().await?;
-        Ok(state)
+        Ok(())
+    }
+
+    /// Every saved signaling room, to restore at start-up.
+    pub async fn saved_rooms(&self) -> Result<Vec<SavedRoom>> {
+        let rows = sqlx::query("SELECT consultation_id, clinic_id, record FROM signaling_rooms")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SavedRoom {
+                    clinic: ClinicId::from_uuid(get_uuid(r, "clinic_id")?),
+                    consultation: ConsultationId::from_uuid(get_uuid(r, "consultation_id")?),
+                    record: r.try_get("record")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Settles consultations a crash left with a patient waiting or in
+    /// their call but with no saved room to restore (nobody can resume
+    /// them): a waiting one is open again, a call ends as `abandoned` with
+    /// its evidence kept. Returns the consultations whose call ended, for
+    /// their relay allocations to be closed.
+    pub async fn settle_orphaned_calls(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(ClinicId, ConsultationId)>> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.clinic_id, c.state FROM consultations c
+             WHERE c.state IN ('waiting', 'in_call')
+               AND NOT EXISTS (SELECT 1 FROM signaling_rooms r WHERE r.consultation_id = c.id)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut ended = Vec::new();
+        for r in &rows {
+            let clinic = ClinicId::from_uuid(get_uuid(r, "clinic_id")?);
+            let id = ConsultationId::from_uuid(get_uuid(r, "id")?);
+            let event = match r.try_get::<String, _>("state")?.as_str() {
+                "waiting" => CallEvent::PatientLeftWaiting,
+                _ => CallEvent::Ended {
+                    reason: EndReason::Abandoned,
+                },
+            };
+            match self
+                .write_call(clinic, id, &[event], RoomWrite::Keep, now)
+                .await
+            {
+                Ok(write) if write.effects.close_relay => ended.push((clinic, id)),
+                Ok(_) => {}
+                // Moved on meanwhile: nothing to settle.
+                Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Consultations that became over since `since` (their relay credentials
+    /// must stay refused), and the [`link_ref`]s of links revoked since then,
+    /// with their consultation.
+    pub async fn closed_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<(Vec<ConsultationId>, Vec<(ConsultationId, String)>)> {
+        let closed: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM consultations WHERE closed_at >= $1")
+                .bind(ms(since))
+                .fetch_all(&self.pool)
+                .await?;
+        let links = sqlx::query(
+            "SELECT consultation_id, token_hash FROM join_links WHERE revoked_at >= $1",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await?;
+        let closed = closed
+            .iter()
+            .map(|id| Ok(ConsultationId::from_uuid(crate::parse_uuid(id)?)))
+            .collect::<Result<_>>()?;
+        let links = links
+            .iter()
+            .map(|r| {
+                Ok((
+                    ConsultationId::from_uuid(get_uuid(r, "consultation_id")?),
+                    link_ref(&r.try_get::<String, _>("token_hash")?),
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok((closed, links))
     }
 
     /// The events of a consultation's call, oldest first.
@@ -823,35 +1341,21 @@ impl Store {
             .state
             .apply(&event)
             .map_err(|e| StoreError::Conflict(e.to_string()))?;
-        Self::set_state(&mut tx, id, state).await?;
+        if c.state == ConsultationState::InCall {
+            // The call ends with the closure (its evidence is kept).
+            sqlx::query(
+                "UPDATE consultations SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL",
+            )
+            .bind(ms(now))
+            .bind(id.to_string())
+            .execute(tx.conn())
+            .await?;
+        }
+        Self::set_state(&mut tx, clinic, id, state, now).await?;
         Self::revoke_links_in(&mut tx, id, now).await?;
-        let outcome = match closure {
-            Closure::Cancel => ConsultationOutcome::Cancelled,
-            Closure::NoShow => ConsultationOutcome::NoShow,
-            Closure::TechnicalFailure => ConsultationOutcome::Held {
-                started_at: c.started_at.unwrap_or(c.scheduled_start),
-                two_way_media: false,
-            },
-        };
-        let facts = ConsultationFacts {
-            id,
-            patient: c.patient,
-            kind: ServiceKind::IndividualVideo,
-            speciale: c.speciale,
-            outcome,
-            eligibility_at_start: Eligibility::Eligible,
-        };
-        let clinic_row = self.clinic(clinic).await?;
-        let decision = decide_billing(&facts, &[], &[], &clinic_row.fee_table()?);
-        sqlx::query(
-            "INSERT INTO billing_decisions (consultation_id, clinic_id, decision, line_id, decided_at) VALUES ($1, $2, $3, NULL, $4)",
-        )
-        .bind(id.to_string())
-        .bind(clinic.to_string())
-        .bind(serde_json::to_string(&decision).expect("decisions serialise"))
-        .bind(ms(now))
-        .execute(tx.conn())
-        .await?;
+        let closed = self.consultation_in(&mut tx, clinic, id).await?;
+        self.decide_in(&mut tx, clinic, &closed, "closed", now)
+            .await?;
         audit::append(
             &mut tx,
             clinic,
@@ -867,33 +1371,12 @@ impl Store {
         Ok(c)
     }
 
-    /// The stored billing decision of a consultation, if decided.
-    pub async fn billing_decision(
-        &self,
-        clinic: ClinicId,
-        id: ConsultationId,
-    ) -> Result<Option<(BillingDecision, Option<BillingLineId>)>> {
-        let row = sqlx::query("SELECT decision, line_id FROM billing_decisions WHERE clinic_id = $1 AND consultation_id = $2")
-            .bind(clinic.to_string())
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            let decision = serde_json::from_str(&r.try_get::<String, _>("decision")?)
-                .map_err(|e| StoreError::Corrupt(format!("decision: {e}")))?;
-            let line = r
-                .try_get::<Option<String>, _>("line_id")?
-                .map(|l| crate::parse_uuid(&l).map(BillingLineId::from_uuid))
-                .transpose()?;
-            Ok((decision, line))
-        })
-        .transpose()
-    }
-
-    /// Completes an ended consultation with its journal note and stores the
-    /// billing decision in the same transaction. Completing again returns
-    /// the first result; concurrent completions for one patient-day yield at
-    /// most one billable line (held by a unique index and retried here).
+    /// Completes an ended consultation with its journal note and decides its billing in the
+    /// same transaction. Completing a completed consultation decides it again with today's
+    /// ledger and fee schedule: the same decision (`repeated: true`) unless something changed,
+    /// e.g. its line was reversed. Concurrent completions of one consultation are made one at a
+    /// time and all answer the decision in force; concurrent completions for one patient-day
+    /// yield at most one line (held by a unique index and retried here).
     pub async fn complete(
         &self,
         clinic: ClinicId,
@@ -920,73 +1403,45 @@ impl Store {
         journal: &JournalNote,
         now: DateTime<Utc>,
     ) -> Result<Completion> {
-        if let Some((decision, line_id)) = self.billing_decision(clinic, id).await? {
-            // Check the consultation is this clinic's before answering.
-            let mut tx = self.begin().await?;
-            let c = self.consultation_in(&mut tx, clinic, id).await?;
-            if c.state == ConsultationState::Completed {
-                return Ok(Completion {
-                    decision,
-                    line_id,
-                    repeated: true,
-                });
-            }
-            return Err(StoreError::Conflict(format!(
-                "the consultation is {}",
-                c.state
-            )));
-        }
         let mut tx = self.begin().await?;
-        let c = self.consultation_in(&mut tx, clinic, id).await?;
+        self.lock_consultation(&mut tx, id).await?;
+        let mut c = self.consultation_in(&mut tx, clinic, id).await?;
+        if c.state == ConsultationState::Completed {
+            let decided = self
+                .decide_in(&mut tx, clinic, &c, "completed_again", now)
+                .await?;
+            tx.commit().await?;
+            return Ok(Completion {
+                decision: decided.decision,
+                line_id: decided.line_id,
+                repeated: !decided.changed,
+            });
+        }
+        if c.state == ConsultationState::InCall {
+            // The therapist completes a consultation whose call is still
+            // open (the patient may be gone for good): the call ends now,
+            // with what it established, in the same transaction.
+            let end = CallEvent::Ended {
+                reason: EndReason::ClosedByClinic,
+            };
+            let t = c
+                .call_facts()
+                .on_call_event(&end)
+                .map_err(|e| StoreError::Conflict(e.to_string()))?;
+            sqlx::query("UPDATE consultations SET ended_at = $1 WHERE id = $2")
+                .bind(ms(now))
+                .bind(id.to_string())
+                .execute(tx.conn())
+                .await?;
+            Self::set_state(&mut tx, clinic, id, t.facts.state, now).await?;
+            Self::log_call_event(&mut tx, clinic, id, &end, now).await?;
+            c = self.consultation_in(&mut tx, clinic, id).await?;
+        }
         let state = c
             .state
             .apply(&ConsultationEvent::Complete(journal.clone()))
             .map_err(|e| StoreError::Conflict(e.to_string()))?;
-        let eligibility_at_start: Eligibility = {
-            let text: Option<String> =
-                sqlx::query_scalar("SELECT eligibility_at_start FROM consultations WHERE id = $1")
-                    .bind(id.to_string())
-                    .fetch_one(tx.conn())
-                    .await?;
-            match text {
-                Some(t) => serde_json::from_str(&t)
-                    .map_err(|e| StoreError::Corrupt(format!("eligibility: {e}")))?,
-                None => Eligibility::Eligible,
-            }
-        };
-        let facts = ConsultationFacts {
-            id,
-            patient: c.patient,
-            kind: ServiceKind::IndividualVideo,
-            speciale: c.speciale,
-            outcome: ConsultationOutcome::Held {
-                started_at: c.started_at.unwrap_or(c.scheduled_start),
-                two_way_media: c.two_way_at.is_some(),
-            },
-            eligibility_at_start,
-        };
-        let existing = self
-            .billing_lines_of_patient(&mut tx, clinic, c.patient)
-            .await?;
-        let visits = self.visits_in(&mut tx, clinic, c.patient).await?;
-        let fees = self.clinic(clinic).await?.fee_table()?;
-        let decision = decide_billing(&facts, &existing, &visits, &fees);
-        let line_id = match &decision {
-            BillingDecision::Billable(line) => {
-                Some(Self::insert_line(&mut tx, clinic, line, None, None, now).await?)
-            }
-            BillingDecision::NotBillable(_) => None,
-        };
-        sqlx::query(
-            "INSERT INTO billing_decisions (consultation_id, clinic_id, decision, line_id, decided_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id.to_string())
-        .bind(clinic.to_string())
-        .bind(serde_json::to_string(&decision).expect("decisions serialise"))
-        .bind(line_id.map(|l| l.to_string()))
-        .bind(ms(now))
-        .execute(tx.conn())
-        .await?;
+        tx.touch(clinic);
         sqlx::query("UPDATE consultations SET state = $1, journal_enc = $2, completed_at = $3 WHERE id = $4")
             .bind(state.code())
             .bind(self.seal_doc(SealedDoc::Journal, id, journal))
@@ -1005,10 +1460,14 @@ impl Store {
             Some(&id.to_string()),
         )
         .await?;
+        let completed = self.consultation_in(&mut tx, clinic, id).await?;
+        let decided = self
+            .decide_in(&mut tx, clinic, &completed, "completed", now)
+            .await?;
         tx.commit().await?;
         Ok(Completion {
-            decision,
-            line_id,
+            decision: decided.decision,
+            line_id: decided.line_id,
             repeated: false,
         })
     }
@@ -1036,24 +1495,5 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(note)
-    }
-
-    pub(crate) async fn billing_lines_of_patient(
-        &self,
-        tx: &mut Tx,
-        clinic: ClinicId,
-        patient: PatientId,
-    ) -> Result<Vec<BillingLine>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM billing_lines b WHERE b.clinic_id = $1 AND b.patient_id = $2 AND b.correction_of IS NULL",
-            crate::billing::LINE_COLUMNS
-        ))
-        .bind(clinic.to_string())
-        .bind(patient.to_string())
-        .fetch_all(tx.conn())
-        .await?;
-        rows.iter()
-            .map(|r| crate::billing::line_from_row(r).map(|stored| stored.line))
-            .collect()
     }
 }

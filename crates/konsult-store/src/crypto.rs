@@ -33,6 +33,10 @@ pub enum CryptoError {
 pub struct Cipher {
     aead: Aes256Gcm,
     lookup_key: SecretSlice<u8>,
+    /// Keys the audit chain and signs exported chain heads: it lives with
+    /// the data-at-rest key, never in the database, so a database writer
+    /// alone cannot recompute the chain.
+    audit_key: SecretSlice<u8>,
 }
 
 impl std::fmt::Debug for Cipher {
@@ -54,9 +58,14 @@ impl Cipher {
             <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| CryptoError::BadKey)?;
         mac.update(b"konsult lookup key v1");
         let lookup_key = mac.finalize().into_bytes().to_vec();
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| CryptoError::BadKey)?;
+        mac.update(b"konsult audit chain key v1");
+        let audit_key = mac.finalize().into_bytes().to_vec();
         Ok(Self {
             aead,
             lookup_key: SecretSlice::from(lookup_key),
+            audit_key: SecretSlice::from(audit_key),
         })
     }
 
@@ -136,6 +145,22 @@ impl Cipher {
         mac.update(kind.as_bytes());
         mac.update(b"\0");
         mac.update(value.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+impl Cipher {
+    /// HMAC-SHA256 under the audit key over `purpose` and `parts` (each
+    /// ended by 0x1f), in hex: an audit entry's hash or a head's signature.
+    pub fn audit_mac(&self, purpose: &str, parts: &[&str]) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.audit_key.expose_secret())
+            .expect("HMAC takes keys of any length");
+        mac.update(purpose.as_bytes());
+        mac.update(&[0x1e]);
+        for part in parts {
+            mac.update(part.as_bytes());
+            mac.update(&[0x1f]);
+        }
         hex::encode(mac.finalize().into_bytes())
     }
 }

@@ -12,6 +12,7 @@
 //! sealed with the data-at-rest key ([`crypto`]).
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod audit;
 pub mod billing;
 
@@ -20,19 +21,23 @@ pub mod clinics;
 pub mod consultations;
 
 pub mod crypto;
+pub mod database;
+pub mod export;
+pub mod fees;
 pub mod patients;
 pub mod retention;
 pub mod therapists;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use konsult_domain::ClinicId;
+use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use crypto::{Cipher, CryptoError};
+pub use database::{NotReady, PoolSettings};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -56,6 +61,29 @@ pub enum StoreError {
     /// that does not allow it); nothing was changed.
     #[error("{0}")]
     Conflict(String),
+    /// A conflict with a stable code for clients (e.g. `patient_inactive`,
+    /// `speciale_not_offered`); nothing was changed.
+    #[error("{message}")]
+    Refused {
+        /// Stable code.
+        code: &'static str,
+        /// What is wrong, for people.
+        message: String,
+    },
+    /// A patient with the same CPR number already exists in the clinic.
+    #[error("a patient with this CPR number already exists")]
+    DuplicatePatient {
+        /// The patient who has the CPR number.
+        existing: konsult_domain::PatientId,
+    },
+    /// The billing period has not ended yet, so lines can still be posted in it.
+    #[error("the period is not over: lines can still be posted until {last_day} (today is {today}); export it from the day after")]
+    PeriodOpen {
+        /// The period's last day.
+        last_day: NaiveDate,
+        /// Today, Danish time.
+        today: NaiveDate,
+    },
     /// A stored value could not be decrypted.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
@@ -68,6 +96,15 @@ pub enum StoreError {
     /// The database URL is not supported.
     #[error("unsupported database URL (use sqlite://… or postgres://…)")]
     UnsupportedUrl,
+    /// The database could not be reached (at start-up).
+    #[error("cannot reach {database}: {reason}")]
+    Unreachable {
+        /// Which database, without user name or password
+        /// ([`database::describe_url`]).
+        database: String,
+        /// Why.
+        reason: String,
+    },
     /// Running the embedded migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -94,6 +131,10 @@ impl<T> ResultExt<T> for std::result::Result<T, sqlx::Error> {
     }
 }
 
+/// How many change notices a slow subscriber may fall behind before it
+/// is told it lagged.
+const CHANGE_BACKLOG: usize = 1024;
+
 /// The storage handle; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -103,6 +144,10 @@ pub struct Store {
     /// SQLite allows one writer; taking this before a write transaction
     /// avoids `SQLITE_BUSY` on lock upgrades inside one process.
     writer: Arc<Mutex<()>>,
+    /// The SQLite file, whose file system readiness checks.
+    sqlite_file: Option<std::path::PathBuf>,
+    /// Clinics whose consultations changed, sent after each commit.
+    changes: tokio::sync::broadcast::Sender<ClinicId>,
 }
 
 impl std::fmt::Debug for Store {
@@ -117,17 +162,39 @@ impl std::fmt::Debug for Store {
 pub struct Tx {
     inner: sqlx::Transaction<'static, Any>,
     _writer: Option<OwnedMutexGuard<()>>,
+    /// For the audit entries appended in this transaction (keyed chain).
+    cipher: Cipher,
+    /// Clinics whose consultations this transaction changed.
+    touched: Vec<ClinicId>,
+    changes: tokio::sync::broadcast::Sender<ClinicId>,
 }
 
 impl Tx {
     /// Commits the transaction.
     pub async fn commit(self) -> Result<()> {
         self.inner.commit().await?;
+        // Durable first: only now may anyone hear of the change. Nobody
+        // listening is not an error.
+        for clinic in self.touched {
+            let _ = self.changes.send(clinic);
+        }
         Ok(())
+    }
+
+    /// Notes that a consultation of `clinic` was added or changed state
+    /// (see [`Store::subscribe_changes`]).
+    pub(crate) fn touch(&mut self, clinic: ClinicId) {
+        if !self.touched.contains(&clinic) {
+            self.touched.push(clinic);
+        }
     }
 
     pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
         &mut self.inner
+    }
+
+    pub(crate) fn cipher(&self) -> &Cipher {
+        &self.cipher
     }
 }
 
@@ -135,6 +202,12 @@ impl Store {
     /// Connects, creating an SQLite file if needed, and runs the embedded
     /// migrations.
     pub async fn connect(url: &str, cipher: Cipher) -> Result<Self> {
+        Self::connect_with(url, cipher, &PoolSettings::default()).await
+    }
+
+    /// [`Store::connect`] with the given waits; an unreachable database is
+    /// [`StoreError::Unreachable`], named.
+    pub async fn connect_with(url: &str, cipher: Cipher, settings: &PoolSettings) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -150,29 +223,35 @@ impl Store {
             }
             _ => url.to_owned(),
         };
-        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
-        options = match backend {
-            Backend::Sqlite => options.max_connections(8).after_connect(|conn, _| {
-                Box::pin(async move {
-                    use sqlx::Executor;
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
-                        .await?;
-                    Ok(())
-                })
-            }),
-            Backend::Postgres => options.max_connections(16),
-        };
-        let pool = options.connect(&url).await?;
+        let options = database::pool_options(backend, settings);
+        let pool = database::connect_pool(options, &url, settings).await?;
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self {
+        let store = Self {
             pool,
             backend,
             cipher,
             writer: Arc::new(Mutex::new(())),
-        })
+            sqlite_file: match backend {
+                Backend::Sqlite => database::sqlite_file(&url),
+                Backend::Postgres => None,
+            },
+            changes: tokio::sync::broadcast::channel(CHANGE_BACKLOG).0,
+        };
+        // What migrations cannot fill in SQL: keyed CPR lookups (the key is not in the
+        // database) and the Danish posting day of reversals.
+        let duplicates = store.backfill_cpr_lookups().await?;
+        if duplicates > 0 {
+            tracing::warn!(
+                duplicates,
+                "patients share a CPR number with an earlier patient; merge them in the dashboard"
+            );
+        }
+        store.backfill_posting_days().await?;
+        store.rekey_audit_chains().await?;
+        Ok(store)
     }
 
     /// Which database this store uses.
@@ -194,7 +273,18 @@ impl Store {
         Ok(Tx {
             inner: self.pool.begin().await?,
             _writer: writer,
+            cipher: self.cipher.clone(),
+            touched: Vec::new(),
+            changes: self.changes.clone(),
         })
+    }
+
+    /// The clinics whose consultations are added or change state in this
+    /// process, each sent once its transaction is committed. A receiver
+    /// that falls behind gets `Lagged` and should re-read what it shows;
+    /// changes made by another node are not seen here.
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<ClinicId> {
+        self.changes.subscribe()
     }
 
     /// Checks that the database answers (used by `/readyz`).

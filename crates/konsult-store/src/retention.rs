@@ -7,8 +7,8 @@
 //! - Billing lines are kept until `billing_years` after the end of the
 //!   financial (calendar) year of their day, then deleted with their
 //!   corrections and decisions.
-//! - Call events are kept `event_days`; expired sessions and join links
-//!   that closed more than `event_days` ago are deleted.
+//! - Call events and login events are kept `event_days`; expired sessions
+//!   and join links that closed more than `event_days` ago are deleted.
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use konsult_domain::{ClinicId, PatientId, TherapistId};
@@ -28,6 +28,8 @@ pub struct RetentionReport {
     pub events_deleted: u64,
     /// Expired join links deleted.
     pub links_deleted: u64,
+    /// Login events deleted.
+    pub login_events_deleted: u64,
 }
 
 fn years_before(now: DateTime<Utc>, years: u32) -> DateTime<Utc> {
@@ -93,6 +95,20 @@ impl Store {
                 .bind(cutoff_day.to_string())
                 .execute(tx.conn())
                 .await?;
+            sqlx::query(&format!("UPDATE billing_decision_history SET line_id = NULL WHERE clinic_id = $1 AND line_id IN ({OLD})"))
+                .bind(clinic.to_string())
+                .bind(cutoff_day.to_string())
+                .execute(tx.conn())
+                .await?;
+            // A reversal shares its original's service day, so both go
+            // together; unlink them first (each references the other).
+            sqlx::query(
+                "UPDATE billing_lines SET reversed_by = NULL WHERE clinic_id = $1 AND calendar_day < $2",
+            )
+            .bind(clinic.to_string())
+            .bind(cutoff_day.to_string())
+            .execute(tx.conn())
+            .await?;
             // Corrections first: they reference the lines they correct.
             let corrections = sqlx::query(
                 "DELETE FROM billing_lines WHERE clinic_id = $1 AND calendar_day < $2 AND correction_of IS NOT NULL",
@@ -132,6 +148,13 @@ impl Store {
                 .rows_affected();
         report.links_deleted =
             sqlx::query("DELETE FROM join_links WHERE clinic_id = $1 AND closes_at < $2")
+                .bind(clinic.to_string())
+                .bind(event_cutoff)
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
+        report.login_events_deleted =
+            sqlx::query("DELETE FROM login_events WHERE clinic_id = $1 AND at < $2")
                 .bind(clinic.to_string())
                 .bind(event_cutoff)
                 .execute(tx.conn())
@@ -188,8 +211,23 @@ impl Store {
                 "the patient has consultations that are not closed".into(),
             ));
         }
+        // A safety confirmation (where the patient was, a phone number) of a
+        // consultation without a journal note to keep goes with the rest.
         sqlx::query(
-            "UPDATE patients SET name_enc = NULL, cpr_enc = NULL, phone_enc = NULL, email_enc = NULL, erased_at = $1
+            "UPDATE consultations SET safety_enc = NULL WHERE clinic_id = $1 AND patient_id = $2",
+        )
+        .bind(clinic.to_string())
+        .bind(patient.to_string())
+        .execute(tx.conn())
+        .await?;
+        // The values replaced by rectifications are personal data too.
+        sqlx::query("DELETE FROM patient_revisions WHERE clinic_id = $1 AND patient_id = $2")
+            .bind(clinic.to_string())
+            .bind(patient.to_string())
+            .execute(tx.conn())
+            .await?;
+        sqlx::query(
+            "UPDATE patients SET name_enc = NULL, cpr_enc = NULL, phone_enc = NULL, email_enc = NULL, cpr_lookup = NULL, erased_at = $1
              WHERE clinic_id = $2 AND id = $3",
         )
         .bind(ms(now))

@@ -26,8 +26,13 @@ export const CHROMIUM_FLAGS = [
   '--use-fake-ui-for-media-stream',
 ];
 
-export async function launch() {
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS, headless: true });
+/**
+ * Starts Chromium with CHROMIUM_FLAGS; `extraArgs` come after them (a later
+ * switch of the same name wins, e.g.
+ * `--use-fake-device-for-media-stream=device-count=2` for two cameras).
+ */
+export async function launch(extraArgs = []) {
+  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_FLAGS, ...extraArgs], headless: true });
 }
 
 /**
@@ -156,6 +161,18 @@ export async function expectMediaFlowing(page, name, { timeout = 45000 } = {}) {
   );
 }
 
+/**
+ * Waits until the server announced two-way media (`media_established`) on
+ * the page: the evidence billing needs, after media flowed for the evidence
+ * span (two seconds in tests).
+ */
+export async function expectEstablished(page, name, { timeout = 45000 } = {}) {
+  await waitFor(async () => (await page.evaluate(() => document.body.dataset.media)) === 'established', {
+    timeout,
+    message: `${name}: media_established from the server`,
+  });
+}
+
 /** Runs axe-core on the page; returns serious and critical violations. */
 export async function axeSerious(page) {
   const hasAxe = await page.evaluate(() => typeof window.axe !== 'undefined');
@@ -174,4 +191,39 @@ export async function axeSerious(page) {
 export async function screenshot(page, name) {
   mkdirSync(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
+
+/**
+ * Puts the patient page's signaling socket under the test's control:
+ * `drop()` takes the page offline and closes its socket (and the server's
+ * side of it), and refuses new sockets until `restore()`.
+ */
+export async function controllableSignaling(page) {
+  let offline = false;
+  const open = new Set();
+  await page.routeWebSocket(/\/ws$/, (ws) => {
+    if (offline) {
+      ws.close({ code: 1001, reason: 'offline' });
+      return;
+    }
+    const server = ws.connectToServer();
+    const pair = { ws, server };
+    open.add(pair);
+    ws.onClose(() => open.delete(pair));
+  });
+  return {
+    async drop() {
+      offline = true;
+      await page.context().setOffline(true);
+      for (const { ws, server } of open) {
+        await ws.close({ code: 1001, reason: 'network lost' });
+        await server.close();
+      }
+      open.clear();
+    },
+    async restore() {
+      offline = false;
+      await page.context().setOffline(false);
+    },
+  };
 }

@@ -99,6 +99,12 @@ export async function openCourse(page, { speciale = '51' } = {}) {
   const before = await page.locator('article[data-course]').count();
   const form = page.locator('#course-form');
   await form.getByLabel('Speciale').selectOption(speciale);
+  if (speciale === '62') {
+    // Vederlagsfri fysioterapi needs a diagnosis group: the first one offered.
+    const group = form.getByLabel('Diagnosegruppe');
+    const first = await group.locator('option').nth(1).getAttribute('value');
+    await group.selectOption(first);
+  }
   await form.getByLabel('Henvisningsdato').fill(copenhagenDate(new Date(Date.now() - 7 * 86400000)));
   await form.getByRole('button', { name: 'Åbn forløb' }).click();
   await waitFor(async () => (await page.locator('article[data-course]').count()) > before, { message: 'the new course' });
@@ -124,6 +130,18 @@ export async function recordAssessment(page) {
 }
 
 /**
+ * A patient eligible for video: created, seen in the clinic yesterday, a
+ * course of speciale 51 and an assessment with every criterion met; ends on
+ * the patient's page.
+ */
+export async function eligiblePatient(page, name) {
+  await createPatient(page, { name });
+  await recordVisit(page);
+  await openCourse(page);
+  await recordAssessment(page);
+}
+
+/**
  * Schedules a consultation from the patient's page; returns {joinUrl,
  * consultationId}. Relay-only is the clinic's default; `relayOnly: false`
  * turns it off for this consultation (a direct path may then be used).
@@ -141,10 +159,10 @@ export async function schedule(page, { relayOnly = true } = {}) {
 }
 
 /** The patient: first screen, device check, waiting room. */
-export async function patientToWaitingRoom(page, joinUrl, { shots = false, prefix = 'patient' } = {}) {
+export async function patientToWaitingRoom(page, joinUrl, { shots = false, prefix = 'patient', therapist = ADMIN.name } = {}) {
   await page.goto(joinUrl);
   await page.getByRole('heading', { name: 'Din videokonsultation' }).waitFor();
-  await page.locator('#welcome-with').filter({ hasText: ADMIN.name }).waitFor();
+  await page.locator('#welcome-with').filter({ hasText: therapist }).waitFor();
   if (shots) {
     await expectAccessible(page, 'patient first screen');
     await screenshot(page, `${prefix}-1-welcome`);

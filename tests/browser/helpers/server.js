@@ -46,10 +46,10 @@ export function konsultBinary() {
  * Starts a server. Resolves {baseUrl, setupLink, logs(), stop()} once the
  * setup link is printed. `env` adds KONSULT_ settings.
  */
-export async function startServer({ env = {} } = {}) {
+export async function startServer({ env = {}, demo = false } = {}) {
   const bin = konsultBinary();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'konsult-browser-'));
-  const child = spawn(bin, ['serve'], {
+  const child = spawn(bin, demo ? ['serve', '--demo'] : ['serve'], {
     cwd: dataDir,
     env: {
       PATH: process.env.PATH,
@@ -59,12 +59,17 @@ export async function startServer({ env = {} } = {}) {
       KONSULT_DATA_DIR: dataDir,
       KONSULT_TURN__LISTEN: '127.0.0.1:0',
       KONSULT_TURN__ALLOW_LOOPBACK_PEERS: 'true',
+      // Calls in tests are seconds long: two seconds of media each way make
+      // the evidence of two-way media (the default is 30 s).
+      KONSULT_SIGNALING__MIN_TWO_WAY_SECONDS: '2',
+      KONSULT_SIGNALING__MIN_TWO_WAY_PACKETS: '20',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   let err = '';
+  let demoInfo = null;
   child.stderr.setEncoding('utf8');
   child.stdout.setEncoding('utf8');
   child.stderr.on('data', (d) => {
@@ -74,10 +79,15 @@ export async function startServer({ env = {} } = {}) {
     const timer = setTimeout(() => reject(new Error(`konsult did not print its setup link in time:\n${err}`)), 60000);
     child.stdout.on('data', (d) => {
       out += d;
-      const m = /(https?:\/\/[^\s]+\/app\/setup#[^\s]+)/.exec(out);
+      // The setup link; with `demo`, the dashboard's address (the demo
+      // needs no setup), its password and the patient's link.
+      const m = demo
+        ? /Therapist dashboard: (\S+)\/app[\s\S]*password: (\S+)[\s\S]*\n\s+(\S+\/join\/\S+)/.exec(out)
+        : /(https?:\/\/[^\s]+\/app\/setup#[^\s]+)/.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve(m[1]);
+        if (demo) demoInfo = { password: m[2], joinUrl: m[3] };
+        resolve(demo ? `${m[1]}/app` : m[1]);
       }
     });
     child.on('exit', (code) => {
@@ -90,6 +100,7 @@ export async function startServer({ env = {} } = {}) {
   return {
     baseUrl,
     setupLink,
+    demo: demoInfo,
     logs: () => err,
     async stop() {
       if (stopped) return;

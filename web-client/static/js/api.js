@@ -2,7 +2,7 @@
 // every state-changing request, and RFC 9457 problems turned into errors
 // that name every reason in the user's language.
 
-import { lang, t } from './i18n.js';
+import { has, lang, t } from './i18n.js';
 
 let csrfToken = null;
 
@@ -11,12 +11,26 @@ export function setCsrf(token) {
   csrfToken = token || null;
 }
 
-/** A refused or failed request. */
+/** The text for a problem without its own: by status, in the current language. */
+function statusText(status) {
+  if (status >= 500) return t('problem.status.5xx');
+  return has(`problem.status.${status}`) ? t(`problem.status.${status}`) : t('common.error');
+}
+
+/**
+ * A refused or failed request. What it says to people (`reasons`,
+ * `message`) is in the current language: the server's `errors[].da` or
+ * `.en`, else the page's own text for the problem's code, else a text by
+ * status. The English `detail` is shown only to an English reader, and
+ * only when the problem has no item at all (a server or proxy that does
+ * not speak Konsult's problem format).
+ */
 export class ApiError extends Error {
   constructor(status, problem) {
-    super(problem?.detail || problem?.title || `HTTP ${status}`);
+    super(`HTTP ${status}`);
     this.status = status;
     this.problem = problem || {};
+    this.message = this.reasons.join(' ');
   }
 
   /** The stable codes of every reason (errors[].code). */
@@ -24,14 +38,25 @@ export class ApiError extends Error {
     return (this.problem.errors || []).map((e) => e.code);
   }
 
+  /** The problem's stable code, from its type `urn:konsult:problem:<code>`. */
+  get code() {
+    const type = this.problem.type || '';
+    return type.startsWith('urn:konsult:problem:') ? type.slice('urn:konsult:problem:'.length) : '';
+  }
+
   /** Every reason as a sentence in the current language. */
   get reasons() {
-    const items = this.problem.errors || [];
-    if (items.length) return items.map((e) => (lang() === 'en' ? e.en : e.da) || e.da || e.en || e.code);
     if (this.status === 0) return [t('common.network')];
-    if (this.problem.detail) return [this.problem.detail];
-    if (this.problem.title) return [this.problem.title];
-    return [t('common.error')];
+    const english = lang() === 'en';
+    const say = (code, text) => {
+      if (text) return text;
+      if (code && has(`problem.${code}`)) return t(`problem.${code}`);
+      if (english && this.problem.detail) return this.problem.detail;
+      return statusText(this.status);
+    };
+    const items = this.problem.errors || [];
+    if (items.length) return items.map((e) => say(e.code, english ? e.en : e.da));
+    return [say(this.code, null)];
   }
 }
 

@@ -1,11 +1,24 @@
 // One consultation on the dashboard: waiting room (admit or decline), the
-// call (mute, camera, devices, relay/direct, live quality, chat), the
-// patient-safety prompt at the start, ending the call, the journal note
-// and the billing result.
+// call (mute, camera, devices, relay/direct, live quality, chat, switching
+// camera, sharing the screen, picture in picture and full screen, the
+// patient's microphone and camera in words), the patient-safety prompt at
+// the start, ending the call, the journal note and the billing result.
 
 import { api } from './api.js';
-import { Call } from './call.js';
-import { canChooseSpeaker, listDevices, openMedia, openTrack, setSpeaker, stopStream } from './devices.js';
+import { Call, ConnectionIndicator, PeerMedia, ViewModes } from './call.js';
+import {
+  canChooseSpeaker,
+  canShareScreen,
+  canSwitchCamera,
+  facingOf,
+  listDevices,
+  openMedia,
+  openScreen,
+  openTrack,
+  setSpeaker,
+  stopStream,
+  switchCamera,
+} from './devices.js';
 import { announce, focusOn, h, replace } from './dom.js';
 import { fmtDate, fmtLongDate, fmtNumber, fmtTime, has, onLangChange, t } from './i18n.js';
 import { Signaling } from './signaling.js';
@@ -85,8 +98,10 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
   self.muted = true;
   const overlay = L(h('div', { class: 'overlay', id: 'remote-overlay' }), 'cons.nobody');
   const banner = h('p', { class: 'banner', role: 'status', 'aria-live': 'polite', hidden: true, id: 'call-banner' });
-  const micBtn = h('button', { type: 'button', id: 'btn-mic' }, h('span', { class: 'icon mic', 'aria-hidden': 'true' }), h('span', { class: 'label' }));
-  const camBtn = h('button', { type: 'button', id: 'btn-cam' }, h('span', { class: 'icon cam', 'aria-hidden': 'true' }), h('span', { class: 'label' }));
+  // Labelled from the start: the page is shown (and may be read) before the
+  // camera and microphone are open.
+  const micBtn = h('button', { type: 'button', id: 'btn-mic', disabled: true }, h('span', { class: 'icon mic', 'aria-hidden': 'true' }), h('span', { class: 'label', text: t('call.mic.off') }));
+  const camBtn = h('button', { type: 'button', id: 'btn-cam', disabled: true }, h('span', { class: 'icon cam', 'aria-hidden': 'true' }), h('span', { class: 'label', text: t('call.cam.off') }));
   const endBtn = h('button', { type: 'button', class: 'leave', id: 'btn-end', disabled: true }, h('span', { class: 'icon leave', 'aria-hidden': 'true' }), L(h('span', { class: 'label' }), 'cons.end'));
   const endConfirm = h(
     'div',
@@ -94,14 +109,26 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
     L(h('p', { id: 'end-q' }), 'cons.endConfirm'),
     h('div', { class: 'actions' }, L(h('button', { type: 'button', class: 'danger', id: 'end-yes' }), 'cons.end'), L(h('button', { type: 'button', id: 'end-no' }), 'common.cancel')),
   );
+  // Over the picture: the connection in a word (read out only when it
+  // changes) and what the patient has turned off (a polite live region).
+  const netLevel = h('p', { class: 'net-level', id: 'net-level', hidden: true }, h('span', { class: 'icon', 'aria-hidden': 'true' }), ' ', h('span', { class: 'label' }));
+  const peerState = h('div', { class: 'peer-state', id: 'peer-state', role: 'status', 'aria-live': 'polite', 'aria-atomic': 'true' });
+  // Choices for the picture, in a row under the main controls.
+  const toolButton = (id, icon) => h('button', { type: 'button', id, hidden: true }, h('span', { class: `icon ${icon}`, 'aria-hidden': 'true' }), h('span', { class: 'label' }));
+  const switchBtn = toolButton('btn-switch-cam', 'switch-cam');
+  const shareBtn = toolButton('btn-share', 'share');
+  const pipBtn = toolButton('btn-pip', 'pip');
+  const fullBtn = toolButton('btn-fullscreen', 'fullscreen');
+  const tools = h('div', { class: 'view-tools', role: 'group', id: 'view-tools' }, switchBtn, shareBtn, pipBtn, fullBtn);
   const mediaNote = h('div', {});
   const callBox = h(
     'section',
     { class: 'call dark', 'aria-labelledby': 'call-h' },
     L(h('h2', { id: 'call-h', class: 'visually-hidden' }), 'cons.inCall'),
     banner,
-    h('div', { class: 'stage' }, remote, self, overlay),
+    h('div', { class: 'stage' }, remote, self, overlay, h('div', { class: 'call-hud' }, netLevel, peerState)),
     h('div', { class: 'controls' }, micBtn, camBtn, endBtn),
+    tools,
     endConfirm,
   );
 
@@ -115,11 +142,24 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
   denyReason.setAttribute('aria-describedby', denyHint.id);
   const denyField = h('div', { class: 'field', hidden: true }, denyLabel, denyHint, denyReason);
   const admitResult = h('div', { id: 'admit-result' });
+  // The patient left the call: wait for them to come back, or end.
+  const leftNotice = h(
+    'div',
+    { class: 'notice warn', hidden: true, id: 'patient-left', role: 'alert' },
+    L(h('p', {}), 'cons.patientLeftChoice'),
+    h(
+      'div',
+      { class: 'actions' },
+      L(h('button', { type: 'button', id: 'wait-for-patient' }), 'cons.waitForPatient'),
+      L(h('button', { type: 'button', class: 'danger', id: 'end-consultation' }), 'cons.endConsultation'),
+    ),
+  );
   const waitingCard = h(
     'section',
     { class: 'card', 'aria-labelledby': 'wr-h', id: 'waiting-room' },
     L(h('h2', { id: 'wr-h' }), 'cons.waitingRoom'),
     waitStatus,
+    leftNotice,
     admitResult,
     h('div', { class: 'actions' }, admitBtn),
     denyField,
@@ -145,10 +185,41 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
     const code = media.problem || media.videoProblem;
     replace(mediaNote, h('div', { class: 'notice warn' }, h('p', { text: t('cons.mediaProblem', { problem: t(`media.${code}`) }) }), h('p', { text: t(`media.${code}.help`) })));
   }
-  self.srcObject = stream && stream.getVideoTracks().length ? stream : null;
   let speakerId = '';
+  // The shared screen's track while the screen is shared (it goes out in
+  // the camera's place; the camera keeps running for the way back).
+  let screenTrack = null;
+  let cameraSwitchable = false;
+  /** Our own picture: what goes out; the camera mirrored, except a back camera. */
+  const showSelf = () => {
+    const video = screenTrack || stream?.getVideoTracks()[0];
+    self.srcObject = video ? new MediaStream([video]) : null;
+    self.classList.toggle('mirror', !screenTrack && facingOf(video) !== 'environment');
+    if (screenTrack) self.setAttribute('aria-label', t('call.share.self'));
+    else self.removeAttribute('aria-label');
+  };
+  showSelf();
+  /** Our microphone, camera and screen, as the patient is told of them. */
+  const localMediaState = () => {
+    const a = stream?.getAudioTracks()[0];
+    const v = stream?.getVideoTracks()[0];
+    return { audio: Boolean(a?.enabled), video: Boolean(v?.enabled && v.readyState === 'live'), screen: Boolean(screenTrack) };
+  };
 
-  const state = { call: null, inCall: false, waiting: false, over: false, pcState: 'new', bannerShown: false, bannerTimer: null };
+  // `started`: the consultation's call has started (a patient was admitted
+  // at least once), so ending it is possible even with nobody connected.
+  const state = {
+    call: null,
+    inCall: false,
+    started: consultation.state === 'in_call',
+    waiting: false,
+    over: false,
+    pcState: 'new',
+    stalled: false,
+    bannerShown: false,
+    bannerTimer: null,
+  };
+  endBtn.disabled = !state.started;
 
   const renderControls = () => {
     const audio = stream?.getAudioTracks()[0];
@@ -163,13 +234,43 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
     camBtn.setAttribute('aria-pressed', String(!camOn));
     micBtn.querySelector('.icon').className = `icon ${micOn ? 'mic' : 'mic-off'}`;
     camBtn.querySelector('.icon').className = `icon ${camOn ? 'cam' : 'cam-off'}`;
+    renderTools();
   };
+
+  // Switching camera, sharing the screen, picture in picture, full screen.
+  const views = new ViewModes(remote, callBox);
+  const renderTools = () => {
+    tools.setAttribute('aria-label', t('call.more.label'));
+    switchBtn.hidden = !cameraSwitchable;
+    switchBtn.querySelector('.label').textContent = t('call.switchCam');
+    shareBtn.hidden = !canShareScreen();
+    shareBtn.disabled = !state.inCall;
+    shareBtn.setAttribute('aria-pressed', String(Boolean(screenTrack)));
+    shareBtn.querySelector('.label').textContent = t(screenTrack ? 'call.share.stop' : 'call.share');
+    shareBtn.querySelector('.icon').className = `icon ${screenTrack ? 'share-stop' : 'share'}`;
+    pipBtn.hidden = !views.canPip;
+    pipBtn.disabled = !views.inPip && !views.pipReady;
+    pipBtn.setAttribute('aria-pressed', String(views.inPip));
+    pipBtn.querySelector('.label').textContent = t(views.inPip ? 'call.pip.exit' : 'call.pip');
+    fullBtn.hidden = !views.canFullscreen;
+    fullBtn.setAttribute('aria-pressed', String(views.inFullscreen));
+    fullBtn.querySelector('.label').textContent = t(views.inFullscreen ? 'call.fullscreen.exit' : 'call.fullscreen');
+    fullBtn.querySelector('.icon').className = `icon ${views.inFullscreen ? 'fullscreen-exit' : 'fullscreen'}`;
+    tools.hidden = [switchBtn, shareBtn, pipBtn, fullBtn].every((b) => b.hidden);
+  };
+  views.addEventListener('change', renderTools);
+  const checkCameraSwitch = async () => {
+    cameraSwitchable = await canSwitchCamera(stream?.getVideoTracks()[0]);
+    renderTools();
+  };
+
   renderControls();
   micBtn.addEventListener('click', () => {
     const a = stream?.getAudioTracks()[0];
     if (!a) return;
     a.enabled = !a.enabled;
     renderControls();
+    state.call?.setMediaState(localMediaState());
     announce(t(a.enabled ? 'call.mic.on' : 'call.mic.isOff'));
   });
   camBtn.addEventListener('click', () => {
@@ -177,8 +278,73 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
     if (!v) return;
     v.enabled = !v.enabled;
     renderControls();
+    state.call?.setMediaState(localMediaState());
     announce(t(v.enabled ? 'call.cam.on' : 'call.cam.isOff'));
   });
+  const problemNote = (key, vars) => replace(mediaNote, h('div', { class: 'notice warn', role: 'alert' }, h('p', { text: t(key, vars) })));
+  switchBtn.addEventListener('click', async () => {
+    switchBtn.disabled = true;
+    try {
+      const track = await switchCamera(stream);
+      const facing = facingOf(track);
+      announce(t(facing === 'environment' ? 'call.switchCam.back' : facing === 'user' ? 'call.switchCam.front' : 'call.switchCam.other'));
+    } catch {
+      problemNote('call.switchCam.failed');
+    } finally {
+      // Whatever camera the stream holds now goes out (unless a screen is
+      // shared), without renegotiating.
+      const video = stream?.getVideoTracks()[0];
+      if (video && !screenTrack) await state.call?.replaceTrack(video);
+      showSelf();
+      renderControls();
+      state.call?.setMediaState(localMediaState());
+      switchBtn.disabled = false;
+      await renderDevices();
+    }
+  });
+  const stopShare = async ({ quiet = false } = {}) => {
+    if (!screenTrack) return;
+    const track = screenTrack;
+    screenTrack = null;
+    track.stop();
+    await state.call?.replaceTrack(stream?.getVideoTracks()[0] || null, 'video');
+    state.call?.setMediaState(localMediaState());
+    showSelf();
+    renderTools();
+    if (!quiet) announce(t('call.share.off'));
+  };
+  shareBtn.addEventListener('click', async () => {
+    if (screenTrack) {
+      await stopShare();
+      return;
+    }
+    let track;
+    try {
+      track = await openScreen();
+    } catch (code) {
+      // "denied" is also a cancelled choice: nothing to say then.
+      if (code !== 'denied') problemNote('call.share.failed');
+      return;
+    }
+    if (!state.call || screenTrack) {
+      track.stop();
+      return;
+    }
+    screenTrack = track;
+    // The browser's own "Stop sharing" ends the track.
+    track.addEventListener('ended', () => stopShare());
+    await state.call.replaceTrack(track, 'video');
+    state.call.setMediaState(localMediaState());
+    showSelf();
+    renderTools();
+    announce(t('call.share.on'));
+  });
+  pipBtn.addEventListener('click', () => views.togglePip().catch((err) => console.warn('picture in picture', err)));
+  fullBtn.addEventListener('click', () => views.toggleFullscreen().catch((err) => console.warn('full screen', err)));
+
+  // The patient's microphone, camera and screen, and the connection.
+  const peer = new PeerMedia(peerState, 'patient', t);
+  const net = new ConnectionIndicator(netLevel, t);
 
   // Device choice.
   const renderDevices = async () => {
@@ -203,9 +369,12 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
         }
         if (!stream) stream = new MediaStream();
         stream.addTrack(track);
-        if (kind === 'video') self.srcObject = stream;
-        await state.call?.replaceTrack(track);
+        if (kind === 'video') showSelf();
+        // A shared screen stays out until the sharing stops.
+        if (kind !== 'video' || !screenTrack) await state.call?.replaceTrack(track);
+        state.call?.setMediaState(localMediaState());
         renderControls();
+        if (kind === 'video') checkCameraSwitch();
       } catch (code) {
         replace(mediaNote, h('div', { class: 'notice warn' }, h('p', { text: t('cons.mediaProblem', { problem: t(`media.${code}`) }) })));
       }
@@ -228,16 +397,22 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
     );
   };
   await renderDevices();
+  await checkCameraSwitch();
 
-  // Banner: the signaling socket or the media path is down.
+  // Banner: the signaling socket or the media path is down, or no media
+  // arrives from the patient (the truth, whatever the connection says).
   const updateBanner = () => {
     const sigDown = sig.state === 'reconnecting';
-    const mediaDown = state.inCall && (state.pcState === 'disconnected' || state.pcState === 'failed');
+    const pcDown = state.inCall && (state.pcState === 'disconnected' || state.pcState === 'failed');
+    const stalled = state.inCall && state.stalled;
+    const mediaDown = pcDown || stalled;
     document.body.dataset.reconnecting = sigDown || mediaDown ? 'true' : 'false';
+    document.body.dataset.mediaFlowing = state.inCall && !mediaDown && state.pcState === 'connected' ? 'true' : 'false';
+    quality.flowing(state.inCall && !mediaDown && !sigDown);
     clearTimeout(state.bannerTimer);
     if (sigDown || mediaDown) {
       banner.className = 'banner';
-      banner.textContent = sigDown ? t('cons.reconnecting') : t('pc.disconnected');
+      banner.textContent = sigDown ? t('cons.reconnecting') : pcDown ? t('pc.disconnected') : t('cons.noMedia');
       banner.hidden = false;
       state.bannerShown = true;
     } else if (state.bannerShown) {
@@ -276,6 +451,9 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
     });
     state.call = call;
     state.inCall = true;
+    state.started = true;
+    state.stalled = false;
+    leftNotice.hidden = true;
     call.addEventListener('remotestream', (e) => {
       if (remote.srcObject !== e.detail) remote.srcObject = e.detail;
       setSpeaker(remote, speakerId);
@@ -285,7 +463,14 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
       document.body.dataset.call = e.detail;
       updateBanner();
     });
-    call.addEventListener('quality', (e) => quality.update(e.detail));
+    call.addEventListener('quality', (e) => {
+      quality.update(e.detail);
+      net.update(e.detail, { expectVideo: peer.moving });
+      if (state.stalled !== e.detail.stalled) {
+        state.stalled = e.detail.stalled;
+        updateBanner();
+      }
+    });
     overlay.hidden = false;
     overlay.textContent = t('call.connecting');
     endBtn.disabled = false;
@@ -293,6 +478,10 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
     safetyCard.prompt();
     setWaiting('cons.inCall');
     announce(t('call.started'));
+    peer.clear();
+    net.reset();
+    renderTools();
+    call.setMediaState(localMediaState());
     call.start();
   };
 
@@ -300,11 +489,22 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
     state.inCall = false;
     state.call?.close();
     state.call = null;
+    if (screenTrack) {
+      screenTrack.stop();
+      screenTrack = null;
+      showSelf();
+    }
+    views.leave();
+    peer.clear();
+    net.reset();
+    renderTools();
     remote.srcObject = null;
     overlay.hidden = false;
     chat.disable();
     quality.reset();
     state.pcState = 'new';
+    state.stalled = false;
+    endBtn.disabled = !state.started;
     updateBanner();
   };
 
@@ -330,6 +530,7 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
     switch (msg.type) {
       case 'patient_waiting':
         replace(admitResult);
+        leftNotice.hidden = true;
         setWaiting('cons.patientWaiting', { waiting: true });
         refresh().catch(() => {});
         return;
@@ -343,11 +544,15 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
         overlay.textContent = t('cons.patientLeft');
         setWaiting('cons.patientLeft');
         announce(t('cons.patientLeft'));
-        // A patient who leaves during the call ends the consultation on
-        // the server: then go on to the journal note.
+        // The consultation goes on: the patient may come back from the same
+        // link. The therapist waits for them or ends it.
         refresh()
           .then((c) => {
-            if (c.state === 'ended') finish();
+            if (c.state === 'in_call') {
+              state.started = true;
+              endBtn.disabled = false;
+              leftNotice.hidden = false;
+            } else if (c.state === 'ended') finish();
           })
           .catch(() => {});
         return;
@@ -360,6 +565,9 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
         return;
       case 'chat':
         chat.receive(msg);
+        return;
+      case 'media_state':
+        peer.receive(msg);
         return;
       case 'media_established':
         document.body.dataset.media = 'established';
@@ -418,6 +626,16 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
     sig.leave();
     finish();
   });
+  leftNotice.querySelector('#wait-for-patient').addEventListener('click', () => {
+    leftNotice.hidden = true;
+    setWaiting('cons.waitingForReturn');
+    focusOn(waitStatus);
+  });
+  leftNotice.querySelector('#end-consultation').addEventListener('click', () => {
+    leftNotice.hidden = true;
+    sig.leave();
+    finish();
+  });
 
   let finished = false;
   async function finish() {
@@ -442,11 +660,15 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
     relabel() {
       for (const [el, key, vars] of labels) el.textContent = t(key, vars);
       renderControls();
+      peer.render();
+      net.render();
+      if (screenTrack) showSelf();
       const key = waitStatus.querySelector('[data-key]')?.dataset.key;
       if (key) setWaiting(key, { waiting: state.waiting });
       quality.relabel();
     },
     close() {
+      views.dispose();
       if (finished) return;
       finished = true;
       stopCall();
@@ -503,6 +725,12 @@ function qualityPanel(L) {
   const established = h('p', { class: 'status ok', hidden: true });
   const el = h('section', { class: 'card', 'aria-labelledby': 'q-h' }, L(h('h2', { id: 'q-h' }), 'quality.title'), dl, established);
   let last = null;
+  let isEstablished = false;
+  let isFlowing = false;
+  const showEstablished = () => {
+    established.hidden = !(isEstablished && isFlowing);
+    established.textContent = t('cons.mediaEstablished');
+  };
   const render = () => {
     const q = last;
     if (!q) {
@@ -526,15 +754,22 @@ function qualityPanel(L) {
     },
     reset() {
       last = null;
+      isFlowing = false;
       render();
+      showEstablished();
     },
     established() {
-      established.textContent = t('cons.mediaEstablished');
-      established.hidden = false;
+      isEstablished = true;
+      showEstablished();
+    },
+    /** Whether media flows right now: "both ways" is shown only then. */
+    flowing(now) {
+      isFlowing = now;
+      showEstablished();
     },
     relabel() {
       render();
-      if (!established.hidden) established.textContent = t('cons.mediaEstablished');
+      showEstablished();
     },
   };
 }
@@ -597,6 +832,39 @@ function otherActions(consultation, L, refresh, onOver) {
     const input = h('input', { type: 'text', readonly: true, value: res.join_url, id: 'new-join-link' });
     replace(result, h('div', { class: 'notice ok' }, h('p', { text: t('cons.reissued') }), field(t('schedule.link'), input)));
   });
+  // No one-click accidents: each action asks first, saying what follows.
+  const confirmBox = h('div', { class: 'notice warn', hidden: true, role: 'alertdialog', 'aria-labelledby': 'confirm-q' });
+  const ask = (code, labelKey, danger, run) => {
+    const button = L(h('button', { type: 'button', class: danger ? 'danger' : undefined }), labelKey);
+    button.addEventListener('click', () => {
+      const yes = h('button', {
+        type: 'button',
+        class: danger ? 'danger' : 'primary',
+        text: t('cons.confirm.yes', { action: t(labelKey) }),
+        dataset: { confirm: code },
+        on: {
+          click: async (ev) => {
+            confirmBox.hidden = true;
+            await run(ev);
+          },
+        },
+      });
+      const no = h('button', {
+        type: 'button',
+        text: t('cons.confirm.no'),
+        on: {
+          click: () => {
+            confirmBox.hidden = true;
+            focusOn(button);
+          },
+        },
+      });
+      replace(confirmBox, h('p', { id: 'confirm-q', text: t(`cons.confirm.${code}`) }), h('div', { class: 'actions' }, yes, no));
+      confirmBox.hidden = false;
+      focusOn(yes);
+    });
+    return button;
+  };
   return h(
     'details',
     { class: 'card' },
@@ -604,11 +872,12 @@ function otherActions(consultation, L, refresh, onOver) {
     h(
       'div',
       { class: 'actions' },
-      L(h('button', { type: 'button', on: { click: reissue } }), 'cons.reissue'),
-      L(h('button', { type: 'button', on: { click: markAndLeave('no-show') } }), 'cons.noShow'),
-      L(h('button', { type: 'button', on: { click: markAndLeave('technical-failure') } }), 'cons.techFail'),
-      L(h('button', { type: 'button', class: 'danger', on: { click: markAndLeave('cancel') } }), 'cons.cancel'),
+      ask('link', 'cons.reissue', false, reissue),
+      ask('no-show', 'cons.noShow', false, markAndLeave('no-show')),
+      ask('technical-failure', 'cons.techFail', false, markAndLeave('technical-failure')),
+      ask('cancel', 'cons.cancel', true, markAndLeave('cancel')),
     ),
+    confirmBox,
     result,
   );
 }

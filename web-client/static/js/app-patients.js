@@ -1,11 +1,13 @@
 // Patients: the list and a new patient; one patient's details, in-clinic
 // visits, courses with their assessments, and scheduling a consultation.
 
-import { api } from './api.js';
+import { ApiError, api } from './api.js';
 import { announce, focusOn, h, replace } from './dom.js';
 import { fmtDate, fmtDateTime, fmtLongDate, fmtTime, lang, t } from './i18n.js';
 import { copenhagenDate, copenhagenTime, copenhagenToRfc3339 } from './time.js';
-import { checkbox, errorBox, field, okBox, onSubmit, pageHeading, select } from './ui.js';
+import { amountText, checkbox, errorBox, field, okBox, onSubmit, pageHeading, select, statePill } from './ui.js';
+import { checkAll, dateField, timeField } from './fields.js';
+import { accessLogCard, historyCard } from './app-privacy.js';
 
 // ---------- List ----------
 
@@ -59,7 +61,27 @@ export async function patientsView(ctx) {
     if (cpr.value.trim()) body.cpr = cpr.value.trim();
     if (phone.value.trim()) body.phone = phone.value.trim();
     if (email.value.trim()) body.email = email.value.trim();
-    const created = await api.post('/api/patients', body);
+    let created;
+    try {
+      created = await api.post('/api/patients', body);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'duplicate_patient' && err.problem.existing_patient_id) {
+        // One person, one patient: lead to the patient who has the CPR number.
+        const slot = form.querySelector('.form-errors');
+        replace(
+          slot,
+          h(
+            'div',
+            { class: 'notice bad', role: 'alert', dataset: { codes: 'duplicate_patient' } },
+            h('p', { text: t('problem.duplicate_patient') }),
+            h('p', {}, h('a', { href: `/app/patients/${err.problem.existing_patient_id}`, text: t('patients.duplicate.open') })),
+          ),
+        );
+        slot.querySelector('a').focus();
+        return;
+      }
+      throw err;
+    }
     ctx.navigate(`/app/patients/${created.id}`);
   });
 
@@ -88,25 +110,64 @@ export async function patientView(ctx, id) {
   const visits = h('section', { class: 'card', 'aria-labelledby': 'pv-h', id: 'visits' });
   const courses = h('section', { 'aria-labelledby': 'pc-h', id: 'courses' });
   const schedule = h('section', { class: 'card highlight', 'aria-labelledby': 'ps-h', id: 'schedule' });
+  const consultations = h('section', { class: 'card', 'aria-labelledby': 'pcs-h', id: 'patient-consultations' });
+  // A secretary sees who the patient is and books; no clinical data.
+  const clinical = ctx.me.role !== 'secretary';
+  const privacy = clinical ? [await historyCard(id), accessLogCard(id)] : [];
 
   replace(
     ctx.main,
     pageHeading(patient.name),
     h('p', {}, h('a', { href: '/app/patients', text: `← ${t('patients.title')}` })),
-    h('div', { class: 'cards' }, details, visits),
-    courses,
+    identityNotice(ctx, patient),
+    h('div', { class: 'cards' }, details, clinical ? visits : null),
+    clinical ? courses : null,
     schedule,
+    consultations,
+    privacy,
   );
 
   const state = { patient, courses: [], relayDefault: clinic ? Boolean(clinic.relay_only_default) : true };
   renderDetails(details, state);
-  await Promise.all([renderVisits(visits, id), loadCourses()]);
+  await Promise.all([clinical ? renderVisits(visits, id) : null, loadCourses(), renderConsultations(consultations, patient, ctx)]);
 
   async function loadCourses() {
     state.courses = await api.get(`/api/patients/${id}/courses`);
-    await renderCourses(courses, state, catalogue, loadCourses);
+    if (clinical) await renderCourses(courses, state, catalogue, loadCourses);
     renderSchedule(schedule, state, catalogue, ctx);
   }
+}
+
+/** A merged or duplicate patient says so; an admin can merge a duplicate. */
+function identityNotice(ctx, patient) {
+  if (patient.merged_into) {
+    return h(
+      'div',
+      { class: 'notice warn', id: 'patient-merged' },
+      h('p', { text: t('patient.merged') }),
+      h('p', {}, h('a', { href: `/app/patients/${patient.merged_into}`, text: t('patients.duplicate.open') })),
+    );
+  }
+  if (!patient.duplicate_of) return null;
+  const slot = h('div', {});
+  const form = h(
+    'form',
+    { class: 'stack', id: 'merge-form' },
+    h('div', { class: 'form-errors' }),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', text: t('patient.merge') })),
+    slot,
+  );
+  onSubmit(form, async () => {
+    const done = await api.post(`/api/patients/${patient.id}/merge`, { into: patient.duplicate_of });
+    ctx.navigate(`/app/patients/${done.into}`);
+  });
+  return h(
+    'div',
+    { class: 'notice warn', id: 'patient-duplicate' },
+    h('p', { text: t('patient.duplicate') }),
+    h('p', {}, h('a', { href: `/app/patients/${patient.duplicate_of}`, text: t('patients.duplicate.open') })),
+    ctx.me.role === 'admin' ? form : h('p', { text: t('patient.merge.askAdmin') }),
+  );
 }
 
 function renderDetails(section, state) {
@@ -156,22 +217,27 @@ function renderDetails(section, state) {
 async function renderVisits(section, id) {
   const list = await api.get(`/api/patients/${id}/visits`);
   list.sort((a, b) => new Date(b.at) - new Date(a.at));
-  const date = h('input', { type: 'date', value: copenhagenDate(), required: true, name: 'visit-date' });
-  const time = h('input', { type: 'time', value: copenhagenTime(), required: true, name: 'visit-time' });
+  const date = dateField(t('patient.visit.date'), { value: copenhagenDate(), name: 'visit-date' });
+  const time = timeField(t('patient.visit.time'), { value: copenhagenTime(), name: 'visit-time' });
   const result = h('div', { role: 'status' });
   const form = h(
     'form',
     { class: 'stack', id: 'visit-form' },
     h('div', { class: 'form-errors' }),
-    h('fieldset', {}, h('legend', { text: t('patient.visit.at') }), h('div', { class: 'grid-2' }, field(t('patient.visit.date'), date), field(t('patient.visit.time'), time))),
+    h('fieldset', {}, h('legend', { text: t('patient.visit.at') }), h('div', { class: 'grid-2' }, date.el, time.el)),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', text: t('patient.visit.add') })),
   );
   onSubmit(form, async () => {
-    const at = copenhagenToRfc3339(date.value, time.value);
+    const at = copenhagenToRfc3339(...checkAll([date, time]));
     if (!at) throw new Error(t('common.error'));
-    await api.post(`/api/patients/${id}/visits`, { at });
+    const visit = await api.post(`/api/patients/${id}/visits`, { at });
     await renderVisits(section, id);
-    section.querySelector('[role="status"]').append(okBox(t('patient.visit.added')));
+    const status = section.querySelector('[role="status"]');
+    status.append(okBox(t('patient.visit.added')));
+    // A video line the same Danish day was reversed: tell the therapist why.
+    for (const c of visit.reversed_video_lines || []) {
+      status.append(h('p', { class: 'notice warn', dataset: { conflict: c.consultation_id } }, h('strong', { text: `${t('visit.conflict')} ` }), lang() === 'en' ? c.en : c.da));
+    }
   });
   replace(
     section,
@@ -208,7 +274,7 @@ async function renderCourses(section, state, catalogue, reload) {
   const speciale = select(specialer, { name: 'speciale', value: specialer[0]?.value });
   const structured = h('select', { name: 'structured' });
   const group = h('select', { name: 'diagnosis_group' });
-  const referral = h('input', { type: 'date', value: copenhagenDate(), required: true, name: 'referral_date' });
+  const referral = dateField(t('patient.course.referral'), { value: copenhagenDate(), name: 'referral_date' });
   const fillOptions = () => {
     const sp = Number(speciale.value);
     const fits = (i) => i.speciale === undefined || i.speciale === null || Number(i.speciale) === sp;
@@ -236,11 +302,11 @@ async function renderCourses(section, state, catalogue, reload) {
     field(t('patient.course.speciale'), speciale),
     field(t('patient.course.structured'), structured, { optional: true }),
     field(t('patient.course.group'), group, { optional: true }),
-    field(t('patient.course.referral'), referral),
+    referral.el,
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', text: t('patient.course.create') })),
   );
   onSubmit(form, async () => {
-    const body = { speciale: Number(speciale.value), referral_date: referral.value };
+    const body = { speciale: Number(speciale.value), referral_date: referral.check() };
     if (structured.value) body.structured = structured.value;
     if (group.value) body.diagnosis_group = group.value;
     await api.post(`/api/patients/${patientId}/courses`, body);
@@ -379,17 +445,37 @@ function renderSchedule(section, state, catalogue, ctx) {
     state.courses.map((c) => ({ value: c.id, text: courseTitle(c, catalogue) })),
     { name: 'course', value: state.courses[state.courses.length - 1].id },
   );
-  const date = h('input', { type: 'date', value: slot.date, required: true, name: 'date' });
-  const time = h('input', { type: 'time', value: slot.time, required: true, name: 'time' });
+  const date = dateField(t('schedule.date'), { value: slot.date, name: 'date' });
+  const time = timeField(t('schedule.time'), { value: slot.time, name: 'time' });
   const length = h('input', { type: 'number', value: '30', min: '5', max: '240', step: '5', required: true, name: 'length' });
   // Starts at the clinic's default; sent either way, so it can be turned off too.
   const relay = checkbox(t('schedule.relayOnly'), { name: 'relay_only', checked: state.relayDefault });
+  // An admin (or a secretary) books for a colleague; others book for themselves.
+  // A secretary books for a clinician, never for themselves.
+  const secretary = ctx.me.role === 'secretary';
+  const therapist = secretary
+    ? select([{ value: '', text: t('schedule.chooseTherapist') }], { name: 'therapist', value: '', required: true })
+    : select([{ value: ctx.me.therapist_id, text: ctx.me.name }], { name: 'therapist', value: ctx.me.therapist_id });
+  const therapistField = ctx.me.role === 'admin' || secretary ? field(t('schedule.therapist'), therapist) : null;
+  if (therapistField) {
+    api
+      .get('/api/clinicians')
+      .then((list) => {
+        const options = list.map((x) => h('option', { value: x.id, text: x.id === ctx.me.therapist_id ? `${x.name} (${t('schedule.therapistMe')})` : x.name }));
+        if (options.length) {
+          replace(therapist, secretary ? [h('option', { value: '', text: t('schedule.chooseTherapist') }), ...options] : options);
+          therapist.value = secretary ? '' : ctx.me.therapist_id;
+        }
+      })
+      .catch(() => {});
+  }
   const result = h('div', { id: 'schedule-result' });
   const form = h(
     'form',
     { class: 'stack', id: 'schedule-form' },
     field(t('schedule.course'), course),
-    h('div', { class: 'grid-2' }, field(t('schedule.date'), date), field(t('schedule.time'), time), field(t('schedule.length'), length)),
+    h('div', { class: 'grid-2' }, date.el, time.el, field(t('schedule.length'), length, { hint: t('schedule.length.hint') })),
+    therapistField,
     relay.el,
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', text: t('schedule.submit') })),
   );
@@ -397,7 +483,7 @@ function renderSchedule(section, state, catalogue, ctx) {
     form,
     async () => {
       replace(result);
-      const start = copenhagenToRfc3339(date.value, time.value);
+      const start = copenhagenToRfc3339(...checkAll([date, time]));
       if (!start) throw new Error(t('common.error'));
       const body = {
         patient_id: state.patient.id,
@@ -406,16 +492,125 @@ function renderSchedule(section, state, catalogue, ctx) {
         length_minutes: Number(length.value),
         relay_only: relay.input.checked,
       };
-      const res = await api.post('/api/consultations', body);
-      replace(result, scheduledBox(res, state.patient));
-      focusOn(result.querySelector('p'));
+      if (therapistField && therapist.value) body.therapist_id = therapist.value;
+      const done = (res) => {
+        replace(result, scheduledBox(res, state.patient));
+        focusOn(result.querySelector('p'));
+      };
+      try {
+        done(await api.post('/api/consultations', body));
+      } catch (err) {
+        if (!(err instanceof ApiError) || err.code !== 'overlapping_consultation') throw err;
+        // The patient already has a consultation then (a second press of
+        // "Planlæg"?): say so, and schedule only if the therapist means it.
+        const anyway = h('button', {
+          type: 'button',
+          id: 'schedule-anyway',
+          text: t('schedule.anyway'),
+          on: {
+            click: async () => {
+              anyway.disabled = true;
+              try {
+                done(await api.post('/api/consultations', { ...body, allow_overlap: true }));
+              } catch (again) {
+                replace(result, errorBox(again, 'schedule.refused'));
+              }
+            },
+          },
+        });
+        replace(result, h('div', { class: 'notice warn', role: 'alert' }, h('p', { text: t('problem.overlapping_consultation') }), h('div', { class: 'actions' }, anyway)));
+        focusOn(result.firstElementChild);
+      }
     },
     { errorSlot: result, introKey: 'schedule.refused' },
   );
   replace(section, h('h2', { id: 'ps-h', text: t('schedule.title') }), form, result);
 }
 
-function scheduledBox(res, patient) {
+// ---------- The patient's consultations ----------
+
+/** States in which the join link may still be shown again. */
+const LINK_STATES = new Set(['scheduled', 'open', 'waiting', 'in_call']);
+
+/**
+ * Past and upcoming consultations, newest first: when, with whom, the
+ * state, the billing result and the journal note (read on request; it is
+ * audited). An upcoming one can show its join link again, unchanged.
+ */
+async function renderConsultations(section, patient, ctx) {
+  const list = await api.get(`/api/patients/${patient.id}/consultations`);
+  const heading = h('h2', { id: 'pcs-h', text: t('history.title') });
+  if (!list.length) {
+    replace(section, heading, h('p', { class: 'muted', text: t('history.none') }));
+    return;
+  }
+  const billingText = (b) => {
+    if (!b) return t('history.notDecided');
+    if (b.billable) return t('history.billed', { service: b.line.service_number, fee: amountText(b.line.fee) });
+    return b.reason ? (lang() === 'en' ? b.reason.en : b.reason.da) : t('history.notBillable');
+  };
+  const item = ({ consultation: c, billing, has_journal: hasJournal }) => {
+    const slot = h('div', {});
+    const showLink = h('button', {
+      type: 'button',
+      text: t('history.showLink'),
+      on: {
+        click: async () => {
+          try {
+            const res = await api.get(`/api/consultations/${c.id}/link`);
+            replace(slot, scheduledBox({ ...res, consultation: c }, patient, { again: true }));
+            focusOn(slot.querySelector('p'));
+          } catch (err) {
+            if (err instanceof ApiError && err.status === 404) {
+              replace(slot, h('p', { class: 'notice warn', role: 'alert', text: t('history.noLink') }));
+            } else replace(slot, errorBox(err));
+          }
+        },
+      },
+    });
+    const readJournal = h('button', {
+      type: 'button',
+      text: t('history.readJournal'),
+      on: {
+        click: async () => {
+          try {
+            const note = await api.get(`/api/consultations/${c.id}/journal`);
+            replace(
+              slot,
+              h(
+                'dl',
+                { class: 'journal' },
+                Object.entries(note)
+                  .filter(([, v]) => v !== null && v !== undefined && v !== '')
+                  .map(([k, v]) => [h('dt', { text: t(`journal.${k}`) }), h('dd', { text: typeof v === 'boolean' ? t(v ? 'history.yes' : 'history.no') : String(v) })]),
+              ),
+            );
+          } catch (err) {
+            replace(slot, errorBox(err));
+          }
+        },
+      },
+    });
+    return h(
+      'li',
+      { dataset: { consultation: c.id, state: c.state } },
+      h('p', {}, h('strong', { text: `${fmtLongDate(c.start)} ${fmtTime(c.start)}` }), ' ', statePill(c.state)),
+      h('p', { text: t('history.with', { therapist: c.therapist_name || '', minutes: c.length_minutes }) }),
+      h('p', { class: 'billing', text: billingText(billing) }),
+      h(
+        'div',
+        { class: 'actions' },
+        LINK_STATES.has(c.state) ? showLink : null,
+        hasJournal && ctx.me.role !== 'secretary' ? readJournal : null,
+        h('a', { class: 'button', href: `/app/consultations/${c.id}`, text: t('history.open') }),
+      ),
+      slot,
+    );
+  };
+  replace(section, heading, h('ul', { class: 'plain history' }, list.map(item)));
+}
+
+function scheduledBox(res, patient, { again = false } = {}) {
   const c = res.consultation;
   const link = h('input', { type: 'text', readonly: true, value: res.join_url, id: 'join-link', class: 'join-link' });
   const copy = h('button', {
@@ -434,15 +629,24 @@ function scheduledBox(res, patient) {
     },
   });
   const icsUrl = URL.createObjectURL(new Blob([res.invite_ics], { type: 'text/calendar;charset=utf-8' }));
+  // The invitation as the server words it: with whom, when, the patient's
+  // own payment (or that it is free), and the link; in the page's language.
+  const invitation = lang() === 'en' ? res.invitation_en : res.invitation_da;
   const mailto = patient.email
-    ? `mailto:${encodeURIComponent(patient.email)}?subject=${encodeURIComponent(t('schedule.mailSubject'))}&body=${encodeURIComponent(`${t('schedule.mailBody')}\n${res.join_url}`)}`
+    ? `mailto:${encodeURIComponent(patient.email)}?subject=${encodeURIComponent(t('schedule.mailSubject'))}&body=${encodeURIComponent(invitation)}`
     : null;
   return h(
     'div',
     { class: 'notice ok', dataset: { consultation: c.id } },
-    h('p', { tabindex: '-1', text: t('schedule.done', { date: fmtLongDate(c.start), time: fmtTime(c.start) }) }),
+    h('p', { tabindex: '-1', text: t(again ? 'history.linkAgain' : 'schedule.done', { date: fmtLongDate(c.start), time: fmtTime(c.start) }) }),
     h('div', { class: 'field' }, h('label', { for: link.id, text: t('schedule.link') }), h('div', { class: 'copy-row' }, link, copy)),
     h('p', { class: 'hint', text: t('schedule.opens', { opens: fmtDateTime(res.link_opens_at), closes: fmtDateTime(res.link_closes_at) }) }),
+    h(
+      'details',
+      { class: 'invitation' },
+      h('summary', { text: t('schedule.invitation') }),
+      h('p', { id: 'schedule-invitation', class: 'pre-line', text: invitation }),
+    ),
     h(
       'div',
       { class: 'actions' },

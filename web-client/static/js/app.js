@@ -5,12 +5,13 @@
 import { api, ApiError, setCsrf } from './api.js';
 import { $, focusOn, h, replace } from './dom.js';
 import { applyI18n, onLangChange, t, wireLangButton } from './i18n.js';
-import { errorBox, field, nextId, onSubmit, pageHeading } from './ui.js';
+import { errorBox, field, nextId, onSubmit, pageHeading, select } from './ui.js';
 import { todayView } from './app-today.js';
 import { patientsView, patientView } from './app-patients.js';
 import { consultationView } from './app-consultation.js';
 import { billingView } from './app-billing.js';
 import { adminView } from './app-admin.js';
+import { accountView, newPasswordInput } from './app-account.js';
 
 const main = $('#main');
 
@@ -39,6 +40,7 @@ const ROUTES = [
   [/^\/app\/consultations\/([0-9a-fA-F-]{36})\/?$/, consultationView, 'today'],
   [/^\/app\/billing\/?$/, billingView, 'billing'],
   [/^\/app\/admin\/?$/, adminView, 'admin'],
+  [/^\/app\/account\/?$/, (c) => accountView(c, { onLoggedOut: loggedOut }), 'account'],
 ];
 
 let cleanup = null;
@@ -70,7 +72,7 @@ async function render({ focus = true } = {}) {
   const path = location.pathname;
   if (path === '/app/setup' || path === '/app/setup/') {
     showShell(false);
-    setupView();
+    await setupView();
     return;
   }
   if (!session.me) {
@@ -138,26 +140,48 @@ function markNav(name) {
   }
 }
 
+/** Forgets the session on this side and shows the login. */
+async function loggedOut() {
+  session.me = null;
+  setCsrf(null);
+  navigate('/app');
+}
+
 // ---------- Login and first-run setup ----------
 
 function loginView() {
   const email = h('input', { type: 'email', name: 'email', autocomplete: 'username', required: true });
   const password = h('input', { type: 'password', name: 'password', autocomplete: 'current-password', required: true });
+  // Shown when the e-mail and password fit accounts in several clinics.
+  const clinicSlot = h('div', {});
+  let clinic = null;
   const form = h(
     'form',
     { class: 'stack card', novalidate: false },
     h('div', { class: 'form-errors' }),
     field(t('login.email'), email),
     field(t('login.password'), password),
+    clinicSlot,
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', text: t('login.submit') })),
   );
   onSubmit(form, async () => {
     try {
-      const me = await api.post('/api/login', { email: email.value.trim(), password: password.value });
+      const body = { email: email.value.trim(), password: password.value };
+      if (clinic) body.clinic_id = clinic.value;
+      const me = await api.post('/api/login', body);
       setMe(me);
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) throw new Error(t('login.failed'));
       if (err instanceof ApiError && err.status === 429) throw new Error(t('login.tooMany'));
+      if (err instanceof ApiError && err.code === 'choose_clinic') {
+        clinic = select(
+          (err.problem.clinics || []).map((c) => ({ value: c.id, text: c.name })),
+          { id: 'login-clinic', required: true },
+        );
+        replace(clinicSlot, h('p', { class: 'notice info', role: 'status', text: t('login.chooseClinic') }), field(t('login.clinic'), clinic));
+        clinic.focus();
+        return;
+      }
       throw err;
     }
     const target = location.pathname.startsWith('/app/setup') ? '/app' : location.pathname;
@@ -167,54 +191,74 @@ function loginView() {
   focusOn(main.querySelector('h1'));
 }
 
-function setupView() {
+async function setupView() {
   const token = decodeURIComponent(location.hash.replace(/^#/, ''));
   if (!token) {
     replace(main, pageHeading(t('setup.title')), h('p', { class: 'notice bad', text: t('setup.noToken') }));
     return;
   }
+  // What the link sets up: the first clinic, or an added clinic's admin.
+  let status;
+  try {
+    status = await api.post('/api/setup/status', { setup_token: token });
+  } catch (err) {
+    const text = err instanceof ApiError && err.status === 404 ? t('setup.notFound') : null;
+    replace(main, pageHeading(t('setup.title')), text ? h('p', { class: 'notice bad', role: 'alert', text }) : errorBox(err));
+    focusOn(main.querySelector('h1'));
+    return;
+  }
+  const forClinic = status.purpose === 'clinic_admin';
   const clinicName = h('input', { type: 'text', required: true, autocomplete: 'organization' });
   const ydernummer = h('input', { type: 'text', required: true, inputmode: 'numeric', pattern: '[0-9]{6}', maxlength: '6' });
   const sp51 = h('input', { type: 'checkbox', id: nextId('sp'), checked: true, value: '51' });
   const sp62 = h('input', { type: 'checkbox', id: nextId('sp'), value: '62' });
   const name = h('input', { type: 'text', required: true, autocomplete: 'name' });
   const email = h('input', { type: 'email', required: true, autocomplete: 'username' });
-  const password = h('input', { type: 'password', required: true, minlength: '10', autocomplete: 'new-password' });
+  const password = newPasswordInput();
+  const clinicFields = forClinic
+    ? null
+    : [
+        field(t('setup.clinicName'), clinicName),
+        field(t('setup.ydernummer'), ydernummer, { hint: t('setup.ydernummer.hint') }),
+        h(
+          'fieldset',
+          {},
+          h('legend', { text: t('setup.specialer') }),
+          h('div', { class: 'check' }, sp51, h('label', { for: sp51.id, text: t('speciale.51') })),
+          h('div', { class: 'check' }, sp62, h('label', { for: sp62.id, text: t('speciale.62') })),
+        ),
+      ];
   const form = h(
     'form',
     { class: 'stack card' },
     h('div', { class: 'form-errors' }),
-    field(t('setup.clinicName'), clinicName),
-    field(t('setup.ydernummer'), ydernummer, { hint: t('setup.ydernummer.hint') }),
-    h(
-      'fieldset',
-      {},
-      h('legend', { text: t('setup.specialer') }),
-      h('div', { class: 'check' }, sp51, h('label', { for: sp51.id, text: t('speciale.51') })),
-      h('div', { class: 'check' }, sp62, h('label', { for: sp62.id, text: t('speciale.62') })),
-    ),
+    clinicFields,
     field(t('setup.adminName'), name),
     field(t('setup.adminEmail'), email),
     field(t('setup.adminPassword'), password, { hint: t('setup.adminPassword.hint') }),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', text: t('setup.submit') })),
   );
   onSubmit(form, async () => {
-    const specialer = [sp51, sp62].filter((c) => c.checked).map((c) => Number(c.value));
-    await api.post('/api/setup', {
+    const body = {
       setup_token: token,
-      clinic_name: clinicName.value.trim(),
-      ydernummer: ydernummer.value.trim(),
-      specialer,
       admin_name: name.value.trim(),
       admin_email: email.value.trim(),
       admin_password: password.value,
-    });
+    };
+    if (!forClinic) {
+      body.clinic_name = clinicName.value.trim();
+      body.ydernummer = ydernummer.value.trim();
+      body.specialer = [sp51, sp62].filter((c) => c.checked).map((c) => Number(c.value));
+    }
+    await api.post('/api/setup', body);
     const me = await api.post('/api/login', { email: email.value.trim(), password: password.value });
     setMe(me);
     // Drop the used token from the address and history.
     navigate('/app', { replace: true });
   });
-  replace(main, pageHeading(t('setup.title')), h('p', { text: t('setup.intro') }), form);
+  const title = forClinic ? t('setup.clinicAdmin.title', { clinic: status.clinic_name }) : t('setup.title');
+  const intro = forClinic ? t('setup.clinicAdmin.intro') : t('setup.intro');
+  replace(main, pageHeading(title), h('p', { text: intro }), form);
   focusOn(main.querySelector('h1'));
 }
 
@@ -235,9 +279,7 @@ function init() {
     } catch {
       // Logged out on this side anyway.
     }
-    session.me = null;
-    setCsrf(null);
-    navigate('/app');
+    await loggedOut();
   });
   document.addEventListener('click', (ev) => {
     const a = ev.target.closest('a');

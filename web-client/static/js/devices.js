@@ -1,6 +1,7 @@
 // Camera, microphone and speaker: opening them with plain-language
-// problems, listing them, a level meter, a test tone, and whether the
-// relay (TURN) can be reached from this network.
+// problems, listing them, switching camera in a call, sharing a screen, a
+// level meter, a test tone, whether the relay (TURN) can be reached from
+// this network, and whether this browser can make a WebRTC connection.
 
 /**
  * Opens camera and microphone. Returns {stream, problem, videoProblem}:
@@ -40,6 +41,120 @@ export async function openTrack(kind, deviceId) {
   try {
     const stream = await navigator.mediaDevices.getUserMedia(constraints);
     return stream.getTracks()[0];
+  } catch (err) {
+    throw classify(err);
+  }
+}
+
+const CAMERA_SIZE = { width: { ideal: 1280 }, height: { ideal: 720 } };
+
+/**
+ * Which way a camera track faces: "user" (the screen's side),
+ * "environment" (the back) or null when the browser does not say.
+ */
+export function facingOf(track) {
+  const mode = track?.getSettings?.().facingMode;
+  if (mode === 'user' || mode === 'environment') return mode;
+  // Some phones name the camera instead ("camera2 0, facing back").
+  const label = track?.label || '';
+  if (/\b(back|rear|environment)\b/i.test(label)) return 'environment';
+  if (/\b(front|user|facetime)\b/i.test(label)) return 'user';
+  return null;
+}
+
+/**
+ * Whether the call can switch to another camera: more than one camera is
+ * listed, or (where the browser lists none) the camera can face another way.
+ */
+export async function canSwitchCamera(track) {
+  if (!track || track.readyState !== 'live') return false;
+  const cameras = (await listDevices()).videoinput;
+  if (cameras.length > 1) return true;
+  const modes = track.getCapabilities?.().facingMode || [];
+  return cameras.length === 0 && modes.length > 0;
+}
+
+/** What to ask for, in order, to get the camera after `current`. */
+async function nextCameraConstraints(current) {
+  const out = [];
+  const facing = facingOf(current);
+  // A phone: the other side of the phone, whatever its cameras are called.
+  if (facing) out.push({ ...CAMERA_SIZE, facingMode: { exact: facing === 'user' ? 'environment' : 'user' } });
+  // Otherwise (or when that fails) the next camera in the list.
+  const cameras = (await listDevices()).videoinput;
+  const id = current?.getSettings?.().deviceId;
+  const at = cameras.findIndex((d) => d.deviceId === id);
+  const next = cameras[(at + 1) % Math.max(1, cameras.length)];
+  if (next && next.deviceId !== id) out.push({ ...CAMERA_SIZE, deviceId: { exact: next.deviceId } });
+  if (!out.length) out.push({ ...CAMERA_SIZE, facingMode: { exact: 'environment' } });
+  return out;
+}
+
+/**
+ * Puts the next camera in `stream` in place of its camera track (front to
+ * back on a phone, else the next one listed) and stops the old track.
+ * Returns the new track, which keeps the old one's on/off state. Throws a
+ * problem code; the stream then still has a camera where one could be
+ * opened (a phone that opens one camera at a time had to let go of it).
+ */
+export async function switchCamera(stream) {
+  const old = stream?.getVideoTracks()[0];
+  if (!old) throw 'nodevice';
+  const oldId = old.getSettings().deviceId;
+  let problem = 'nodevice';
+  let track = null;
+  for (const video of await nextCameraConstraints(old)) {
+    try {
+      track = await openVideo(video);
+    } catch (err) {
+      problem = classify(err);
+      if (problem === 'inuse' && old.readyState === 'live') {
+        // Some phones open one camera at a time: let go of this one first.
+        old.stop();
+        track = await openVideo(video).catch((err2) => {
+          problem = classify(err2);
+          return null;
+        });
+      }
+    }
+    if (track) break;
+  }
+  if (!track && old.readyState === 'ended') {
+    // The old camera was let go of and no other one opened: take it back.
+    track = await openVideo({ ...CAMERA_SIZE, ...(oldId ? { deviceId: { exact: oldId } } : {}) }).catch(() => null);
+    if (track) swapTrack(stream, old, track);
+    throw problem;
+  }
+  if (!track) throw problem;
+  swapTrack(stream, old, track);
+  return track;
+}
+
+async function openVideo(video) {
+  const stream = await navigator.mediaDevices.getUserMedia({ video });
+  return stream.getVideoTracks()[0];
+}
+
+function swapTrack(stream, old, track) {
+  track.enabled = old.enabled;
+  stream.removeTrack(old);
+  stream.addTrack(track);
+  old.stop();
+}
+
+/** Whether this browser can share a screen (not on phones). */
+export function canShareScreen() {
+  return typeof navigator !== 'undefined' && typeof navigator.mediaDevices?.getDisplayMedia === 'function';
+}
+
+/**
+ * Asks which screen, window or tab to share; resolves its video track.
+ * Throws a problem code ("denied" also when the user cancels the choice).
+ */
+export async function openScreen() {
+  try {
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 30 } }, audio: false });
+    return stream.getVideoTracks()[0];
   } catch (err) {
     throw classify(err);
   }
@@ -203,6 +318,65 @@ export async function checkRelay(iceServers, timeoutMs = 10000) {
   } finally {
     pc.close();
   }
+}
+
+/**
+ * Whether this browser can make a WebRTC connection at all: two peer
+ * connections in this page, without ICE servers, connect to each other and
+ * carry one message over a data channel. Resolves "ok", "failed" or
+ * "unsupported". Nothing leaves the device and no server is asked (not
+ * even STUN); whether the relay can be reached is `checkRelay`'s question.
+ */
+export async function checkLoopback(timeoutMs = 10000) {
+  if (typeof RTCPeerConnection === 'undefined') return 'unsupported';
+  const pcs = [];
+  try {
+    pcs.push(new RTCPeerConnection({ iceServers: [] }), new RTCPeerConnection({ iceServers: [] }));
+  } catch {
+    for (const pc of pcs) pc.close();
+    return 'unsupported';
+  }
+  const [a, b] = pcs;
+  let timer;
+  try {
+    return await new Promise((resolve) => {
+      timer = setTimeout(() => resolve('failed'), timeoutMs);
+      b.addEventListener('datachannel', ({ channel }) => {
+        channel.addEventListener('message', ({ data }) => {
+          if (data === 'check') resolve('ok');
+        });
+      });
+      const channel = a.createDataChannel('check');
+      channel.addEventListener('open', () => channel.send('check'));
+      // Each description is passed on with all its candidates (no trickle):
+      // host candidates only, so gathering ends at once.
+      (async () => {
+        await a.setLocalDescription(await a.createOffer());
+        await gathered(a);
+        await b.setRemoteDescription(a.localDescription);
+        await b.setLocalDescription(await b.createAnswer());
+        await gathered(b);
+        await a.setRemoteDescription(b.localDescription);
+      })().catch(() => resolve('failed'));
+    });
+  } finally {
+    clearTimeout(timer);
+    a.close();
+    b.close();
+  }
+}
+
+/** Resolves when `pc` has gathered its ICE candidates. */
+function gathered(pc) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const check = () => {
+      if (pc.iceGatheringState !== 'complete') return;
+      pc.removeEventListener('icegatheringstatechange', check);
+      resolve();
+    };
+    pc.addEventListener('icegatheringstatechange', check);
+  });
 }
 
 /** Stops every track of a stream. */

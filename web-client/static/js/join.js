@@ -3,19 +3,22 @@
 // The token is read from the address, never templated by the server.
 
 import { api, ApiError } from './api.js';
-import { Call } from './call.js';
+import { Call, ConnectionIndicator, PeerMedia, ViewModes } from './call.js';
 import {
   canChooseSpeaker,
+  canSwitchCamera,
   checkRelay,
-  levelMeter,
+  facingOf,
   listDevices,
   openMedia,
   playTestTone,
   setSpeaker,
   stopStream,
+  switchCamera,
 } from './devices.js';
+import { openForCheck, renderCamera, renderMicrophone, setStatus, watchMicrophone } from './device-check.js';
 import { $, announce, focusOn, h, replace, showOnly } from './dom.js';
-import { applyI18n, fmtLongDate, fmtTime, onLangChange, t, wireLangButton } from './i18n.js';
+import { applyI18n, fmtLongDate, fmtTime, lang, onLangChange, t, wireLangButton } from './i18n.js';
 import { Signaling } from './signaling.js';
 
 const token = decodeURIComponent(location.pathname.replace(/^\/join\//, '').split('/')[0] || '');
@@ -48,10 +51,17 @@ const state = {
   bannerShown: false,
   bannerTimer: null,
   earlyTimer: null,
+  // The physiotherapist's microphone, camera and screen; the connection.
+  peer: new PeerMedia($('#peer-state'), 'therapist', t),
+  net: new ConnectionIndicator($('#net-level'), t),
+  canSwitchCamera: false,
+  views: null,
 };
 
 function show(name, { focus = true } = {}) {
   showOnly(Object.values(screens), screens[name]);
+  // The stylesheet lays the call out to fill the screen (body[data-screen="call"]).
+  document.body.dataset.screen = name;
   if (focus) focusOn(screens[name].querySelector('h1'));
 }
 
@@ -62,10 +72,27 @@ function showMessage(titleKey, textKey, helpKey, { vars = {}, actions = [] } = {
     $('#message-text').textContent = t(textKey, vars);
     $('#message-help').textContent = helpKey ? t(helpKey, vars) : '';
     $('#message-help').hidden = !helpKey;
-    replace($('#message-actions'), ...actions.map((a) => a()));
+    const call = clinicCall();
+    replace($('#message-actions'), ...actions.map((a) => a()), ...(call ? [call] : []));
   };
   state.rerender();
   show('message');
+}
+
+/**
+ * Whom to call, on every message page: the clinic's phone number as a
+ * link that dials it, when the clinic has set one.
+ */
+function clinicCall() {
+  const info = state.info;
+  if (!info || !info.clinic_phone) return null;
+  const clinic = info.clinic_name || t('join.theClinic');
+  return h('a', {
+    class: 'button big',
+    id: 'call-clinic',
+    href: `tel:${info.clinic_phone.replace(/\s+/g, '')}`,
+    text: t('join.callClinic', { clinic, phone: info.clinic_phone }),
+  });
 }
 
 // ---------- Link status ----------
@@ -94,29 +121,46 @@ async function loadLink() {
     case 'not_yet_open':
       showEarly(info);
       return;
-    case 'expired':
-      showMessage('join.expired.title', 'join.expired.text', 'join.expired.help');
+    // A dead link names its clinic: whom to call.
+    case 'expired': {
+      const vars = { clinic: info.clinic_name || '' };
+      const withClinic = info.clinic_name ? 'Clinic' : '';
+      if (info.closed_as === 'cancelled') {
+        showMessage('join.cancelled.title', 'join.cancelled.text', `join.cancelled.help${withClinic}`, { vars });
+      } else {
+        showMessage('join.expired.title', 'join.expired.text', `join.expired.help${withClinic}`, { vars });
+      }
+      return;
+    }
+    case 'ended':
+      showMessage('end.title', 'end.text', info.clinic_name ? 'end.helpClinic' : null, { vars: { clinic: info.clinic_name || '' } });
       return;
     case 'revoked':
-      showMessage('join.revoked.title', 'join.revoked.text', 'join.revoked.help');
+      showMessage('join.revoked.title', 'join.revoked.text', info.clinic_name ? 'join.revoked.helpClinic' : 'join.revoked.help', {
+        vars: { clinic: info.clinic_name || '' },
+      });
       return;
     default:
       showMessage('join.unknown.title', 'join.unknown.text', 'join.unknown.help');
   }
 }
 
+/** Before the day: camera and microphone can be tried on the rehearsal page. */
+const rehearse = () => h('a', { class: 'button primary big', id: 'rehearse', href: '/proeve', text: t('join.early.rehearse') });
+
 function showEarly(info) {
   const opens = info.opens_at ? new Date(info.opens_at) : null;
   if (opens && !Number.isNaN(opens.getTime())) {
     showMessage('join.early.title', 'join.early.text', 'join.early.help', {
       vars: { date: fmtLongDate(opens), time: fmtTime(opens) },
+      actions: [rehearse],
     });
     // Look again when the link opens (and every minute, in case the clock
     // of this device is off).
     const wait = Math.min(Math.max(opens.getTime() - Date.now() + 1000, 5000), 60000);
     state.earlyTimer = setTimeout(loadLink, wait);
   } else {
-    showMessage('join.early.title', 'join.early.nodate', null);
+    showMessage('join.early.title', 'join.early.nodate', null, { actions: [rehearse] });
   }
 }
 
@@ -134,21 +178,18 @@ function showWelcome() {
       $('#welcome-when').textContent = t('join.welcome.when', { date: fmtLongDate(d), time: fmtTime(d) });
     }
     $('#welcome-length').textContent = info.length_minutes ? t('join.welcome.length', { n: info.length_minutes }) : '';
+    // What the patient pays, as the server words it from the clinic's fee
+    // for the day (own payment for speciale 51, free for speciale 62).
+    const payment = $('#welcome-payment');
+    const sentence = info.payment ? (lang() === 'en' ? info.payment.en : info.payment.da) : '';
+    payment.textContent = sentence;
+    payment.hidden = !sentence;
   };
   state.rerender();
   show('welcome');
 }
 
 // ---------- Device and connection check ----------
-
-function setStatus(el, kind, text) {
-  el.className = `status ${kind}`;
-  replace(el, h('span', { class: 'mark', 'aria-hidden': 'true', text: kind === 'ok' ? '✓' : kind === 'bad' ? '!' : '…' }), ' ', text);
-}
-
-function help(textKey, helpKey) {
-  return h('div', { class: 'notice bad' }, h('p', { text: t(textKey) }), helpKey ? h('p', { text: t(helpKey) }) : null);
-}
 
 async function startCheck() {
   show('check');
@@ -164,19 +205,16 @@ async function openDevices() {
   state.stream = null;
   state.micHeard = false;
   renderCheck();
-  const res = await openMedia({ audioId: state.sel.mic, videoId: state.sel.camera });
+  const res = await openForCheck({ audioId: state.sel.mic, videoId: state.sel.camera });
   state.stream = res.stream;
-  state.problem = res.problem || null;
-  state.videoProblem = res.videoProblem || (res.stream && !res.stream.getVideoTracks().length ? 'nodevice' : null);
+  state.problem = res.problem;
+  state.videoProblem = res.videoProblem;
   $('#preview').srcObject = state.stream && state.stream.getVideoTracks().length ? state.stream : null;
   if (state.stream) {
-    state.stopMeter = levelMeter(state.stream, (level) => {
-      $('#mic-level').value = level;
-      if (level > 0.12 && !state.micHeard) {
-        state.micHeard = true;
-        renderCheck();
-        announce(t('check.mic.ok'));
-      }
+    state.stopMeter = watchMicrophone(state.stream, $('#mic-level'), () => {
+      state.micHeard = true;
+      renderCheck();
+      announce(t('check.mic.ok'));
     });
   }
   renderCheck();
@@ -222,26 +260,9 @@ async function runRelayCheck() {
 }
 
 function renderCheck() {
-  const camStatus = $('#camera-status');
-  const camHelp = $('#camera-help');
-  if (state.problem) {
-    setStatus(camStatus, 'bad', t(`media.${state.problem}`));
-    replace(camHelp, help(`media.${state.problem}`, `media.${state.problem}.help`));
-  } else if (!state.stream) {
-    setStatus(camStatus, 'pending', t('check.camera.wait'));
-    replace(camHelp);
-  } else if (state.videoProblem) {
-    setStatus(camStatus, 'bad', t('media.nocamera'));
-    replace(camHelp, help(`media.${state.videoProblem}`, `media.${state.videoProblem}.help`));
-  } else {
-    setStatus(camStatus, 'ok', t('check.camera.ok'));
-    replace(camHelp);
-  }
-
-  const micStatus = $('#mic-status');
-  if (state.problem) setStatus(micStatus, 'bad', t(`media.${state.problem}`));
-  else if (state.micHeard) setStatus(micStatus, 'ok', t('check.mic.ok'));
-  else setStatus(micStatus, 'pending', t('check.mic.wait'));
+  const media = { stream: state.stream, problem: state.problem, videoProblem: state.videoProblem };
+  renderCamera($('#camera-status'), $('#camera-help'), media);
+  renderMicrophone($('#mic-status'), media, state.micHeard);
 
   const spk = $('#speaker-status');
   if (state.speaker === true) setStatus(spk, 'ok', t('check.speaker.ok'));
@@ -389,6 +410,13 @@ function onMessage(msg) {
     case 'media_established':
       document.body.dataset.media = 'established';
       return;
+    case 'media_state':
+      state.peer.receive(msg);
+      renderPeerScreen();
+      return;
+    case 'chat':
+      receiveChat(msg);
+      return;
     case 'bye':
       finish(msg.reason === 'left' ? 'left' : 'ended');
       return;
@@ -406,8 +434,9 @@ function onMessage(msg) {
 function onError(msg) {
   switch (msg.code) {
     case 'link_expired':
+      // Over, withdrawn or past its time: the link's page says which.
       finish();
-      showMessage('join.expired.title', 'join.expired.text', 'join.expired.help');
+      loadLink();
       return;
     case 'link_not_yet_open':
       finish();
@@ -451,24 +480,204 @@ function startCall() {
     document.body.dataset.call = e.detail;
     updateBanner();
   });
-  $('#self').srcObject = state.stream && state.stream.getVideoTracks().length ? state.stream : null;
+  call.addEventListener('quality', (e) => state.net.update(e.detail, { expectVideo: state.peer.moving }));
+  showSelf();
   $('#remote-overlay').hidden = false;
   $('#remote-overlay').textContent = t('call.connecting');
+  state.peer.clear();
+  state.net.reset();
   state.rerender = renderCallControls;
   renderCallControls();
+  startTimer();
   show('call');
   announce(t('call.started'));
+  call.setMediaState(localMediaState());
   call.start();
+  checkCameraSwitch();
+}
+
+/** Our microphone and camera, as the physiotherapist is told of them. */
+function localMediaState() {
+  const audio = state.stream?.getAudioTracks()[0];
+  const video = state.stream?.getVideoTracks()[0];
+  return { audio: Boolean(audio?.enabled), video: Boolean(video?.enabled && video.readyState === 'live'), screen: false };
+}
+
+/** Our own picture: mirrored like a mirror, except the back camera's. */
+function showSelf() {
+  const self = $('#self');
+  const video = state.stream?.getVideoTracks()[0];
+  self.srcObject = video ? new MediaStream([video]) : null;
+  self.classList.toggle('mirror', facingOf(video) !== 'environment');
+}
+
+/** The screen layout while the physiotherapist shows a screen. */
+function renderPeerScreen() {
+  $('#s-call .call').dataset.peerScreen = String(state.inCall && state.peer.screen);
+}
+
+// ---------- Mere: switch camera, picture in picture, full screen ----------
+
+async function checkCameraSwitch() {
+  state.canSwitchCamera = await canSwitchCamera(state.stream?.getVideoTracks()[0]);
+  renderViewTools();
+}
+
+function renderViewTools() {
+  const views = state.views;
+  const pip = $('#btn-pip');
+  const full = $('#btn-fullscreen');
+  const cam = $('#btn-switch-cam');
+  cam.hidden = !state.canSwitchCamera;
+  pip.hidden = !views.canPip;
+  pip.disabled = !views.inPip && !views.pipReady;
+  pip.setAttribute('aria-pressed', String(views.inPip));
+  pip.querySelector('.label').textContent = t(views.inPip ? 'call.pip.exit' : 'call.pip');
+  full.hidden = !views.canFullscreen;
+  full.setAttribute('aria-pressed', String(views.inFullscreen));
+  full.querySelector('.label').textContent = t(views.inFullscreen ? 'call.fullscreen.exit' : 'call.fullscreen');
+  full.querySelector('.icon').className = `icon ${views.inFullscreen ? 'fullscreen-exit' : 'fullscreen'}`;
+  $('#more').hidden = cam.hidden && pip.hidden && full.hidden;
+  if ($('#more').hidden) toggleMore(false);
+}
+
+function toggleMore(open = $('#more-menu').hidden) {
+  $('#more-menu').hidden = !open;
+  $('#btn-more').setAttribute('aria-expanded', String(open));
+}
+
+async function onSwitchCamera() {
+  const button = $('#btn-switch-cam');
+  button.disabled = true;
+  try {
+    const track = await switchCamera(state.stream);
+    state.sel.camera = track.getSettings().deviceId || state.sel.camera;
+    const facing = facingOf(track);
+    announce(t(facing === 'environment' ? 'call.switchCam.back' : facing === 'user' ? 'call.switchCam.front' : 'call.switchCam.other'));
+  } catch {
+    announce(t('call.switchCam.failed'), { assertive: true });
+  } finally {
+    // Whatever camera the stream holds now goes out, without renegotiating.
+    const video = state.stream?.getVideoTracks()[0];
+    if (video) await state.call?.replaceTrack(video);
+    showSelf();
+    renderCallControls();
+    state.call?.setMediaState(localMediaState());
+    button.disabled = false;
+  }
+}
+
+function wireViewTools() {
+  const views = new ViewModes($('#remote'), $('#s-call .call'));
+  state.views = views;
+  views.addEventListener('change', renderViewTools);
+  $('#btn-more').addEventListener('click', () => toggleMore());
+  // Esc closes the menu, from the button or from a choice in it.
+  $('#more').addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape' && !$('#more-menu').hidden) {
+      toggleMore(false);
+      $('#btn-more').focus();
+    }
+  });
+  // A tap elsewhere closes the menu.
+  document.addEventListener('click', (ev) => {
+    if (!$('#more-menu').hidden && !$('#more').contains(ev.target)) toggleMore(false);
+  });
+  $('#btn-switch-cam').addEventListener('click', onSwitchCamera);
+  $('#btn-pip').addEventListener('click', async () => {
+    toggleMore(false);
+    await views.togglePip().catch((err) => console.warn('picture in picture', err));
+  });
+  $('#btn-fullscreen').addEventListener('click', async () => {
+    toggleMore(false);
+    await views.toggleFullscreen().catch((err) => console.warn('full screen', err));
+  });
+  renderViewTools();
+}
+
+// ---------- Chat ----------
+
+/** One line of the chat log: who, then the text (never parsed as HTML). */
+function chatLine(whoKey, text) {
+  const log = $('#chat-log');
+  log.append(h('p', {}, h('strong', { text: `${t(whoKey)}: ` }), text));
+  log.scrollTop = log.scrollHeight;
+}
+
+function receiveChat(msg) {
+  if (msg.from === 'patient') return;
+  chatLine('pchat.therapist', msg.text);
+  if ($('#chat').hidden) {
+    // The panel is closed: a badge on its button, and the text read out.
+    state.unread = (state.unread || 0) + 1;
+    renderChatBadge();
+    announce(t('pchat.new', { text: msg.text }));
+  }
+}
+
+function renderChatBadge() {
+  const badge = $('#chat-badge');
+  const n = state.unread || 0;
+  badge.hidden = n === 0;
+  badge.textContent = n ? t('pchat.unread', { n }) : '';
+}
+
+function toggleChat(open = $('#chat').hidden) {
+  $('#chat').hidden = !open;
+  $('#btn-chat').setAttribute('aria-expanded', String(open));
+  if (open) {
+    state.unread = 0;
+    renderChatBadge();
+    $('#chat-input').focus();
+  }
+}
+
+function wireChat() {
+  $('#btn-chat').addEventListener('click', () => toggleChat());
+  $('#chat-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const input = $('#chat-input');
+    const text = input.value.trim();
+    if (!text || !state.signaling) return;
+    if (state.signaling.send({ type: 'chat', text })) {
+      chatLine('pchat.me', text);
+      input.value = '';
+    }
+  });
+}
+
+/** The call timer: minutes and seconds since the call began on this page. */
+function startTimer() {
+  clearInterval(state.timer);
+  const began = Date.now();
+  const value = $('#call-timer-value');
+  const tick = () => {
+    const s = Math.floor((Date.now() - began) / 1000);
+    const hours = Math.floor(s / 3600);
+    const mm = String(Math.floor(s / 60) % 60).padStart(2, '0');
+    const ss = String(s % 60).padStart(2, '0');
+    value.textContent = hours ? `${hours}:${mm}:${ss}` : `${mm}:${ss}`;
+  };
+  tick();
+  $('#call-timer').hidden = false;
+  state.timer = setInterval(tick, 1000);
 }
 
 function endCall() {
+  clearInterval(state.timer);
+  $('#call-timer').hidden = true;
   state.inCall = false;
   if (state.call) {
     state.call.close();
     state.call = null;
   }
+  state.views?.leave();
+  toggleMore(false);
   $('#remote').srcObject = null;
   state.pcState = 'new';
+  state.peer.clear();
+  state.net.reset();
+  renderPeerScreen();
   updateBanner();
 }
 
@@ -515,6 +724,10 @@ function renderCallControls() {
   $('#btn-cam').disabled = !video;
   $('#mic-off-note').hidden = micOn || !audio;
   if (!$('#remote-overlay').hidden && state.pcState !== 'connected') $('#remote-overlay').textContent = t('call.connecting');
+  renderViewTools();
+  state.peer.render();
+  state.net.render();
+  renderPeerScreen();
 }
 
 function wireCall() {
@@ -529,6 +742,7 @@ function wireCall() {
     if (!audio) return;
     audio.enabled = !audio.enabled;
     renderCallControls();
+    state.call?.setMediaState(localMediaState());
     announce(t(audio.enabled ? 'call.mic.on' : 'call.mic.isOff'));
   });
   $('#btn-cam').addEventListener('click', () => {
@@ -536,9 +750,12 @@ function wireCall() {
     if (!video) return;
     video.enabled = !video.enabled;
     renderCallControls();
+    state.call?.setMediaState(localMediaState());
     announce(t(video.enabled ? 'call.cam.on' : 'call.cam.isOff'));
   });
   $('#btn-leave').addEventListener('click', () => {
+    // On a small screen the question takes the chat panel's place.
+    if (!$('#chat').hidden) toggleChat(false);
     $('#leave-confirm').hidden = false;
     focusOn($('#leave-yes'));
   });
@@ -546,9 +763,8 @@ function wireCall() {
     $('#leave-confirm').hidden = true;
     focusOn($('#btn-leave'));
   });
-  // Leaving during the call ends the consultation (the link stops
-  // working); leaving the waiting room does not, so only then can the
-  // patient go back.
+  // Leaving (the call or the waiting room) does not end the consultation:
+  // the patient can go back from the same link until the therapist ends it.
   $('#leave-yes').addEventListener('click', () => {
     $('#leave-confirm').hidden = true;
     state.signaling?.leave();
@@ -558,6 +774,8 @@ function wireCall() {
     state.signaling?.leave();
     finish('left');
   });
+  wireChat();
+  wireViewTools();
 }
 
 /** The session is over on this side: stop media and signaling. */
@@ -569,9 +787,28 @@ function finish(page) {
     state.signaling = null;
   }
   if (page === 'left-call') {
+    // Camera and microphone go off at once; going back opens them again.
     stopStream(state.stream);
     state.stream = null;
-    showMessage('left.title', 'left.callText', null);
+    showMessage('left.title', 'left.callText', null, {
+      actions: [
+        () =>
+          h('button', {
+            type: 'button',
+            id: 'rejoin',
+            class: 'primary big',
+            text: t('left.rejoin'),
+            on: {
+              click: async () => {
+                state.ended = false;
+                const media = await openMedia({ audioId: state.sel.mic, videoId: state.sel.camera });
+                state.stream = media.stream;
+                enterWaitingRoom();
+              },
+            },
+          }),
+      ],
+    });
   } else if (page === 'left') {
     showMessage('left.waitTitle', 'left.text', null, {
       actions: [

@@ -4,6 +4,12 @@
 // The dashboard's texts live in messages-app.js and are merged in below.
 
 import { DA_APP, EN_APP } from './messages-app.js';
+import { DA_PRIVACY, EN_PRIVACY } from './messages-privacy.js';
+import { DA_BILLING, EN_BILLING } from './messages-billing.js';
+import { DA_ACCOUNT, EN_ACCOUNT } from './messages-account.js';
+import { DA_FORMS, EN_FORMS } from './messages-forms.js';
+import { DA_CALL, EN_CALL } from './messages-call.js';
+import { DA_REHEARSAL, EN_REHEARSAL } from './messages-rehearsal.js';
 
 export const DA = {
   // ---- Common ----
@@ -17,6 +23,16 @@ export const DA = {
   'common.skip': 'Gå til indhold',
   'common.error': 'Noget gik galt. Prøv igen om lidt.',
   'common.network': 'Vi kan ikke få kontakt til serveren. Tjek din internetforbindelse og prøv igen.',
+  // A refusal that brings no text of its own (the server's come in errors[]).
+  'problem.status.400': 'Serveren kunne ikke bruge det, der blev sendt. Tjek felterne, og prøv igen.',
+  'problem.status.401': 'Du er ikke logget ind, eller din session er udløbet. Log ind igen.',
+  'problem.status.403': 'Det har du ikke adgang til.',
+  'problem.status.404': 'Det, du leder efter, findes ikke.',
+  'problem.status.409': 'Det kan ikke lade sig gøre, fordi noget er ændret i mellemtiden. Opdater siden, og prøv igen.',
+  'problem.status.413': 'Det, der blev sendt, er for stort.',
+  'problem.status.422': 'Det blev ikke godkendt. Tjek oplysningerne, og prøv igen.',
+  'problem.status.429': 'Der har været for mange forsøg. Vent lidt, og prøv igen.',
+  'problem.status.5xx': 'Serveren kan ikke svare lige nu. Prøv igen om lidt.',
   'common.minutes': '{n} minutter',
 
   // ---- Patient: page and link states ----
@@ -29,6 +45,15 @@ export const DA = {
   'join.expired.title': 'Linket er udløbet',
   'join.expired.text': 'Tiden for denne videokonsultation er gået.',
   'join.expired.help': 'Ring til klinikken, hvis du har brug for en ny tid.',
+  'join.expired.helpClinic': 'Ring til {clinic}, hvis du har brug for en ny tid.',
+  'join.callClinic': 'Ring til {clinic}: {phone}',
+  'join.theClinic': 'klinikken',
+  'join.cancelled.title': 'Klinikken har aflyst',
+  'join.cancelled.text': 'Klinikken har aflyst denne videokonsultation.',
+  'join.cancelled.help': 'Ring til klinikken, hvis du vil have en ny tid.',
+  'join.cancelled.helpClinic': 'Ring til {clinic}, hvis du vil have en ny tid.',
+  'join.revoked.helpClinic': 'Ring til {clinic}, hvis du er i tvivl.',
+  'end.helpClinic': 'Har du spørgsmål, så ring til {clinic}.',
   'join.revoked.title': 'Linket er ikke længere gyldigt',
   'join.revoked.text': 'Klinikken har lukket dette link. Måske har du fået et nyt link i en anden besked.',
   'join.revoked.help': 'Ring til klinikken, hvis du er i tvivl.',
@@ -125,6 +150,15 @@ export const DA = {
   'call.cam.on': 'Tænd kamera',
   'call.cam.isOff': 'Dit kamera er slukket.',
   'call.leave': 'Forlad samtalen',
+  'call.timer': 'Samtalens længde',
+  'pchat.open': 'Beskeder',
+  'pchat.title': 'Beskeder',
+  'pchat.message': 'Skriv en besked',
+  'pchat.send': 'Send',
+  'pchat.me': 'Dig',
+  'pchat.therapist': 'Fysioterapeuten',
+  'pchat.new': 'Ny besked fra fysioterapeuten: {text}',
+  'pchat.unread': '{n} ny',
   'call.leave.confirm': 'Vil du forlade samtalen? Så er samtalen slut.',
   'call.leave.yes': 'Ja, forlad',
   'call.leave.no': 'Nej, bliv',
@@ -140,7 +174,7 @@ export const DA = {
   'left.title': 'Du har forladt samtalen',
   'left.text': 'Du kan gå tilbage, hvis det var en fejl.',
   'left.rejoin': 'Gå tilbage til samtalen',
-  'left.callText': 'Samtalen er slut. Ring til klinikken, hvis det var en fejl.',
+  'left.callText': 'Hvis det var en fejl, kan du gå tilbage til samtalen, så længe terapeuten ikke har afsluttet den.',
   'left.waitTitle': 'Du har forladt venteværelset',
   'denied.title': 'Du blev ikke lukket ind',
   'denied.byTherapist': 'Fysioterapeuten kan ikke tage samtalen nu.',
@@ -162,6 +196,15 @@ export const EN = {
   'common.skip': 'Skip to content',
   'common.error': 'Something went wrong. Please try again in a moment.',
   'common.network': 'We cannot reach the server. Check your internet connection and try again.',
+  'problem.status.400': 'The server could not use what was sent. Check the fields and try again.',
+  'problem.status.401': 'You are not logged in, or your session has expired. Log in again.',
+  'problem.status.403': 'You do not have access to this.',
+  'problem.status.404': 'What you are looking for does not exist.',
+  'problem.status.409': 'This cannot be done because something changed in the meantime. Reload the page and try again.',
+  'problem.status.413': 'What was sent is too large.',
+  'problem.status.422': 'This was not accepted. Check the details and try again.',
+  'problem.status.429': 'There have been too many attempts. Wait a little and try again.',
+  'problem.status.5xx': 'The server cannot answer right now. Please try again in a moment.',
   'common.minutes': '{n} minutes',
 
   'join.title': 'Video consultation',
@@ -173,6 +216,15 @@ export const EN = {
   'join.expired.title': 'This link has expired',
   'join.expired.text': 'The time for this video consultation has passed.',
   'join.expired.help': 'Call the clinic if you need a new appointment.',
+  'join.expired.helpClinic': 'Call {clinic} if you need a new appointment.',
+  'join.callClinic': 'Call {clinic}: {phone}',
+  'join.theClinic': 'the clinic',
+  'join.cancelled.title': 'The clinic has cancelled',
+  'join.cancelled.text': 'The clinic has cancelled this video consultation.',
+  'join.cancelled.help': 'Call the clinic if you would like a new appointment.',
+  'join.cancelled.helpClinic': 'Call {clinic} if you would like a new appointment.',
+  'join.revoked.helpClinic': 'Call {clinic} if you are unsure.',
+  'end.helpClinic': 'If you have questions, call {clinic}.',
   'join.revoked.title': 'This link is no longer valid',
   'join.revoked.text': 'The clinic has closed this link. You may have received a new link in another message.',
   'join.revoked.help': 'Call the clinic if you are unsure.',
@@ -264,6 +316,15 @@ export const EN = {
   'call.cam.on': 'Turn camera on',
   'call.cam.isOff': 'Your camera is off.',
   'call.leave': 'Leave the call',
+  'call.timer': 'Length of the call',
+  'pchat.open': 'Messages',
+  'pchat.title': 'Messages',
+  'pchat.message': 'Write a message',
+  'pchat.send': 'Send',
+  'pchat.me': 'You',
+  'pchat.therapist': 'The physiotherapist',
+  'pchat.new': 'New message from the physiotherapist: {text}',
+  'pchat.unread': '{n} new',
   'call.leave.confirm': 'Do you want to leave the call? The consultation then ends.',
   'call.leave.yes': 'Yes, leave',
   'call.leave.no': 'No, stay',
@@ -278,7 +339,7 @@ export const EN = {
   'left.title': 'You have left the call',
   'left.text': 'You can go back if it was a mistake.',
   'left.rejoin': 'Go back to the call',
-  'left.callText': 'The consultation has ended. Call the clinic if it was a mistake.',
+  'left.callText': 'If it was a mistake, you can go back to the call as long as the therapist has not ended it.',
   'left.waitTitle': 'You have left the waiting room',
   'denied.title': 'You were not let in',
   'denied.byTherapist': 'The physiotherapist cannot take the consultation now.',
@@ -289,5 +350,5 @@ export const EN = {
   'replaced.use': 'Use this device',
 };
 
-Object.assign(DA, DA_APP);
-Object.assign(EN, EN_APP);
+Object.assign(DA, DA_APP, DA_PRIVACY, DA_BILLING, DA_ACCOUNT, DA_FORMS, DA_CALL, DA_REHEARSAL);
+Object.assign(EN, EN_APP, EN_PRIVACY, EN_BILLING, EN_ACCOUNT, EN_FORMS, EN_CALL, EN_REHEARSAL);

@@ -3,7 +3,8 @@
 //
 // Events (CustomEvent.detail):
 // - `welcome`: the welcome message (also after a resume; see `resumed`);
-// - `message`: every numbered server message, exactly once, in order;
+// - `message`: every numbered server message, exactly once, in order
+//   (with `media_state`, which the hello asks for in `features`);
 // - `error`: an error message from the server (connection-scoped);
 // - `state`: "connecting" | "open" | "reconnecting" | "closed";
 // - `closed`: {code, reason, final}: the session ended for good (bye,
@@ -13,6 +14,11 @@
 // sends `hello` with `resume` so the server replays what was missed.
 
 const PROTOCOL_VERSION = 1;
+/**
+ * The optional server messages this client understands (hello.features):
+ * `media_state`, the peer's microphone, camera and screen sharing.
+ */
+const FEATURES = ['media_state'];
 /** Close codes after which the client must not reconnect by itself. */
 const FINAL_CLOSE_CODES = new Set([1000, 1008, 4001, 4002]);
 /** Codes of a hello refusal; the server closes with 1008 after them. */
@@ -26,12 +32,48 @@ const FINAL_ERROR_CODES = new Set([
   'replaced',
 ]);
 
+/** The address of the signaling endpoint, on this page's own server. */
+export function signalingUrl() {
+  return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
+}
+
+/**
+ * Whether the signaling endpoint can be reached from here (through any
+ * proxy or firewall on the way): opens a WebSocket to /ws and closes it as
+ * soon as it is open, before any hello, so no one is authenticated and
+ * nothing is joined (docs/protocol.md, section 1). Resolves true or false.
+ */
+export function canReachSignaling(timeoutMs = 8000) {
+  return new Promise((resolve) => {
+    let ws;
+    try {
+      ws = new WebSocket(signalingUrl());
+    } catch {
+      resolve(false);
+      return;
+    }
+    const timer = setTimeout(() => {
+      ws.close();
+      resolve(false);
+    }, timeoutMs);
+    ws.addEventListener('open', () => {
+      clearTimeout(timer);
+      ws.close(1000);
+      resolve(true);
+    });
+    ws.addEventListener('close', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+}
+
 export class Signaling extends EventTarget {
   /** `auth`: {link_token} or {session: {consultation}}. */
   constructor(auth, { url } = {}) {
     super();
     this.auth = auth;
-    this.url = url || `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
+    this.url = url || signalingUrl();
     this.ws = null;
     this.resumeToken = null;
     this.lastSeq = 0;
@@ -81,7 +123,7 @@ export class Signaling extends EventTarget {
     }
     this.ws = ws;
     ws.addEventListener('open', () => {
-      const hello = { type: 'hello', version: PROTOCOL_VERSION, auth: this.auth };
+      const hello = { type: 'hello', version: PROTOCOL_VERSION, auth: this.auth, features: FEATURES };
       if (this.resumeToken) hello.resume = { token: this.resumeToken, last_seq: this.lastSeq };
       ws.send(JSON.stringify(hello));
     });
@@ -179,8 +221,9 @@ export class Signaling extends EventTarget {
     if (this.stopped) return;
     this.setState('reconnecting');
     clearTimeout(this.retryTimer);
-    // 0.5 s, 1 s, 2 s, 4 s, then every 5 s, with a little jitter.
-    const base = Math.min(5000, 500 * 2 ** this.attempt);
+    // 0.25 s, 0.5 s, 1 s, then every 1.5 s, with a little jitter: a
+    // restarted server has its patients back within two seconds.
+    const base = Math.min(1500, 250 * 2 ** this.attempt);
     this.attempt += 1;
     const delay = base * (0.8 + Math.random() * 0.4);
     this.retryTimer = setTimeout(() => this.open(), delay);

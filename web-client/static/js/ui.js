@@ -43,10 +43,22 @@ export function select(options, props = {}) {
   );
 }
 
+/**
+ * What a thrown error says to people. An ApiError names its reasons in
+ * the current language; a plain Error carries a text the page made with
+ * t(); anything else (a TypeError, a DOMException) has the browser's
+ * English, which is logged, not shown.
+ */
+function reasonsOf(err) {
+  if (err instanceof ApiError) return err.reasons;
+  if (err instanceof Error && err.constructor === Error && err.message) return [err.message];
+  console.error(err);
+  return [t('common.error')];
+}
+
 /** The reasons of a failed request, as a notice with a list (role alert). */
 export function errorBox(err, introKey) {
-  const reasons =
-    err instanceof ApiError ? err.reasons : [err && err.message ? err.message : t('common.error')];
+  const reasons = reasonsOf(err);
   const codes = err instanceof ApiError ? err.codes : [];
   return h(
     'div',

@@ -412,3 +412,105 @@ pub async fn round_trip(
     }
     Ok(buf[..n].to_vec())
 }
+
+/// One browser of a consultation: a `turn`-crate client holding an
+/// allocation made with credentials of its own participant reference.
+pub struct Participant {
+    pub reference: Reference,
+    pub client: Client,
+    pub conn: Arc<dyn webrtc_util::Conn + Send + Sync>,
+    /// The allocation's relayed address, where the other participant sends.
+    pub relayed: SocketAddr,
+}
+
+impl Participant {
+    /// Allocates on `relay` with fresh credentials of `reference`.
+    pub async fn join(relay: &Relay, reference: &str) -> Self {
+        let creds = issue(reference, 600);
+        let client = turn_client_for(relay.local_addr(), &creds).await;
+        let conn = client.allocate().await.expect("allocation");
+        let relayed = webrtc_util::Conn::local_addr(&conn).unwrap();
+        Self {
+            reference: Reference::parse(reference).unwrap(),
+            client,
+            conn: Arc::new(conn),
+            relayed,
+        }
+    }
+
+    /// Sends `payload` through the relay to `to`'s relayed address.
+    pub async fn send(&self, to: &Participant, payload: &[u8]) {
+        self.conn
+            .send_to(payload, to.relayed)
+            .await
+            .expect("send through the relay");
+    }
+
+    /// The next payload relayed to this participant, if one comes within
+    /// `within`.
+    pub async fn recv(&self, within: Duration) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 2048];
+        let (n, _) = tokio::time::timeout(within, self.conn.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        Some(buf[..n].to_vec())
+    }
+
+    /// Waits for exactly `payload`, skipping the [`HELLO`]s of
+    /// [`meet`]; anything else is a failure.
+    pub async fn expect(&self, payload: &[u8]) {
+        loop {
+            let got = self
+                .recv(PATIENCE)
+                .await
+                .unwrap_or_else(|| panic!("{} received nothing", self.reference));
+            if got == payload {
+                return;
+            }
+            assert_eq!(
+                got, HELLO,
+                "{} received something unexpected",
+                self.reference
+            );
+        }
+    }
+
+    pub async fn leave(self) {
+        let _ = self.conn.close().await;
+        let _ = self.client.close().await;
+    }
+}
+
+/// A payload that is not media (first byte `h`), for setting up
+/// permissions without being counted.
+pub const HELLO: &[u8] = b"hello";
+
+/// Has `a` and `b` send [`HELLO`]s to each other until each has received
+/// one, so both allocations have a permission for the other (a TURN server
+/// drops datagrams from peers without one).
+pub async fn meet(a: &Participant, b: &Participant) {
+    let (mut a_heard, mut b_heard) = (false, false);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !(a_heard && b_heard) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "participants never met"
+        );
+        a.send(b, HELLO).await;
+        b.send(a, HELLO).await;
+        let wait = Duration::from_millis(100);
+        a_heard |= a.recv(wait).await.is_some();
+        b_heard |= b.recv(wait).await.is_some();
+    }
+}
+
+/// An RTP-looking packet (version 2, first byte 0x80) of `len` bytes.
+pub fn rtp(seq: u16, len: usize) -> Vec<u8> {
+    assert!(len >= 12, "an RTP header is 12 bytes");
+    let mut packet = vec![0u8; len];
+    packet[0] = 0x80;
+    packet[1] = 111; // Opus
+    packet[2..4].copy_from_slice(&seq.to_be_bytes());
+    packet
+}

@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult, Problem, ProblemItem};
+use crate::auth::{Auth, Clinician};
+use crate::error::{ApiError, ApiResult, OnConflict, Problem, ProblemItem};
 use crate::extract::{ApiJson, IdPath};
+use crate::routes::account::unknown_speciale;
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -93,13 +94,64 @@ async fn catalogue(_auth: Auth) -> Json<Catalogue> {
 }
 
 /// An in-clinic visit.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct VisitDto {
-    /// Id (ignored on input).
-    #[serde(default, skip_deserializing)]
-    pub id: Option<uuid::Uuid>,
+    /// Id.
+    pub id: uuid::Uuid,
     /// When the patient was seen in the clinic.
+    pub at: DateTime<Utc>,
+    /// Video lines of the patient on the visit's Danish day, reversed when the visit was
+    /// recorded: the agreement allows one consultation per patient per calendar day. Only in
+    /// the answer to recording the visit; empty in lists.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reversed_video_lines: Vec<VisitConflictDto>,
+}
+
+/// A video line reversed because of an in-clinic visit the same day, told to the therapist.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VisitConflictDto {
+    /// The video consultation.
+    pub consultation_id: uuid::Uuid,
+    /// Its line, now reversed.
+    pub line_id: uuid::Uuid,
+    /// The reversing line (posted today).
+    pub reversal_id: uuid::Uuid,
+    /// The Danish day.
+    pub day: chrono::NaiveDate,
+    /// What happened, in Danish.
+    pub da: String,
+    /// What happened, in English.
+    pub en: String,
+}
+
+impl From<konsult_store::billing::VisitConflict> for VisitConflictDto {
+    fn from(c: konsult_store::billing::VisitConflict) -> Self {
+        Self {
+            consultation_id: c.consultation.as_uuid(),
+            line_id: c.line.as_uuid(),
+            reversal_id: c.reversal.as_uuid(),
+            day: c.day,
+            da: format!(
+                "Patienten har nu både en videokonsultation og en konsultation i klinikken den {}. \
+                 Der kan kun afregnes 1 konsultation pr. kalenderdag, så videokonsultationens \
+                 afregningslinje er tilbageført.",
+                c.day.format("%d.%m.%Y")
+            ),
+            en: format!(
+                "The patient now has both a video consultation and an in-clinic consultation on \
+                 {}. Only one consultation per calendar day can be billed, so the video \
+                 consultation's billing line was reversed.",
+                c.day
+            ),
+        }
+    }
+}
+
+/// An in-clinic visit to record.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisitRequest {
+    /// When the patient was seen in the clinic (not in the future).
     pub at: DateTime<Utc>,
 }
 
@@ -125,8 +177,9 @@ async fn list_visits(
         visits
             .into_iter()
             .map(|v| VisitDto {
-                id: Some(v.id.as_uuid()),
+                id: v.id.as_uuid(),
                 at: v.at,
+                reversed_video_lines: Vec::new(),
             })
             .collect(),
     ))
@@ -134,21 +187,23 @@ async fn list_visits(
 
 /// Records that the patient was seen in the clinic (not in the future).
 #[utoipa::path(post, path = "/api/patients/{id}/visits", tag = "clinical",
-    params(("id" = uuid::Uuid, Path)), request_body = VisitDto,
+    params(("id" = uuid::Uuid, Path)), request_body = VisitRequest,
     responses((status = 201, body = VisitDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
 async fn create_visit(
     State(state): State<AppState>,
-    auth: Auth,
+    auth: Clinician,
     IdPath(id): IdPath,
-    ApiJson(req): ApiJson<VisitDto>,
+    ApiJson(req): ApiJson<VisitRequest>,
 ) -> ApiResult<(StatusCode, Json<VisitDto>)> {
     let now = state.clock.now();
     if req.at > now + chrono::Duration::minutes(5) {
-        return Err(ApiError::BadRequest(
-            "an in-clinic visit cannot be in the future".into(),
+        return Err(ApiError::bad_request(
+            "visit_in_future",
+            "Et besøg i klinikken kan ikke registreres i fremtiden.",
+            "an in-clinic visit cannot be in the future",
         ));
     }
-    let v = state
+    let (v, conflicts) = state
         .store
         .record_visit(
             auth.0.clinic,
@@ -161,8 +216,9 @@ async fn create_visit(
     Ok((
         StatusCode::CREATED,
         Json(VisitDto {
-            id: Some(v.id.as_uuid()),
+            id: v.id.as_uuid(),
             at: v.at,
+            reversed_video_lines: conflicts.into_iter().map(Into::into).collect(),
         }),
     ))
 }
@@ -254,28 +310,36 @@ fn rule(code: &str, da: String, en: String) -> ApiError {
     responses((status = 201, body = CourseDto), (status = 400, body = Problem), (status = 422, body = Problem), (status = 404, body = Problem)))]
 async fn create_course(
     State(state): State<AppState>,
-    auth: Auth,
+    auth: Clinician,
     IdPath(id): IdPath,
     ApiJson(req): ApiJson<CourseRequest>,
 ) -> ApiResult<(StatusCode, Json<CourseDto>)> {
     let now = state.clock.now();
-    let speciale = Speciale::try_from(req.speciale).map_err(|_| {
-        ApiError::BadRequest(format!("unknown speciale {}; use 51 or 62", req.speciale))
-    })?;
+    let speciale = Speciale::try_from(req.speciale).map_err(|_| unknown_speciale(req.speciale))?;
     let diagnosis_group = req
         .diagnosis_group
         .as_deref()
         .map(|c| {
-            c.parse::<DiagnosisGroup>()
-                .map_err(|_| ApiError::BadRequest(format!("unknown diagnosis group {c:?}")))
+            c.parse::<DiagnosisGroup>().map_err(|_| {
+                ApiError::bad_request(
+                    "unknown_diagnosis_group",
+                    "Diagnosegruppen kendes ikke. Vælg en af listens grupper.",
+                    format!("unknown diagnosis group {c:?}"),
+                )
+            })
         })
         .transpose()?;
     let structured = req
         .structured
         .as_deref()
         .map(|c| {
-            c.parse::<StructuredCourse>()
-                .map_err(|_| ApiError::BadRequest(format!("unknown structured course {c:?}")))
+            c.parse::<StructuredCourse>().map_err(|_| {
+                ApiError::bad_request(
+                    "unknown_structured_course",
+                    "Det strukturerede forløb kendes ikke. Vælg et af listens forløb.",
+                    format!("unknown structured course {c:?}"),
+                )
+            })
         })
         .transpose()?;
     let course = Course::open(
@@ -358,7 +422,7 @@ fn assessment_dto(course: CourseId, a: konsult_domain::Assessment) -> Assessment
     responses((status = 200, body = [AssessmentDto]), (status = 404, body = Problem)))]
 async fn list_assessments(
     State(state): State<AppState>,
-    auth: Auth,
+    auth: Clinician,
     IdPath(id): IdPath,
 ) -> ApiResult<Json<Vec<AssessmentDto>>> {
     let course = CourseId::from_uuid(id);
@@ -379,7 +443,7 @@ async fn list_assessments(
     responses((status = 201, body = AssessmentDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
 async fn create_assessment(
     State(state): State<AppState>,
-    auth: Auth,
+    auth: Clinician,
     IdPath(id): IdPath,
     ApiJson(req): ApiJson<AssessmentRequest>,
 ) -> ApiResult<(StatusCode, Json<AssessmentDto>)> {
@@ -411,7 +475,7 @@ async fn create_assessment(
     responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn revoke_assessment(
     State(state): State<AppState>,
-    auth: Auth,
+    auth: Clinician,
     IdPath(id): IdPath,
 ) -> ApiResult<StatusCode> {
     state
@@ -422,6 +486,10 @@ async fn revoke_assessment(
             AssessmentId::from_uuid(id),
             state.clock.now(),
         )
-        .await?;
+        .await
+        .on_conflict(
+            "already_revoked",
+            "Vurderingen er allerede trukket tilbage.",
+        )?;
     Ok(StatusCode::NO_CONTENT)
 }

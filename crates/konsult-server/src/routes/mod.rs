@@ -5,10 +5,15 @@ pub mod admin;
 pub mod billing;
 pub mod clinical;
 pub mod consultations;
+pub mod fees;
 pub mod join;
+pub mod openapi;
 pub mod patients;
+pub mod privacy;
 
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
@@ -26,14 +31,17 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
     info(title = "Konsult API", description = "Clinic back end of Konsult: accounts, patients, courses, assessments, consultations, billing and audit."),
     tags(
         (name = "account"), (name = "admin"), (name = "patients"), (name = "clinical"),
-        (name = "consultations"), (name = "billing"), (name = "join")
+        (name = "consultations"), (name = "billing"), (name = "fees"), (name = "join"), (name = "privacy")
     )
 )]
 struct ApiDoc;
 
-/// The OpenAPI document of every endpoint.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+/// The OpenAPI document of every endpoint, as served (see [`openapi`]).
+pub fn openapi_document() -> serde_json::Value {
+    let doc = api_router().split_for_parts().1;
+    let mut value = serde_json::to_value(doc).expect("the OpenAPI document serialises");
+    openapi::complete(&mut value);
+    value
 }
 
 fn api_router() -> OpenApiRouter<AppState> {
@@ -44,28 +52,94 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(clinical::router())
         .merge(consultations::router())
         .merge(billing::router())
+        .merge(fees::router())
         .merge(join::router())
+        .merge(privacy::router())
 }
 
 #[derive(Serialize)]
 struct Health {
     status: &'static str,
     version: &'static str,
+    /// Why not ready: `database_unavailable`, `database_read_only` or
+    /// `database_disk_full`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    /// The reason in words (no address, user or password).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    /// Things the operators should see to that do not stop serving, e.g.
+    /// `fee_table_out_of_date`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<&'static str>,
+    /// How many clinics lack a fee regulation step up to today.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fee_tables_out_of_date: Option<usize>,
 }
 
 async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
+        reason: None,
+        detail: None,
+        warnings: Vec::new(),
+        fee_tables_out_of_date: None,
     })
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    state.store.ping().await?;
+/// How long `/readyz` waits for the database.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ready when the database answers within [`READY_WITHIN`] (and an SQLite
+/// file can be written and has room); otherwise 503 with the reason. A
+/// clinic whose fee table lacks a regulation step up to today is a warning
+/// (fees are then unconfirmed), not a reason to stop serving.
+async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if let Err(not_ready) = state.store.readiness(READY_WITHIN).await {
+        tracing::warn!(reason = not_ready.code(), detail = %not_ready, "not ready");
+        let body = Health {
+            status: "not_ready",
+            version: env!("CARGO_PKG_VERSION"),
+            reason: Some(not_ready.code()),
+            detail: Some(not_ready.to_string()),
+            warnings: Vec::new(),
+            fee_tables_out_of_date: None,
+        };
+        let retry_after = crate::error::DATABASE_RETRY_AFTER.as_secs().to_string();
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, retry_after)],
+            Json(body),
+        )
+            .into_response());
+    }
+    let today = konsult_domain::danish_day(state.clock.now());
+    let mut out_of_date = 0;
+    for clinic in state.store.clinic_ids().await? {
+        let specialer = state.store.clinic(clinic).await?.specialer;
+        let schedule = state.store.fee_schedule(clinic).await?;
+        if schedule
+            .missing_steps(today)
+            .iter()
+            .any(|(speciale, _)| specialer.contains(speciale))
+        {
+            out_of_date += 1;
+        }
+    }
     Ok(Json(Health {
         status: "ready",
         version: env!("CARGO_PKG_VERSION"),
-    }))
+        reason: None,
+        detail: None,
+        warnings: if out_of_date > 0 {
+            vec!["fee_table_out_of_date"]
+        } else {
+            Vec::new()
+        },
+        fee_tables_out_of_date: Some(out_of_date),
+    })
+    .into_response())
 }
 
 async fn not_found() -> ApiError {
@@ -74,8 +148,8 @@ async fn not_found() -> ApiError {
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api_router().split_for_parts();
-    let doc = std::sync::Arc::new(doc);
+    let (api, _) = api_router().split_for_parts();
+    let doc = std::sync::Arc::new(openapi_document());
     let hsts = state.settings.serves_tls();
     api.route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

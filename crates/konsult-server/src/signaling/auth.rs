@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use konsult_domain::{ClinicId, ConsultationId, ConsultationState};
+use konsult_domain::{ClinicId, ConsultationId, ConsultationState, EvidencePolicy};
 use konsult_protocol::{Auth, CandidatePolicy, ErrorCode, Role, ServerMessage};
 use konsult_store::audit::Actor;
-use konsult_store::consultations::LinkStatus;
+use konsult_store::consultations::{Consultation, LinkStatus};
+use konsult_store::therapists::SessionKey;
 use konsult_store::{Store, StoreError};
 
 /// How long a therapist's TURN credential lives: a working day's stretch
@@ -23,12 +24,22 @@ pub struct Authenticated {
     pub consultation: ConsultationId,
     /// Who connects.
     pub role: Role,
-    /// `relay_only` when the consultation says so.
+    /// `relay_only` when the consultation or the clinic's evidence policy
+    /// says so.
     pub policy: CandidatePolicy,
+    /// The clinic's evidence policy.
+    pub evidence_policy: EvidencePolicy,
+    /// The consultation's call has started (`in_call`).
+    pub call_started: bool,
+    /// Patient: the reference of the join link used.
+    pub link: Option<String>,
     /// Patient: when the join link stops working.
     pub closes_at: Option<DateTime<Utc>>,
     /// How long this participant's TURN credential may live.
     pub credential_ttl: Duration,
+    /// Therapist: the login session the connection rests on; ending the
+    /// session (logout, password change, deactivation) ends the connection.
+    pub session: Option<SessionKey>,
 }
 
 /// Why a hello is refused: sent as `error`, then close 1008. The message
@@ -63,8 +74,9 @@ fn internal(error: StoreError) -> Refusal {
     )
 }
 
-/// Checks `auth` at `now`. `session_token` is the `konsult_session` cookie
-/// of the upgrade request, if any.
+/// Checks `auth` at `now`. `session_token` is the session cookie of the
+/// upgrade request (`konsult_session`, `__Host-konsult_session` under TLS),
+/// if any.
 pub async fn authenticate(
     store: &Store,
     auth: &Auth,
@@ -86,13 +98,14 @@ pub async fn authenticate(
 }
 
 async fn patient(store: &Store, token: &str, now: DateTime<Utc>) -> Result<Authenticated, Refusal> {
-    let (clinic, consultation, closes_at) =
+    let (clinic, consultation, closes_at, link) =
         match store.link_status(token, now).await.map_err(internal)? {
             LinkStatus::Valid {
                 clinic,
                 consultation,
                 closes_at,
-            } => (clinic, consultation, closes_at),
+                link,
+            } => (clinic, consultation, closes_at, link),
             LinkStatus::NotYetOpen { opens_at, .. } => {
                 return Err(Refusal::new(
                     ErrorCode::LinkNotYetOpen,
@@ -106,6 +119,12 @@ async fn patient(store: &Store, token: &str, now: DateTime<Utc>) -> Result<Authe
                 return Err(Refusal::new(
                     ErrorCode::LinkExpired,
                     "the join link has expired",
+                ))
+            }
+            LinkStatus::Ended => {
+                return Err(Refusal::new(
+                    ErrorCode::LinkExpired,
+                    "the consultation is over",
                 ))
             }
             LinkStatus::Revoked => {
@@ -129,7 +148,7 @@ async fn patient(store: &Store, token: &str, now: DateTime<Utc>) -> Result<Authe
         Ok(Ok(())) => {}
         // The failed criteria are the clinic's assessment of the patient:
         // the therapist sees them, a holder of the link does not.
-        Ok(Err(_)) => {
+        Ok(Err(_)) | Err(StoreError::Refused { .. }) => {
             return Err(Refusal::new(
                 ErrorCode::NotEligible,
                 "a video consultation is not possible now; please contact the clinic",
@@ -143,13 +162,18 @@ async fn patient(store: &Store, token: &str, now: DateTime<Utc>) -> Result<Authe
         }
         Err(e) => return Err(internal(e)),
     }
+    let evidence_policy = evidence_policy(store, clinic).await?;
     Ok(Authenticated {
         clinic,
         consultation,
         role: Role::Patient,
-        policy: policy(c.relay_only),
+        policy: policy(&c, evidence_policy),
+        evidence_policy,
+        call_started: c.state == ConsultationState::InCall,
+        link: Some(link),
         closes_at: Some(closes_at),
         credential_ttl: (closes_at - now).to_std().unwrap_or(Duration::ZERO),
+        session: None,
     })
 }
 
@@ -171,6 +195,12 @@ async fn therapist(
         .await
         .map_err(internal)?
         .ok_or_else(unauthorized)?;
+    if !session.role.is_clinical() {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "a secretary's account cannot run a call",
+        ));
+    }
     let c = match store
         .consultation(
             session.clinic,
@@ -190,24 +220,39 @@ async fn therapist(
         }
         Err(e) => return Err(internal(e)),
     };
-    if c.state.is_final() || c.state == ConsultationState::Ended {
+    if c.state.is_over() {
         return Err(Refusal::new(
             ErrorCode::WrongState,
             format!("the consultation is {}", c.state),
         ));
     }
+    let evidence_policy = evidence_policy(store, session.clinic).await?;
     Ok(Authenticated {
         clinic: session.clinic,
         consultation,
         role: Role::Therapist,
-        policy: policy(c.relay_only),
+        policy: policy(&c, evidence_policy),
+        evidence_policy,
+        call_started: c.state == ConsultationState::InCall,
+        link: None,
         closes_at: None,
         credential_ttl: THERAPIST_CREDENTIAL_TTL,
+        session: Some(session.key),
     })
 }
 
-fn policy(relay_only: bool) -> CandidatePolicy {
-    if relay_only {
+async fn evidence_policy(store: &Store, clinic: ClinicId) -> Result<EvidencePolicy, Refusal> {
+    Ok(store
+        .clinic(clinic)
+        .await
+        .map_err(internal)?
+        .evidence_policy)
+}
+
+/// Relay-only when the consultation was scheduled so, or when the clinic
+/// accepts only relay-observed evidence (the relay must see the media).
+fn policy(c: &Consultation, evidence: EvidencePolicy) -> CandidatePolicy {
+    if c.relay_only || evidence.forces_relay_only() {
         CandidatePolicy::RelayOnly
     } else {
         CandidatePolicy::All

@@ -9,24 +9,29 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum_extra::extract::CookieJar;
 use base64::Engine as _;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use konsult_protocol::{CloseCode, ErrorCode, ResumeToken, ServerMessage};
-use konsult_signal::{ConnId, JoinRequest};
+use konsult_signal::{ConnId, JoinRequest, LinkRef};
 use rand::RngCore;
 use tokio::sync::{mpsc, watch};
 
 use super::auth::{authenticate, Refusal};
 use super::hub::{HubInput, Outbound};
-use crate::auth::SESSION_COOKIE;
+use crate::relay::Participant;
 use crate::state::AppState;
 
 /// How long a new connection may take to send its hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames queued for one connection before it counts as not reading.
 const OUTBOUND_CAPACITY: usize = 512;
+/// How long one frame (or the closing handshake) may wait for the socket
+/// to take it. A client that stops reading fills the kernel's buffers and
+/// then blocks the writer; after this long it is dropped for real (the
+/// socket is closed and its buffers freed), not only on paper. A 64 KiB
+/// frame needs 10 s only below ~50 kbit/s.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Close code for a binary frame (RFC 6455 7.4.1: unacceptable data type).
 const UNSUPPORTED_DATA: u16 = 1003;
 /// Close code when the server shuts down (RFC 6455 7.4.1: going away).
@@ -52,9 +57,7 @@ pub async fn ws_handler(
             return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response();
         }
     }
-    let session_token = CookieJar::from_headers(&headers)
-        .get(SESSION_COOKIE)
-        .map(|c| c.value().to_owned());
+    let session_token = crate::auth::session_token_in(&headers, &state);
     let limit = state.signaling.max_message_bytes();
     upgrade
         .max_message_size(limit)
@@ -130,8 +133,13 @@ async fn run(socket: WebSocket, state: AppState, session_token: Option<String>) 
     // 3. Join.
     let conn = signaling.next_conn_id();
     let consultation = who.consultation.as_uuid();
+    let participant = match &who.link {
+        Some(link) => Participant::Patient { link },
+        None => Participant::Therapist,
+    };
     let ice_servers = signaling.turn().ice_servers(
         consultation,
+        participant,
         who.policy,
         SystemTime::now(),
         who.credential_ttl,
@@ -140,9 +148,13 @@ async fn run(socket: WebSocket, state: AppState, session_token: Option<String>) 
         consultation,
         role: who.role,
         candidate_policy: who.policy,
+        evidence_policy: who.evidence_policy,
+        call_started: who.call_started,
+        link: who.link.clone().map(LinkRef),
         ice_servers,
         resume_token_for_new: fresh_resume_token(),
         resume: hello.resume,
+        features: hello.features,
     };
     let (writer_tx, writer_rx) = mpsc::channel(OUTBOUND_CAPACITY);
     // The hub holds the only strong sender: when it drops it (a client
@@ -153,6 +165,7 @@ async fn run(socket: WebSocket, state: AppState, session_token: Option<String>) 
         request,
         clinic: who.clinic,
         closes_at: who.closes_at,
+        session: who.session.clone(),
         writer: writer_tx,
     };
     tracing::info!(%conn, consultation = %consultation, role = %who.role, "joined");
@@ -235,7 +248,9 @@ async fn read(
     }
 }
 
-/// Hub → socket.
+/// Hub → socket. Every write is bounded by [`WRITE_TIMEOUT`]; when the
+/// writer returns, [`run`] stops the reader and both halves of the socket
+/// are dropped, which closes it.
 async fn write(
     mut sink: Sink,
     mut frames: mpsc::Receiver<Outbound>,
@@ -249,28 +264,27 @@ async fn write(
                 reason: "server shutting down",
             }),
         };
-        match next {
-            Some(Outbound::Frame(text)) => {
-                if sink
-                    .send(Message::Text(Utf8Bytes::from(text)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
+        let frame = match next {
+            Some(Outbound::Frame(text)) => Message::Text(Utf8Bytes::from(text)),
             Some(Outbound::Close { code, reason }) => {
-                let _ = sink
-                    .send(Message::Close(Some(CloseFrame {
-                        code,
-                        reason: Utf8Bytes::from_static(reason),
-                    })))
-                    .await;
+                let close = Message::Close(Some(CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from_static(reason),
+                }));
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(close)).await;
                 return;
             }
             // The hub dropped this connection (it does not keep up).
             None => {
-                let _ = sink.close().await;
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
+                return;
+            }
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::warn!("connection does not read; closing it");
                 return;
             }
         }

@@ -1,26 +1,38 @@
 //! The hub task: the one owner of the `konsult_signal::Hub`.
 //!
-//! Connection tasks send [`HubInput`]s over one channel; the task feeds each
-//! to the core with the real monotonic `Instant`, drains the core's outputs
-//! (frames and closes to the connections' channels, admission checks to
-//! spawned store queries, room events to the recorder), and sleeps until the
-//! core's next deadline. The recorder is a second task that applies the
-//! store writes one after the other, so a consultation's events land in the
-//! order they happened.
+//! Connection tasks and the API send [`HubInput`]s over one channel; the
+//! task feeds each to the core with the real monotonic `Instant`, and
+//! carries out the core's outputs: frames and closes to the connections'
+//! channels, admission checks to spawned store queries, writes to the
+//! [`Recorder`]. Every second it feeds the core what the embedded relay
+//! counted for the rooms in a call. It sleeps until the core's next
+//! deadline.
+//!
+//! The recorder commits writes in the order the core emitted them for each
+//! consultation (a few workers, each consultation always on the same one),
+//! retrying failed writes until they commit, and answers each with
+//! [`HubInput::Written`]. The core holds a room's messages back until its
+//! durable writes are answered, so what a client hears is already in the
+//! database.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use konsult_domain::{ClinicId, ConsultationId};
-use konsult_signal::{AdmissionCheckId, ConnId, Hub, JoinRequest, Output, RoomEvent};
-use konsult_store::consultations::CallEvent;
+use konsult_domain::{CallEvent, ClinicId, ConsultationId};
+use konsult_protocol::{CloseCode, ErrorCode, ServerMessage};
+use konsult_signal::{
+    AdmissionCheckId, ConnId, Hub, JoinRequest, LinkRef, Output, RoomRecord, WriteId, WriteRefused,
+};
+use konsult_store::consultations::RoomWrite;
+use konsult_store::therapists::SessionKey;
 use konsult_store::{Store, StoreError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
-use super::ledger::{Action, Ledger};
 use crate::relay::Turn;
 use crate::state::Clock;
 
@@ -29,8 +41,26 @@ pub const WINDOW_CLOSED: &str = "window_closed";
 /// Failure code when the consultation was ended, completed or cancelled
 /// before admission.
 pub const CONSULTATION_CLOSED: &str = "consultation_closed";
+/// Close reason when the therapist's login session ended.
+pub const SESSION_ENDED: &str = "session_ended";
+/// How long an ended session is remembered against a late join (longer
+/// than a hello's check in the store takes).
+const ENDED_SESSION_MEMORY: Duration = Duration::from_secs(60);
+/// How often the rooms in a call are checked against the relay's counts.
+const RELAY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Workers committing writes; each consultation always goes to the same one.
+const WRITE_WORKERS: usize = 4;
+/// Back-off between attempts of a failed write: doubling up to the last.
+const WRITE_BACKOFF: [Duration; 6] = [
+    Duration::from_millis(20),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+];
 
-/// What a connection task tells the hub task.
+/// What a connection task, the API or the recorder tells the hub task.
 #[derive(Debug)]
 pub enum HubInput {
     /// A hello passed authentication: join the room.
@@ -43,6 +73,8 @@ pub enum HubInput {
         clinic: ClinicId,
         /// Patient: when the join link closes (checked again at admission).
         closes_at: Option<DateTime<Utc>>,
+        /// Therapist: the login session the connection rests on.
+        session: Option<SessionKey>,
         /// Where the connection's frames go.
         writer: mpsc::Sender<Outbound>,
     },
@@ -67,6 +99,33 @@ pub enum HubInput {
         /// `Err` holds failure codes.
         result: Result<(), Vec<String>>,
     },
+    /// A write was committed (or refused for good).
+    Written {
+        /// The consultation.
+        consultation: Uuid,
+        /// The write it answers.
+        write: WriteId,
+        /// The outcome.
+        result: Result<(), WriteRefused>,
+    },
+    /// The clinic closed the consultation (committed already).
+    Closed {
+        /// The consultation.
+        consultation: Uuid,
+    },
+    /// The clinic revoked a join link (committed already).
+    LinkRevoked {
+        /// The consultation.
+        consultation: Uuid,
+        /// The link's reference.
+        link: LinkRef,
+    },
+    /// Login sessions ended (logout, password change or reset,
+    /// deactivation; committed already): their connections end.
+    SessionsEnded {
+        /// The sessions.
+        sessions: Vec<SessionKey>,
+    },
 }
 
 /// What the hub task tells a connection's writer.
@@ -83,62 +142,141 @@ pub enum Outbound {
     },
 }
 
-struct Room {
+/// Sessions ended within [`ENDED_SESSION_MEMORY`], oldest first.
+#[derive(Default)]
+struct EndedSessions {
+    order: std::collections::VecDeque<(Instant, SessionKey)>,
+    keys: std::collections::HashSet<SessionKey>,
+}
+
+impl EndedSessions {
+    fn insert(&mut self, session: SessionKey, now: Instant) {
+        self.forget_old(now);
+        if self.keys.insert(session.clone()) {
+            self.order.push_back((now, session));
+        }
+    }
+
+    fn contains(&self, session: &SessionKey, now: Instant) -> bool {
+        self.keys.contains(session)
+            && self
+                .order
+                .iter()
+                .any(|(at, s)| s == session && now.duration_since(*at) < ENDED_SESSION_MEMORY)
+    }
+
+    fn forget_old(&mut self, now: Instant) {
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) < ENDED_SESSION_MEMORY {
+                break;
+            }
+            if let Some((_, s)) = self.order.pop_front() {
+                self.keys.remove(&s);
+            }
+        }
+    }
+}
+
+/// What the pump knows of a room that the core does not.
+struct RoomInfo {
     clinic: ClinicId,
     closes_at: Option<DateTime<Utc>>,
 }
 
-struct Record {
-    clinic: ClinicId,
-    consultation: Uuid,
-    action: Action,
-    at: DateTime<Utc>,
+/// What the hub task works with besides the core and its channels.
+pub struct HubDeps {
+    /// The store (admission checks).
+    pub store: Store,
+    /// The clock for stored times.
+    pub clock: Clock,
+    /// The relay (observed media).
+    pub turn: Arc<Turn>,
+    /// Commits the core's writes.
+    pub recorder: Recorder,
 }
 
 /// Everything the hub task needs besides the core.
 pub struct HubTask {
     hub: Hub,
     inputs: mpsc::Receiver<HubInput>,
-    /// For admission checks to answer; weak, so the task ends when every
-    /// connection and the server are gone.
+    /// For admission checks and writes to answer; weak, so the task ends
+    /// when every connection and the server are gone.
     feedback: mpsc::WeakSender<HubInput>,
     writers: HashMap<ConnId, mpsc::Sender<Outbound>>,
-    conn_rooms: HashMap<ConnId, Uuid>,
-    rooms: HashMap<Uuid, Room>,
-    ledger: Ledger,
-    records: mpsc::UnboundedSender<Record>,
+    /// The login session of each therapist's connection: the core knows
+    /// participants by role, not by account.
+    sessions: HashMap<ConnId, SessionKey>,
+    /// Sessions ended lately, so that a connection whose hello was checked
+    /// just before its session ended is closed when it joins.
+    ended: EndedSessions,
+    rooms: HashMap<Uuid, RoomInfo>,
+    recorder: Recorder,
     store: Store,
     clock: Clock,
+    turn: Arc<Turn>,
 }
 
 impl HubTask {
-    /// Prepares the task and starts the recorder.
+    /// Prepares the task: restores the rooms saved before a restart (their
+    /// participants may resume without a new admission) and starts the
+    /// recorder.
     pub fn new(
         hub: Hub,
         inputs: mpsc::Receiver<HubInput>,
         feedback: mpsc::WeakSender<HubInput>,
-        store: Store,
-        clock: Clock,
-        turn: Arc<Turn>,
+        deps: HubDeps,
+        saved: Vec<konsult_store::consultations::SavedRoom>,
     ) -> Self {
-        let (records, records_rx) = mpsc::unbounded_channel();
-        tokio::spawn(record(records_rx, store.clone(), turn));
-        Self {
+        let HubDeps {
+            store,
+            clock,
+            turn,
+            recorder,
+        } = deps;
+        let mut task = Self {
             hub,
             inputs,
             feedback,
             writers: HashMap::new(),
-            conn_rooms: HashMap::new(),
+            sessions: HashMap::new(),
+            ended: EndedSessions::default(),
             rooms: HashMap::new(),
-            ledger: Ledger::default(),
-            records,
+            recorder,
             store,
             clock,
+            turn,
+        };
+        let now = Instant::now();
+        for saved in saved {
+            let id = saved.consultation.as_uuid();
+            match RoomRecord::from_json(&saved.record) {
+                Ok(record) => {
+                    task.rooms.insert(
+                        id,
+                        RoomInfo {
+                            clinic: saved.clinic,
+                            closes_at: None,
+                        },
+                    );
+                    if let Err(error) = task.hub.restore(now, id, &record) {
+                        tracing::error!(consultation = %id, %error, "could not restore a room");
+                        task.rooms.remove(&id);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(consultation = %id, %error, "a saved room is unreadable")
+                }
+            }
+            task.drain();
         }
+        tracing::info!(rooms = task.hub.room_count(), "signaling rooms restored");
+        task
     }
 
     /// Runs until every sender of inputs is gone.
     pub async fn run(mut self) {
+        let mut relay_check = tokio::time::interval(RELAY_CHECK_INTERVAL);
+        relay_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.hub.poll_timeout();
             let sleep = async {
@@ -147,24 +285,20 @@ impl HubTask {
                     None => std::future::pending().await,
                 }
             };
-            let touched = tokio::select! {
+            tokio::select! {
                 input = self.inputs.recv() => match input {
                     Some(input) => self.on_input(input),
                     None => return,
                 },
-                () = sleep => {
-                    self.hub.handle_timeout(Instant::now());
-                    None
-                }
-            };
+                () = sleep => self.hub.handle_timeout(Instant::now()),
+                _ = relay_check.tick() => self.check_relay().await,
+            }
             self.drain();
-            self.close_empty_rooms(touched);
         }
     }
 
-    /// Feeds one input to the core; returns the consultation it concerns,
-    /// if known (`None`: look at every room).
-    fn on_input(&mut self, input: HubInput) -> Option<Uuid> {
+    /// Feeds one input to the core.
+    fn on_input(&mut self, input: HubInput) {
         let now = Instant::now();
         match input {
             HubInput::Join {
@@ -172,10 +306,10 @@ impl HubTask {
                 request,
                 clinic,
                 closes_at,
+                session,
                 writer,
             } => {
-                let consultation = request.consultation;
-                let room = self.rooms.entry(consultation).or_insert(Room {
+                let room = self.rooms.entry(request.consultation).or_insert(RoomInfo {
                     clinic,
                     closes_at: None,
                 });
@@ -183,30 +317,88 @@ impl HubTask {
                     room.closes_at = closes_at;
                 }
                 self.writers.insert(conn, writer);
-                self.conn_rooms.insert(conn, consultation);
                 if let Err(error) = self.hub.handle_join(now, conn, request) {
                     tracing::error!(%error, "joining a connection failed");
                 }
-                Some(consultation)
+                if let Some(session) = session {
+                    let gone = self.ended.contains(&session, now);
+                    self.sessions.insert(conn, session);
+                    if gone {
+                        self.end_session_conns(now, |_| false);
+                    }
+                }
             }
-            HubInput::Text { conn, text } => {
-                self.hub.handle_text(now, conn, &text);
-                self.conn_rooms.get(&conn).copied()
-            }
+            HubInput::Text { conn, text } => self.hub.handle_text(now, conn, &text),
             HubInput::Gone { conn } => {
                 self.writers.remove(&conn);
-                let consultation = self.conn_rooms.remove(&conn);
+                self.sessions.remove(&conn);
                 self.hub.handle_disconnect(now, conn);
-                consultation
             }
             HubInput::Checked {
                 consultation,
                 check,
                 result,
-            } => {
+            } => self
+                .hub
+                .handle_admission_check(now, consultation, check, result),
+            HubInput::Written {
+                consultation,
+                write,
+                result,
+            } => self.hub.handle_written(now, consultation, write, result),
+            HubInput::Closed { consultation } => {
+                self.hub.handle_consultation_closed(now, consultation)
+            }
+            HubInput::LinkRevoked { consultation, link } => {
+                self.hub.handle_link_revoked(now, consultation, &link)
+            }
+            HubInput::SessionsEnded { sessions } => {
+                for session in &sessions {
+                    self.ended.insert(session.clone(), now);
+                }
+                self.end_session_conns(now, |s| sessions.contains(s));
+            }
+        }
+    }
+
+    /// Ends the therapists' connections whose session `ended` says ended,
+    /// and whose sessions were ended lately: tells each `unauthorized`,
+    /// closes it with 1008 (no automatic reconnect; a new hello would be
+    /// refused anyway) and lets the core treat it as gone.
+    fn end_session_conns(&mut self, now: Instant, ended: impl Fn(&SessionKey) -> bool) {
+        let conns: Vec<ConnId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| ended(s) || self.ended.contains(s, now))
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in conns {
+            tracing::info!(%conn, "session ended; closing its connection");
+            self.sessions.remove(&conn);
+            let error = ServerMessage::error(
+                ErrorCode::Unauthorized,
+                "the login session ended (logged out, password changed or account deactivated)",
+            );
+            self.write(conn, Outbound::Frame(error.to_json()));
+            self.write(
+                conn,
+                Outbound::Close {
+                    code: CloseCode::REJECTED,
+                    reason: SESSION_ENDED,
+                },
+            );
+            self.writers.remove(&conn);
+            self.hub.handle_disconnect(now, conn);
+        }
+    }
+
+    /// Feeds the core what the relay counted for every room in a call that
+    /// has no relay-observed evidence yet.
+    async fn check_relay(&mut self) {
+        for consultation in self.hub.rooms_awaiting_relay_evidence() {
+            if let Some((to_therapist, to_patient)) = self.turn.observed(consultation).await {
                 self.hub
-                    .handle_admission_check(now, consultation, check, result);
-                Some(consultation)
+                    .handle_relay_media(Instant::now(), consultation, to_therapist, to_patient);
             }
         }
     }
@@ -229,15 +421,22 @@ impl HubTask {
                     );
                     // Nothing more goes to a closed connection.
                     self.writers.remove(&conn);
+                    self.sessions.remove(&conn);
                 }
-                Output::Event {
+                Output::Write {
                     consultation,
-                    event,
-                } => self.on_event(consultation, &event),
+                    write,
+                    events,
+                    room,
+                    hold,
+                } => self.record(consultation, write, events, room, hold),
                 Output::AdmissionCheck {
                     consultation,
                     check,
                 } => self.spawn_check(consultation, check),
+                Output::RoomClosed { consultation } => {
+                    self.rooms.remove(&consultation);
+                }
             }
         }
     }
@@ -257,41 +456,34 @@ impl HubTask {
         }
     }
 
-    fn on_event(&mut self, consultation: Uuid, event: &RoomEvent) {
-        tracing::info!(consultation = %consultation, event = event_name(event), "room event");
-        let actions = self.ledger.on_event(consultation, event);
-        self.queue(consultation, actions);
-    }
-
-    fn queue(&mut self, consultation: Uuid, actions: Vec<Action>) {
-        let Some(room) = self.rooms.get(&consultation) else {
+    fn record(
+        &mut self,
+        consultation: Uuid,
+        write: WriteId,
+        events: Vec<CallEvent>,
+        room: Option<RoomRecord>,
+        hold: bool,
+    ) {
+        for event in &events {
+            tracing::info!(consultation = %consultation, event = event.code(), detail = event.detail(), "room event");
+        }
+        let Some(info) = self.rooms.get(&consultation) else {
+            // Cannot happen (the pump learns a room's clinic before the core
+            // has it); refuse rather than leave the room waiting for ever.
+            tracing::error!(consultation = %consultation, %write, "a write for a room the pump does not know");
+            self.hub
+                .handle_written(Instant::now(), consultation, write, Err(WriteRefused));
             return;
         };
-        let at = self.clock.now();
-        for action in actions {
-            let _ = self.records.send(Record {
-                clinic: room.clinic,
-                consultation,
-                action,
-                at,
-            });
-        }
-    }
-
-    /// Forgets rooms the core dropped, ending their call in the store if
-    /// one was running.
-    fn close_empty_rooms(&mut self, touched: Option<Uuid>) {
-        let candidates: Vec<Uuid> = match touched {
-            Some(consultation) => vec![consultation],
-            None => self.rooms.keys().copied().collect(),
-        };
-        for consultation in candidates {
-            if self.rooms.contains_key(&consultation) && self.hub.room(consultation).is_none() {
-                let actions = self.ledger.on_room_closed(consultation);
-                self.queue(consultation, actions);
-                self.rooms.remove(&consultation);
-            }
-        }
+        self.recorder.submit(WriteJob {
+            clinic: info.clinic,
+            consultation,
+            write,
+            events,
+            room: room.map(|r| r.to_json()),
+            hold,
+            at: self.clock.now(),
+        });
     }
 
     fn spawn_check(&self, consultation: Uuid, check: AdmissionCheckId) {
@@ -338,6 +530,8 @@ async fn admission_check(
     match store.admission_check(clinic, consultation, now).await {
         Ok(Ok(())) => Some(Ok(())),
         Ok(Err(failures)) => Some(Err(failures.iter().map(|f| f.code().to_owned()).collect())),
+        // An erased patient, or a duplicate merged away, is never admitted.
+        Err(StoreError::Refused { code, .. }) => Some(Err(vec![code.to_owned()])),
         Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
             Some(Err(vec![CONSULTATION_CLOSED.to_owned()]))
         }
@@ -348,62 +542,168 @@ async fn admission_check(
     }
 }
 
-/// Applies store writes in order, and closes relays.
-async fn record(mut records: mpsc::UnboundedReceiver<Record>, store: Store, turn: Arc<Turn>) {
-    while let Some(r) = records.recv().await {
-        match r.action {
-            Action::Record(event) => {
-                let id = ConsultationId::from_uuid(r.consultation);
-                if let Err(error) = store.record_call_event(r.clinic, id, event, r.at).await {
-                    tracing::error!(
-                        consultation = %r.consultation,
-                        event = call_event_name(event),
-                        %error,
-                        "could not record a call event"
-                    );
-                }
+/// One write of the core, to commit.
+#[derive(Debug)]
+pub struct WriteJob {
+    clinic: ClinicId,
+    consultation: Uuid,
+    write: WriteId,
+    events: Vec<CallEvent>,
+    room: Option<String>,
+    hold: bool,
+    at: DateTime<Utc>,
+}
+
+/// Commits the core's writes: in order per consultation, retried until
+/// they commit or the store refuses them for good, each answered to the
+/// hub. Cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    workers: Arc<[mpsc::UnboundedSender<WriteJob>]>,
+    pending: Arc<Pending>,
+}
+
+/// Writes submitted and not yet answered, for draining at shutdown.
+#[derive(Default)]
+struct Pending {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl Recorder {
+    /// Starts the workers. They answer through `feedback` and close the
+    /// relay of consultations whose call ended.
+    pub fn start(store: Store, turn: Arc<Turn>, feedback: mpsc::WeakSender<HubInput>) -> Self {
+        let pending = Arc::new(Pending::default());
+        let workers = (0..WRITE_WORKERS)
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(work(
+                    rx,
+                    store.clone(),
+                    Arc::clone(&turn),
+                    feedback.clone(),
+                    Arc::clone(&pending),
+                ));
+                tx
+            })
+            .collect();
+        Self { workers, pending }
+    }
+
+    fn submit(&self, job: WriteJob) {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        job.consultation.hash(&mut hasher);
+        let worker = (hasher.finish() % self.workers.len() as u64) as usize;
+        self.pending.count.fetch_add(1, Ordering::SeqCst);
+        if self.workers[worker].send(job).is_err() {
+            self.pending.done();
+        }
+    }
+
+    /// Waits until every write submitted so far (and every write those
+    /// caused) is answered, or `limit` passes. Returns how many are left.
+    pub async fn drain(&self, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let idle = self.pending.idle.notified();
+            let left = self.pending.count.load(Ordering::SeqCst);
+            if left == 0 {
+                return 0;
             }
-            Action::CloseRelay => {
-                let turn = Arc::clone(&turn);
-                let consultation = r.consultation;
-                // It waits for in-flight relay traffic; do not hold up the
-                // store writes behind it.
-                tokio::spawn(async move {
-                    match turn.close_consultation(consultation).await {
-                        Ok(closed) => tracing::info!(
-                            consultation = %consultation,
-                            allocations = closed,
-                            "closed the consultation on the relay"
-                        ),
-                        Err(error) => tracing::warn!(
-                            consultation = %consultation,
-                            error = %error,
-                            "could not close the consultation on the relay"
-                        ),
-                    }
-                });
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.pending.count.load(Ordering::SeqCst);
             }
         }
     }
 }
 
-fn event_name(event: &RoomEvent) -> &'static str {
-    match event {
-        RoomEvent::PatientWaiting => "patient_waiting",
-        RoomEvent::Admitted => "admitted",
-        RoomEvent::Denied { .. } => "denied",
-        RoomEvent::TwoWayEstablished => "two_way_established",
-        RoomEvent::PeerLeft { .. } => "peer_left",
-        RoomEvent::Ended { .. } => "ended",
+impl Pending {
+    fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
     }
 }
 
-fn call_event_name(event: CallEvent) -> &'static str {
-    match event {
-        CallEvent::PatientWaiting => "patient_waiting",
-        CallEvent::PatientLeftWaiting => "patient_left_waiting",
-        CallEvent::Admitted => "admitted",
-        CallEvent::TwoWayEstablished => "two_way_established",
-        CallEvent::Ended => "ended",
+async fn work(
+    mut jobs: mpsc::UnboundedReceiver<WriteJob>,
+    store: Store,
+    turn: Arc<Turn>,
+    feedback: mpsc::WeakSender<HubInput>,
+    pending: Arc<Pending>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let result = commit(&store, &turn, &job).await;
+        if let Some(hub) = feedback.upgrade() {
+            let _ = hub
+                .send(HubInput::Written {
+                    consultation: job.consultation,
+                    write: job.write,
+                    result,
+                })
+                .await;
+        }
+        pending.done();
+    }
+}
+
+/// Commits one write, retrying until it commits or is refused for good.
+async fn commit(store: &Store, turn: &Arc<Turn>, job: &WriteJob) -> Result<(), WriteRefused> {
+    let id = ConsultationId::from_uuid(job.consultation);
+    let room = match &job.room {
+        Some(record) => RoomWrite::Save(record),
+        None => RoomWrite::Delete,
+    };
+    let mut attempt = 0;
+    loop {
+        match store
+            .write_call(job.clinic, id, &job.events, room, job.at)
+            .await
+        {
+            Ok(written) => {
+                if written.effects.close_relay {
+                    let turn = Arc::clone(turn);
+                    let consultation = job.consultation;
+                    // Media of a consultation that is over stops now.
+                    tokio::spawn(async move {
+                        match turn.close_consultation(consultation).await {
+                            Ok(closed) => tracing::info!(
+                                consultation = %consultation,
+                                allocations = closed,
+                                "closed the consultation on the relay"
+                            ),
+                            Err(error) => tracing::warn!(
+                                consultation = %consultation,
+                                %error,
+                                "could not close the consultation on the relay"
+                            ),
+                        }
+                    });
+                }
+                return Ok(());
+            }
+            Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
+                tracing::warn!(
+                    consultation = %job.consultation,
+                    write = %job.write,
+                    "the store refused a room's write: the consultation is over"
+                );
+                return Err(WriteRefused);
+            }
+            Err(error) => {
+                let wait = WRITE_BACKOFF[attempt.min(WRITE_BACKOFF.len() - 1)];
+                attempt += 1;
+                tracing::warn!(
+                    consultation = %job.consultation,
+                    write = %job.write,
+                    held = job.hold,
+                    attempt,
+                    %error,
+                    "could not record a call write; retrying"
+                );
+                tokio::time::sleep(wait).await;
+            }
+        }
     }
 }

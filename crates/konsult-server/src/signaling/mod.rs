@@ -10,8 +10,11 @@
 //!   reader and a writer move frames; `select!` ends both when one ends.
 //! - [`hub`]: the one task that owns the `Hub`. It feeds it inputs with the
 //!   real monotonic time, writes its outputs, runs admission checks against
-//!   the store, and sends room events to a recorder that writes them to the
-//!   store in order ([`ledger`] decides which).
+//!   the store, feeds it what the embedded relay counted, and hands its
+//!   writes (the consultation's call events and the room's record) to a
+//!   recorder that commits them in order and answers each: the core holds
+//!   back what clients may hear only after a commit. At start-up it restores
+//!   the rooms saved before a restart.
 //!
 //! Nothing here logs or stores SDP, candidates, chat or addresses: log
 //! lines carry connection numbers, consultation ids, roles, message types
@@ -20,13 +23,15 @@
 pub mod auth;
 pub mod connection;
 pub mod hub;
-pub mod ledger;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use konsult_domain::ConsultationId;
 use konsult_protocol::Hello;
-use konsult_signal::{Config, ConnId, HelloRejected, Hub};
+use konsult_signal::{Config, ConnId, HelloRejected, Hub, LinkRef};
+use konsult_store::therapists::SessionKey;
 use konsult_store::Store;
 use tokio::sync::{mpsc, watch};
 
@@ -34,7 +39,10 @@ pub use connection::ws_handler;
 
 use crate::relay::Turn;
 use crate::state::Clock;
-use hub::{HubInput, HubTask};
+use hub::{HubDeps, HubInput, HubTask, Recorder};
+
+/// How long a graceful shutdown waits for the room writes still queued.
+const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 
 /// Inputs queued for the hub task before connections wait.
 const HUB_QUEUE: usize = 4096;
@@ -52,6 +60,7 @@ struct Inner {
     /// by the core's rules without a round trip to the hub task.
     hello_rules: Hub,
     turn: Arc<Turn>,
+    recorder: Recorder,
     next_conn: AtomicU64,
     shutdown: watch::Sender<bool>,
 }
@@ -63,28 +72,72 @@ impl std::fmt::Debug for Signaling {
 }
 
 impl Signaling {
-    /// Starts the hub task (and its recorder) on the current runtime.
-    pub fn start(config: Config, store: Store, clock: Clock, turn: Arc<Turn>) -> Self {
+    /// Starts the hub task (and its recorder) on the current runtime, after
+    /// settling what a previous run left: the rooms it saved are restored
+    /// (their participants resume without a new admission), a consultation
+    /// left waiting or in its call with no room to restore is settled, and
+    /// the relay refuses again the credentials of consultations and links
+    /// closed recently (it forgot them with the restart).
+    pub async fn start(
+        config: Config,
+        store: Store,
+        clock: Clock,
+        turn: Arc<Turn>,
+    ) -> anyhow::Result<Self> {
+        // Relay-only candidates must carry one of the relays handed out.
+        let config = Config {
+            relays: turn.relays().clone(),
+            ..config
+        };
+        let now = clock.now();
+        let saved = store.saved_rooms().await?;
+        for (_, consultation) in store.settle_orphaned_calls(now).await? {
+            turn.close_consultation(consultation.as_uuid()).await?;
+        }
+        let since = now
+            - chrono::Duration::from_std(crate::relay::MAX_CREDENTIAL_TTL)
+                .expect("twelve hours fit");
+        let (closed, links) = store.closed_since(since).await?;
+        let closed: Vec<_> = closed.iter().map(ConsultationId::as_uuid).collect();
+        let links: Vec<_> = links
+            .into_iter()
+            .map(|(c, link)| (c.as_uuid(), link))
+            .collect();
+        turn.reclose(&closed, &links).await?;
+        if !saved.is_empty() || !closed.is_empty() {
+            tracing::info!(
+                rooms = saved.len(),
+                closed = closed.len(),
+                links = links.len(),
+                "settled what the previous run left"
+            );
+        }
         let (tx, rx) = mpsc::channel(HUB_QUEUE);
+        let recorder = Recorder::start(store.clone(), Arc::clone(&turn), tx.downgrade());
         let task = HubTask::new(
             Hub::new(config.clone()),
             rx,
             tx.downgrade(),
-            store,
-            clock,
-            Arc::clone(&turn),
+            HubDeps {
+                store,
+                clock,
+                turn: Arc::clone(&turn),
+                recorder: recorder.clone(),
+            },
+            saved,
         );
         tokio::spawn(task.run());
         let (shutdown, _) = watch::channel(false);
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 hub: tx,
                 hello_rules: Hub::new(config),
                 turn,
+                recorder,
                 next_conn: AtomicU64::new(1),
                 shutdown,
             }),
-        }
+        })
     }
 
     /// TURN credentials and the embedded relay.
@@ -99,11 +152,54 @@ impl Signaling {
         self.inner.hello_rules.config().max_frame_bytes + 64 * 1024
     }
 
-    /// Closes every signaling connection (close 1001) and stops the
-    /// embedded relay. Clients reconnect with resume.
+    /// Closes every signaling connection (close 1001), commits the room
+    /// writes still queued, and stops the embedded relay. Clients reconnect
+    /// with resume, to this server when it is back.
     pub async fn shutdown(&self) {
         self.begin_shutdown();
+        let left = self.inner.recorder.drain(DRAIN_LIMIT).await;
+        if left > 0 {
+            tracing::error!(
+                writes = left,
+                "shutting down with room writes not committed"
+            );
+        }
         self.inner.turn.shutdown().await;
+    }
+
+    /// The clinic closed the consultation (and committed it): end every
+    /// connection of it at once and close it on the relay.
+    pub async fn consultation_closed(&self, consultation: ConsultationId) {
+        let consultation = consultation.as_uuid();
+        let _ = self.send(HubInput::Closed { consultation }).await;
+        if let Err(error) = self.inner.turn.close_consultation(consultation).await {
+            tracing::warn!(%consultation, %error, "could not close the consultation on the relay");
+        }
+    }
+
+    /// The clinic revoked join links (and committed it): end the
+    /// connections that hold them and close them on the relay.
+    pub async fn links_revoked(&self, consultation: ConsultationId, links: &[String]) {
+        let consultation = consultation.as_uuid();
+        for link in links {
+            let _ = self
+                .send(HubInput::LinkRevoked {
+                    consultation,
+                    link: LinkRef(link.clone()),
+                })
+                .await;
+            if let Err(error) = self.inner.turn.close_link(consultation, link).await {
+                tracing::warn!(%consultation, %error, "could not close a link on the relay");
+            }
+        }
+    }
+
+    /// Login sessions ended (and that was committed): end the signaling
+    /// connections that rest on them (`error` `unauthorized`, close 1008).
+    pub async fn sessions_ended(&self, sessions: Vec<SessionKey>) {
+        if !sessions.is_empty() {
+            let _ = self.send(HubInput::SessionsEnded { sessions }).await;
+        }
     }
 
     /// Tells every connection to close (close 1001); returns at once.
@@ -119,7 +215,7 @@ impl Signaling {
         ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed))
     }
 
-    fn shutdown_signal(&self) -> watch::Receiver<bool> {
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.subscribe()
     }
 

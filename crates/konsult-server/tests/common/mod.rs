@@ -9,6 +9,8 @@
 //! use.
 #![allow(dead_code)]
 
+pub mod binary;
+pub mod python;
 pub mod signal;
 
 use std::net::SocketAddr;
@@ -149,6 +151,10 @@ impl TestApp {
         };
         settings.turn.listen = "127.0.0.1:0".parse().unwrap();
         settings.turn.allow_loopback_peers = true;
+        // Calls in tests are seconds long: two seconds of media each way
+        // make the evidence (the default is RFC 7675's 30 s).
+        settings.signaling.min_two_way_seconds = 2;
+        settings.signaling.min_two_way_packets = 20;
         settings
     }
 
@@ -381,6 +387,56 @@ pub async fn eligible_patient(app: &TestApp, client: &Client, name: &str) -> Eli
     }
 }
 
+/// A patient with a CPR number, seen in the clinic ten days ago, with a course of `speciale` and
+/// a standing assessment.
+pub async fn patient_with(
+    app: &TestApp,
+    client: &Client,
+    name: &str,
+    cpr: Option<&str>,
+    speciale: u16,
+) -> EligiblePatient {
+    let mut body = json!({"name": name, "phone": "20304050"});
+    if let Some(cpr) = cpr {
+        body["cpr"] = json!(cpr);
+    }
+    let patient = client
+        .post_ok("/api/patients", body, StatusCode::CREATED)
+        .await;
+    let pid = patient["id"].as_str().unwrap().to_owned();
+    client
+        .post_ok(
+            &format!("/api/patients/{pid}/visits"),
+            json!({"at": app.now() - Duration::days(10)}),
+            StatusCode::CREATED,
+        )
+        .await;
+    let mut course = json!({"speciale": speciale, "referral_date": (app.now() - Duration::days(20)).date_naive()});
+    if speciale == 62 {
+        course["diagnosis_group"] = json!("erhvervet_neurologisk_lidelse");
+    }
+    let course = client
+        .post_ok(
+            &format!("/api/patients/{pid}/courses"),
+            course,
+            StatusCode::CREATED,
+        )
+        .await;
+    let cid = course["id"].as_str().unwrap().to_owned();
+    let assessment = client
+        .post_ok(
+            &format!("/api/courses/{cid}/assessments"),
+            json!({"cognitively_able": true, "technically_able": true, "clinically_relevant": true, "patient_safe": true, "patient_prefers_video": true}),
+            StatusCode::CREATED,
+        )
+        .await;
+    EligiblePatient {
+        patient_id: pid,
+        course_id: cid,
+        assessment_id: assessment["id"].as_str().unwrap().to_owned(),
+    }
+}
+
 /// Schedules a 30-minute consultation for `p` at `start`.
 pub async fn schedule(
     client: &Client,
@@ -423,9 +479,19 @@ pub async fn simulate_call(
         (CallEvent::Admitted, start),
     ];
     if two_way {
-        events.push((CallEvent::TwoWayEstablished, start + Duration::seconds(5)));
+        events.push((
+            CallEvent::TwoWayEstablished {
+                evidence: konsult_domain::Evidence::RelayObserved,
+            },
+            start + Duration::seconds(35),
+        ));
     }
-    events.push((CallEvent::Ended, start + Duration::minutes(25)));
+    events.push((
+        CallEvent::Ended {
+            reason: konsult_domain::EndReason::TherapistEnded,
+        },
+        start + Duration::minutes(25),
+    ));
     for (event, at) in events {
         store
             .record_call_event(clinic, id, event, at)

@@ -52,6 +52,8 @@ pub struct ClinicFixture {
     pub therapist: TherapistId,
     /// `konsult_session=<token>`, for the upgrade request.
     pub cookie: String,
+    /// The session's CSRF token, for state-changing API requests.
+    pub csrf: String,
 }
 
 /// Creates a clinic and logs its admin in (through the store).
@@ -76,7 +78,7 @@ pub async fn clinic(app: &TestApp, name: &str) -> ClinicFixture {
         .await
         .unwrap();
     let account = store.therapist(clinic, therapist).await.unwrap();
-    let (token, _) = store
+    let (token, session) = store
         .create_session(&account, now, Duration::hours(8))
         .await
         .unwrap();
@@ -84,7 +86,30 @@ pub async fn clinic(app: &TestApp, name: &str) -> ClinicFixture {
         clinic,
         therapist,
         cookie: format!("konsult_session={token}"),
+        csrf: session.csrf_token,
     }
+}
+
+/// A state-changing API request as the clinic's admin (session cookie and
+/// CSRF header); returns the status and the JSON body, if any.
+pub async fn api(
+    app: &TestApp,
+    fx: &ClinicFixture,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (reqwest::StatusCode, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}{path}", app.base))
+        .header("cookie", &fx.cookie)
+        .header("x-csrf-token", &fx.csrf);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// An eligible patient's scheduled consultation and its join link.
@@ -122,6 +147,10 @@ pub async fn book(
     starts_in: Duration,
     relay_only: bool,
 ) -> Booking {
+    // One person, one patient: each booking is a new patient with a CPR
+    // number of its own.
+    static NEXT_CPR: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
+    let serial = NEXT_CPR.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let store = &app.state.store;
     let now = app.now();
     let actor = Actor::Therapist(fx.therapist);
@@ -131,7 +160,7 @@ pub async fn book(
             actor,
             PatientData {
                 name: "Grethe Hansen".into(),
-                cpr: Some("120345-1234".into()),
+                cpr: Some(format!("120345-{serial:04}")),
                 phone: Some("20304050".into()),
                 email: None,
             },
@@ -185,6 +214,7 @@ pub async fn book(
                 start: now + starts_in,
                 length_minutes: 30,
                 relay_only,
+                allow_overlap: true,
             },
             LinkWindow {
                 opens_before: Duration::minutes(15),
@@ -492,6 +522,11 @@ impl WsTransport {
         }
     }
 
+    /// Whether a message of wire type `kind` was received (ever).
+    pub fn has(&self, kind: &str) -> bool {
+        self.received.iter().any(|m| m.body.type_name() == kind)
+    }
+
     /// Sends a raw client message.
     pub async fn send_message(&mut self, message: &ClientMessage) {
         let text = serde_json::to_string(message).unwrap();
@@ -618,7 +653,19 @@ impl LiveCall {
             self.therapist.run_until_media(&mut self.t, MEDIA_TIMEOUT),
             self.patient.run_until_media(&mut self.p, MEDIA_TIMEOUT),
         );
-        let (t, p) = (t.unwrap(), p.unwrap());
+        let (mut t, mut p) = (t.unwrap(), p.unwrap());
+        // The server holds media as two-way only after it flowed for the
+        // evidence span (two seconds in tests): keep the call running
+        // until both sides heard `media_established`.
+        let deadline = tokio::time::Instant::now() + MEDIA_TIMEOUT;
+        while !(self.t.has("media_established") && self.p.has("media_established")) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no media_established in time; stats sent: {:?}",
+                self.p.sent_stats
+            );
+            (t, p) = self.run_for(StdDuration::from_millis(500)).await;
+        }
         self.t.wait_for("media_established").await;
         self.p.wait_for("media_established").await;
         (t, p)

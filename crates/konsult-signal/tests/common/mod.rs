@@ -1,15 +1,16 @@
 //! Deterministic test harness: one [`Hub`], a fake clock, and an inbox per
 //! connection. Every input drains the hub's outputs into inboxes, closes,
 //! events and pending admission checks, so a test reads like the sequence a
-//! client would see.
+//! client would see. Writes are committed at once unless a test holds them
+//! ([`Harness::hold_writes`]), as a store that answers instantly would.
 #![allow(dead_code)]
 
 use konsult_protocol::{
     CandidatePolicy, ClientMessage, IceServer, Resume, ResumeToken, Role, ServerBody, ServerMessage,
 };
 use konsult_signal::{
-    AdmissionCheckId, CloseReason, Config, ConnId, Hub, JoinRequest, Output, RoomEvent,
-    RoomSnapshot,
+    AdmissionCheckId, CallEvent, CloseReason, Config, ConnId, EvidencePolicy, Hub, JoinRequest,
+    LinkRef, Output, RoomRecord, RoomSnapshot, WriteId, WriteRefused,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -31,9 +32,26 @@ pub struct Harness {
     history: BTreeMap<ConnId, Vec<ServerMessage>>,
     /// Every close the hub asked for, in order.
     pub closes: Vec<(ConnId, CloseReason)>,
-    /// Every room event, in order (all for [`CONSULTATION`] unless a test
-    /// uses more rooms).
-    pub events: Vec<RoomEvent>,
+    /// Every event the hub wrote, in order (all for [`CONSULTATION`] unless
+    /// a test uses more rooms).
+    pub events: Vec<CallEvent>,
+    /// The room record of the latest write (`None`: deleted), as the store
+    /// would hold it.
+    pub saved: Option<RoomRecord>,
+    /// Writes not yet acknowledged (only while [`Harness::hold_writes`]).
+    pub pending_writes: VecDeque<(Uuid, WriteId, Vec<CallEvent>, bool)>,
+    /// Acknowledge writes as soon as they are emitted.
+    pub auto_commit: bool,
+    /// Rooms the hub reported closed.
+    pub rooms_closed: Vec<Uuid>,
+    /// The evidence policy of joins.
+    pub evidence_policy: EvidencePolicy,
+    /// Whether joins say the call already started in the store.
+    pub call_started: bool,
+    /// The link of patient joins.
+    pub link: Option<LinkRef>,
+    /// `hello.features` of joins.
+    pub features: konsult_protocol::Features,
     /// Admission checks the hub asked for and nobody answered yet.
     pub checks: Vec<(Uuid, AdmissionCheckId)>,
     /// Every output in the order the hub produced it.
@@ -53,7 +71,16 @@ impl Harness {
         Self::with_config(Config::default())
     }
 
-    pub fn with_config(config: Config) -> Self {
+    /// A hub with `config`; if it names no relays, the test relays
+    /// (203.0.113.1 and 203.0.113.5, the addresses the tests' relay
+    /// candidates carry).
+    pub fn with_config(mut config: Config) -> Self {
+        if config.relays == konsult_signal::filter::Relays::default() {
+            config.relays = konsult_signal::filter::Relays::new([
+                "203.0.113.1".parse().unwrap(),
+                "203.0.113.5".parse().unwrap(),
+            ]);
+        }
         Harness {
             hub: Hub::new(config),
             now: Instant::now(),
@@ -65,6 +92,14 @@ impl Harness {
             history: BTreeMap::new(),
             closes: Vec::new(),
             events: Vec::new(),
+            saved: None,
+            pending_writes: VecDeque::new(),
+            auto_commit: true,
+            rooms_closed: Vec::new(),
+            evidence_policy: EvidencePolicy::ClientReported,
+            call_started: false,
+            link: Some(LinkRef("link-1".into())),
+            features: konsult_protocol::Features::default(),
             checks: Vec::new(),
             log: Vec::new(),
             roles: BTreeMap::new(),
@@ -78,26 +113,104 @@ impl Harness {
     }
 
     fn drain(&mut self) {
-        while let Some(output) = self.hub.poll_output() {
-            self.log.push(output.clone());
-            match output {
-                Output::Send { conn, message } => {
-                    self.history.entry(conn).or_default().push(message.clone());
-                    self.inbox.entry(conn).or_default().push_back(message);
+        loop {
+            while let Some(output) = self.hub.poll_output() {
+                self.log.push(output.clone());
+                match output {
+                    Output::Send { conn, message } => {
+                        self.history.entry(conn).or_default().push(message.clone());
+                        self.inbox.entry(conn).or_default().push_back(message);
+                    }
+                    Output::Close { conn, reason } => self.closes.push((conn, reason)),
+                    Output::Write {
+                        consultation,
+                        write,
+                        events,
+                        room,
+                        hold,
+                    } => {
+                        assert_eq!(consultation, self.consultation);
+                        self.events.extend(events.iter().copied());
+                        self.saved = room;
+                        self.pending_writes
+                            .push_back((consultation, write, events, hold));
+                    }
+                    Output::AdmissionCheck {
+                        consultation,
+                        check,
+                    } => self.checks.push((consultation, check)),
+                    Output::RoomClosed { consultation } => self.rooms_closed.push(consultation),
                 }
-                Output::Close { conn, reason } => self.closes.push((conn, reason)),
-                Output::Event {
-                    consultation,
-                    event,
-                } => {
-                    assert_eq!(consultation, self.consultation);
-                    self.events.push(event);
-                }
-                Output::AdmissionCheck {
-                    consultation,
-                    check,
-                } => self.checks.push((consultation, check)),
             }
+            if !self.auto_commit || self.pending_writes.is_empty() {
+                return;
+            }
+            while let Some((consultation, write, _, _)) = self.pending_writes.pop_front() {
+                self.hub
+                    .handle_written(self.now, consultation, write, Ok(()));
+            }
+        }
+    }
+
+    /// Feeds what the relay observed between the two participants.
+    pub fn relay_media(
+        &mut self,
+        patient_to_therapist: konsult_signal::ObservedFlow,
+        therapist_to_patient: konsult_signal::ObservedFlow,
+    ) {
+        self.hub.handle_relay_media(
+            self.now,
+            self.consultation,
+            patient_to_therapist,
+            therapist_to_patient,
+        );
+        self.drain();
+    }
+
+    /// The clinic closed the consultation.
+    pub fn close_consultation(&mut self) {
+        self.hub
+            .handle_consultation_closed(self.now, self.consultation);
+        self.drain();
+    }
+
+    /// The clinic revoked a link.
+    pub fn revoke(&mut self, link: &str) {
+        self.hub
+            .handle_link_revoked(self.now, self.consultation, &LinkRef(link.into()));
+        self.drain();
+    }
+
+    /// From now on writes wait for [`Harness::commit_next`] or
+    /// [`Harness::refuse_next`].
+    pub fn hold_writes(&mut self) {
+        self.auto_commit = false;
+    }
+
+    /// Commits the oldest pending write; returns its events.
+    pub fn commit_next(&mut self) -> Vec<CallEvent> {
+        let (consultation, write, events, _) =
+            self.pending_writes.pop_front().expect("a pending write");
+        self.hub
+            .handle_written(self.now, consultation, write, Ok(()));
+        self.drain();
+        events
+    }
+
+    /// Refuses the oldest pending write for good (the consultation is over).
+    pub fn refuse_next(&mut self) -> Vec<CallEvent> {
+        let (consultation, write, events, _) =
+            self.pending_writes.pop_front().expect("a pending write");
+        self.hub
+            .handle_written(self.now, consultation, write, Err(WriteRefused));
+        self.drain();
+        events
+    }
+
+    /// Commits every pending write, in order.
+    pub fn commit_all(&mut self) {
+        while !self.pending_writes.is_empty() {
+            self.commit_next();
         }
     }
 
@@ -135,6 +248,12 @@ impl Harness {
             consultation: self.consultation,
             role,
             candidate_policy: policy,
+            evidence_policy: self.evidence_policy,
+            call_started: self.call_started,
+            link: match role {
+                Role::Patient => self.link.clone(),
+                Role::Therapist => None,
+            },
             ice_servers: vec![IceServer {
                 urls: vec!["turn:relay.test:3478".into()],
                 username: Some(format!("1700000000:{}", role.as_str())),
@@ -142,6 +261,7 @@ impl Harness {
             }],
             resume_token_for_new: token,
             resume,
+            features: self.features.clone(),
         };
         self.hub.handle_join(self.now, conn, req).unwrap();
         self.roles.insert(conn, role);
@@ -241,7 +361,7 @@ impl Harness {
     }
 
     /// Takes the events recorded so far.
-    pub fn take_events(&mut self) -> Vec<RoomEvent> {
+    pub fn take_events(&mut self) -> Vec<CallEvent> {
         std::mem::take(&mut self.events)
     }
 
@@ -270,6 +390,15 @@ impl Harness {
                 _ => None,
             })
             .expect("conn got a welcome")
+    }
+
+    /// Like [`Harness::resume_for`], `None` if `conn` never got a welcome.
+    pub fn try_resume_for(&self, conn: ConnId) -> Option<Resume> {
+        let welcomed = self
+            .history
+            .get(&conn)
+            .is_some_and(|h| h.iter().any(|m| matches!(m.body, ServerBody::Welcome(_))));
+        welcomed.then(|| self.resume_for(conn))
     }
 
     /// What `conn` would put in `hello.resume` after a drop.

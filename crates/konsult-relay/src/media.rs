@@ -1,0 +1,606 @@
+//! Media the relay itself observed, counted per reference: the evidence for
+//! "media flowed both ways" that does not rest on what clients claim.
+//!
+//! The public part is [`MediaCounters`] and [`Flow`], returned by
+//! [`Relay::media_counters`](crate::Relay::media_counters). The rest is the
+//! sans-I/O [`Ledger`] that the socket wrappers in `conn.rs` feed: it reads no
+//! clock (every instant comes in as an argument), does no I/O and stores no
+//! address or payload beyond the client address that keys a live
+//! allocation, which is forgotten with the allocation.
+//!
+//! # What counts
+//!
+//! Only payloads that look like media: first byte 128..=191, which RFC 7983
+//! reserves for RTP and RTCP (SRTP and SRTCP once encrypted). ICE's STUN
+//! checks (0..=3), DTLS (20..=63) and anything else the relay carries are not
+//! media and are not counted. A flow counts payload bytes as relayed, without
+//! the ChannelData header or the STUN framing of a Send or Data indication.
+//!
+//! * **sent**: client → peer, counted when the allocation's relay socket has
+//!   sent the payload of a ChannelData or Send indication to the peer;
+//! * **received**: peer → client, counted when the relay has sent a
+//!   ChannelData or Data indication carrying it to the client.
+//!
+//! So a datagram counts only once the relay has forwarded it: a client
+//! cannot inflate its own counters with ChannelData for a channel it never
+//! bound, nor with traffic to a peer it has no permission for.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stun::message::{Getter, Message, MAGIC_COOKIE};
+use turn::proto::data::Data;
+
+use crate::credentials::Reference;
+
+/// Media relayed in one direction for one reference.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flow {
+    /// Datagrams whose payload looked like RTP/RTCP (first byte 128..=191).
+    pub packets: u64,
+    /// Their payload bytes, without TURN framing.
+    pub bytes: u64,
+    /// When the relay forwarded the first of them; `None` if none.
+    pub first: Option<Instant>,
+    /// When the relay forwarded the last of them; `None` if none.
+    pub last: Option<Instant>,
+}
+
+impl Flow {
+    /// Adds one datagram of `bytes` payload bytes forwarded at `at`.
+    ///
+    /// Instants from different tasks can reach the ledger slightly out of
+    /// order, so `first` only ever moves back and `last` only forward.
+    fn record(&mut self, at: Instant, bytes: usize) {
+        self.packets += 1;
+        self.bytes += bytes as u64;
+        self.first = Some(self.first.map_or(at, |first| first.min(at)));
+        self.last = Some(self.last.map_or(at, |last| last.max(at)));
+    }
+}
+
+/// The media the relay observed for one reference (one participant, with
+/// `"<consultation>.<participant>"` references), in both directions.
+///
+/// "Sent" and "received" are seen from the client holding the reference's
+/// credentials: `sent` went from that client through the relay to a peer,
+/// `received` from a peer through the relay to that client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaCounters {
+    /// Client → peer.
+    pub sent: Flow,
+    /// Peer → client.
+    pub received: Flow,
+}
+
+/// Which way a payload went, seen from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Client → peer.
+    Sent,
+    /// Peer → client.
+    Received,
+}
+
+/// Whether a relayed payload looks like media: RTP or RTCP by RFC 7983's
+/// demultiplexing rule (first byte 128..=191).
+pub(crate) fn is_media(payload: &[u8]) -> bool {
+    matches!(payload.first(), Some(128..=191))
+}
+
+/// What the TURN server writes to a client, as far as counting goes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ToClient {
+    /// Relayed data (a ChannelData message or a Data indication); `media`
+    /// is its payload size if the payload looks like media.
+    Relayed {
+        /// Payload bytes, if the payload is media.
+        media: Option<usize>,
+    },
+    /// Anything else: responses to the client's own requests.
+    Other,
+}
+
+/// STUN message type of a Data indication (method 0x007, class indication).
+const DATA_INDICATION: [u8; 2] = [0x00, 0x17];
+
+/// Classifies a datagram the TURN server sends to a client. ChannelData is
+/// read from its 4-byte header (channel number, length) without decoding;
+/// only Data indications are decoded as STUN, to find their DATA.
+pub(crate) fn to_client(datagram: &[u8]) -> ToClient {
+    match datagram.first() {
+        // Channel numbers 0x4000..=0x7FFF: first byte 64..=127.
+        Some(0x40..=0x7f) if datagram.len() >= 4 => {
+            let len = usize::from(u16::from_be_bytes([datagram[2], datagram[3]]));
+            let payload = datagram.get(4..4 + len).unwrap_or_default();
+            ToClient::Relayed {
+                media: is_media(payload).then_some(len),
+            }
+        }
+        Some(_)
+            if datagram.len() >= 20
+                && datagram[..2] == DATA_INDICATION
+                && datagram[4..8] == MAGIC_COOKIE.to_be_bytes() =>
+        {
+            ToClient::Relayed {
+                media: data_indication_payload(datagram)
+                    .filter(|payload| is_media(payload))
+                    .map(|payload| payload.len()),
+            }
+        }
+        _ => ToClient::Other,
+    }
+}
+
+fn data_indication_payload(datagram: &[u8]) -> Option<Vec<u8>> {
+    let mut msg = Message {
+        raw: datagram.to_vec(),
+        ..Default::default()
+    };
+    msg.decode().ok()?;
+    let mut data = Data::default();
+    data.get_from(&msg).ok()?;
+    Some(data.0)
+}
+
+/// Lets an allocation relay until its reference is closed, and tells the
+/// closer when the last datagram that was already passing has gone out.
+///
+/// Both relay directions go through [`Valve::pass`] right before they
+/// write; [`Valve::shut`] stops new ones, and [`Valve::is_drained`] says
+/// when none is left half-way. A counter, not a lock: nobody waits for it
+/// but the closer.
+#[derive(Debug, Default)]
+pub(crate) struct Valve {
+    shut: AtomicBool,
+    passing: AtomicUsize,
+}
+
+impl Valve {
+    /// Lets one datagram through, unless shut: it counts as passing until
+    /// the returned guard is dropped (after the write).
+    pub(crate) fn pass(&self) -> Option<Passing<'_>> {
+        // Counted before the check: a closer that shuts the valve and then
+        // reads `passing` sees every datagram that saw it open (SeqCst
+        // orders the four operations).
+        self.passing.fetch_add(1, Ordering::SeqCst);
+        if self.shut.load(Ordering::SeqCst) {
+            self.passing.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Passing(self))
+    }
+
+    /// Whether the valve is shut.
+    pub(crate) fn is_shut(&self) -> bool {
+        self.shut.load(Ordering::SeqCst)
+    }
+
+    /// Shuts the valve; returns whether it was open.
+    fn shut(&self) -> bool {
+        !self.shut.swap(true, Ordering::SeqCst)
+    }
+
+    /// Shut, and no datagram is passing any more.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.is_shut() && self.passing.load(Ordering::SeqCst) == 0
+    }
+}
+
+/// One datagram passing a [`Valve`]; see [`Valve::pass`].
+#[derive(Debug)]
+pub(crate) struct Passing<'a>(&'a Valve);
+
+impl Drop for Passing<'_> {
+    fn drop(&mut self) {
+        self.0.passing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Identifies one allocation's relay socket in the [`Ledger`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct AllocationId(u64);
+
+/// A live allocation whose owner the gate accepted.
+#[derive(Debug)]
+struct Owned {
+    client: SocketAddr,
+    reference: Reference,
+    /// Shut when the reference is closed; the relay socket then neither
+    /// sends nor delivers, and the server's relayed writes to the client are
+    /// dropped, until the server has deleted the allocation.
+    valve: Arc<Valve>,
+}
+
+/// A reference's counters and how recently the relay had to do with it.
+#[derive(Debug)]
+struct Tally {
+    counters: MediaCounters,
+    /// Live allocations of the reference.
+    live: usize,
+    /// Last allocation made or gone, or media counted.
+    seen: Instant,
+}
+
+/// Fewest tallies kept before the ledger starts pruning.
+const MIN_PRUNE_AT: usize = 64;
+
+/// Who owns which allocation, and what media each reference relayed.
+///
+/// Calls, in the order the relay makes them: [`Ledger::allocation_made`]
+/// when the server creates an allocation for a gate-accepted Allocate;
+/// [`Ledger::client_allocation`] and [`Ledger::record`] for each relayed
+/// media payload; [`Ledger::revoke`] when references are closed;
+/// [`Ledger::allocation_gone`] when the allocation's relay socket is
+/// dropped; [`Ledger::counters`] whenever the server asks.
+///
+/// # Memory bound
+///
+/// `allocations` and `clients` hold one entry per live relay socket, and an
+/// entry goes with its socket. `tallies` holds one entry per reference that
+/// has a live allocation or was seen within `max_idle` (the relay's
+/// `max_credential_ttl`), and at most twice that many between prunes
+/// (never fewer than [`MIN_PRUNE_AT`]): a prune runs whenever a new
+/// reference would pass that mark. A reference only gets an entry through
+/// an allocation made with a credential whose HMAC the gate checked, so
+/// only the server, which holds the secret, can add references; a client
+/// cannot grow the map by inventing them. Past `max_idle`, no credential
+/// issued before the reference was last seen is still valid either.
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    max_idle: Duration,
+    allocations: HashMap<AllocationId, Owned>,
+    /// Client transport address → its live allocation (a 5-tuple holds one
+    /// allocation; the listening socket is the same for all).
+    clients: HashMap<SocketAddr, AllocationId>,
+    tallies: HashMap<Reference, Tally>,
+    next_id: u64,
+    prune_at: usize,
+}
+
+impl Ledger {
+    /// A ledger that forgets a reference `max_idle` after it was last seen
+    /// with no live allocation.
+    pub(crate) fn new(max_idle: Duration) -> Self {
+        Self {
+            max_idle,
+            allocations: HashMap::new(),
+            clients: HashMap::new(),
+            tallies: HashMap::new(),
+            next_id: 0,
+            prune_at: MIN_PRUNE_AT,
+        }
+    }
+
+    /// Records that the server made an allocation for `client` with a
+    /// credential of `reference`. Returns its id and the valve that
+    /// [`Ledger::revoke`] shuts.
+    pub(crate) fn allocation_made(
+        &mut self,
+        now: Instant,
+        client: SocketAddr,
+        reference: Reference,
+    ) -> (AllocationId, Arc<Valve>) {
+        if !self.tallies.contains_key(&reference) && self.tallies.len() >= self.prune_at {
+            self.prune(now);
+        }
+        self.next_id += 1;
+        let id = AllocationId(self.next_id);
+        let tally = self
+            .tallies
+            .entry(reference.clone())
+            .or_insert_with(|| Tally {
+                counters: MediaCounters::default(),
+                live: 0,
+                seen: now,
+            });
+        tally.live += 1;
+        tally.seen = now;
+        let valve = Arc::new(Valve::default());
+        self.allocations.insert(
+            id,
+            Owned {
+                client,
+                reference,
+                valve: Arc::clone(&valve),
+            },
+        );
+        // A newer allocation from the same address replaces an older one
+        // that is still being torn down.
+        self.clients.insert(client, id);
+        (id, valve)
+    }
+
+    /// Forgets a relay socket that is gone; its reference's counters stay.
+    pub(crate) fn allocation_gone(&mut self, now: Instant, id: AllocationId) {
+        let Some(owned) = self.allocations.remove(&id) else {
+            return;
+        };
+        if self.clients.get(&owned.client) == Some(&id) {
+            self.clients.remove(&owned.client);
+        }
+        if let Some(tally) = self.tallies.get_mut(&owned.reference) {
+            tally.live -= 1;
+            tally.seen = now;
+        }
+    }
+
+    /// The live allocation of `client` and its valve; `None` if the client
+    /// has none the ledger knows.
+    pub(crate) fn client_allocation(
+        &self,
+        client: SocketAddr,
+    ) -> Option<(AllocationId, Arc<Valve>)> {
+        let id = *self.clients.get(&client)?;
+        let valve = Arc::clone(&self.allocations.get(&id)?.valve);
+        Some((id, valve))
+    }
+
+    /// Counts a media payload of `bytes` bytes that allocation `id` relayed
+    /// at `at`.
+    pub(crate) fn record(
+        &mut self,
+        id: AllocationId,
+        direction: Direction,
+        at: Instant,
+        bytes: usize,
+    ) {
+        let Some(owned) = self.allocations.get(&id) else {
+            return;
+        };
+        if let Some(tally) = self.tallies.get_mut(&owned.reference) {
+            let flow = match direction {
+                Direction::Sent => &mut tally.counters.sent,
+                Direction::Received => &mut tally.counters.received,
+            };
+            flow.record(at, bytes);
+            tally.seen = tally.seen.max(at);
+        }
+    }
+
+    /// Shuts the valve of every live allocation whose reference `closed`
+    /// says is closed, and returns those valves, to wait until they are
+    /// drained.
+    pub(crate) fn revoke(&mut self, closed: impl Fn(&Reference) -> bool) -> Vec<Arc<Valve>> {
+        self.allocations
+            .values()
+            .filter(|owned| closed(&owned.reference))
+            .map(|owned| {
+                owned.valve.shut();
+                Arc::clone(&owned.valve)
+            })
+            .collect()
+    }
+
+    /// The counters of every reference that `reference`
+    /// [covers](Reference::covers).
+    pub(crate) fn counters(&self, reference: &Reference) -> HashMap<Reference, MediaCounters> {
+        self.tallies
+            .iter()
+            .filter(|(r, _)| reference.covers(r))
+            .map(|(r, tally)| (r.clone(), tally.counters))
+            .collect()
+    }
+
+    /// Drops the tallies of references with no live allocation that were
+    /// last seen more than `max_idle` before `now`.
+    fn prune(&mut self, now: Instant) {
+        let max_idle = self.max_idle;
+        self.tallies
+            .retain(|_, t| t.live > 0 || now.saturating_duration_since(t.seen) <= max_idle);
+        self.prune_at = (2 * self.tallies.len()).max(MIN_PRUNE_AT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stun::agent::TransactionId;
+    use stun::message::{MessageType, Setter, BINDING_SUCCESS, CLASS_INDICATION, METHOD_DATA};
+    use turn::proto::chandata::ChannelData;
+    use turn::proto::channum::ChannelNumber;
+    use turn::proto::peeraddr::PeerAddress;
+
+    use super::*;
+
+    fn r(s: &str) -> Reference {
+        Reference::parse(s).unwrap()
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 1], port))
+    }
+
+    fn channel_data(payload: &[u8]) -> Vec<u8> {
+        let mut c = ChannelData {
+            data: payload.to_vec(),
+            number: ChannelNumber(0x4001),
+            raw: vec![],
+        };
+        c.encode();
+        c.raw
+    }
+
+    fn data_indication(payload: &[u8]) -> Vec<u8> {
+        let mut m = Message::new();
+        let setters: Vec<Box<dyn Setter>> = vec![
+            Box::new(TransactionId::new()),
+            Box::new(MessageType::new(METHOD_DATA, CLASS_INDICATION)),
+            Box::new(PeerAddress {
+                ip: "192.0.2.7".parse().unwrap(),
+                port: 9,
+            }),
+            Box::new(Data(payload.to_vec())),
+        ];
+        m.build(&setters).unwrap();
+        m.raw
+    }
+
+    #[test]
+    fn only_rtp_and_rtcp_first_bytes_are_media() {
+        for b in [128u8, 0x80, 0x90, 191] {
+            assert!(is_media(&[b, 0, 0]), "{b}");
+        }
+        // STUN, DTLS, TURN channels, ZRTP and the reserved rest.
+        for b in [0u8, 3, 4, 19, 20, 22, 63, 64, 79, 127, 192, 255] {
+            assert!(!is_media(&[b, 0, 0]), "{b}");
+        }
+        assert!(!is_media(&[]));
+    }
+
+    #[test]
+    fn relayed_data_to_a_client_is_classified_from_its_framing() {
+        let rtp = [0x80u8; 123];
+        let dtls = [22u8; 50];
+        assert_eq!(
+            to_client(&channel_data(&rtp)),
+            ToClient::Relayed { media: Some(123) }
+        );
+        assert_eq!(
+            to_client(&channel_data(&dtls)),
+            ToClient::Relayed { media: None }
+        );
+        assert_eq!(
+            to_client(&data_indication(&rtp)),
+            ToClient::Relayed { media: Some(123) }
+        );
+        assert_eq!(
+            to_client(&data_indication(&[0, 1, 0, 0])),
+            ToClient::Relayed { media: None }
+        );
+        // A response to the client's own request is not relayed data.
+        let mut response = Message::new();
+        response
+            .build(&[Box::new(TransactionId::new()), Box::new(BINDING_SUCCESS)])
+            .unwrap();
+        assert_eq!(to_client(&response.raw), ToClient::Other);
+        // Truncated ChannelData is relayed data without media.
+        assert_eq!(
+            to_client(&[0x40, 0x01, 0x00, 0x10, 0x80]),
+            ToClient::Relayed { media: None }
+        );
+        assert_eq!(to_client(&[]), ToClient::Other);
+    }
+
+    #[test]
+    fn flows_count_packets_bytes_and_the_first_and_last_instant() {
+        let t0 = Instant::now();
+        let mut flow = Flow::default();
+        flow.record(t0 + Duration::from_millis(20), 100);
+        flow.record(t0 + Duration::from_millis(10), 50);
+        flow.record(t0 + Duration::from_millis(30), 10);
+        assert_eq!(
+            flow,
+            Flow {
+                packets: 3,
+                bytes: 160,
+                first: Some(t0 + Duration::from_millis(10)),
+                last: Some(t0 + Duration::from_millis(30)),
+            }
+        );
+    }
+
+    #[test]
+    fn media_is_counted_per_reference_and_direction_and_outlives_the_allocation() {
+        let t0 = Instant::now();
+        let mut ledger = Ledger::new(Duration::from_secs(3600));
+        let (p1, _) = ledger.allocation_made(t0, addr(1), r("c.p1"));
+        let (p2, _) = ledger.allocation_made(t0, addr(2), r("c.p2"));
+        let (other, _) = ledger.allocation_made(t0, addr(3), r("d.p1"));
+        ledger.record(p1, Direction::Sent, t0, 100);
+        ledger.record(p1, Direction::Sent, t0, 100);
+        ledger.record(p2, Direction::Received, t0, 100);
+        ledger.record(other, Direction::Sent, t0, 7);
+        assert_eq!(
+            ledger.client_allocation(addr(2)).map(|(id, _)| id),
+            Some(p2)
+        );
+
+        ledger.allocation_gone(t0, p1);
+        assert!(ledger.client_allocation(addr(1)).is_none());
+        let counters = ledger.counters(&r("c"));
+        assert_eq!(counters.len(), 2);
+        assert_eq!(counters[&r("c.p1")].sent.packets, 2);
+        assert_eq!(counters[&r("c.p1")].sent.bytes, 200);
+        assert_eq!(counters[&r("c.p1")].received, Flow::default());
+        assert_eq!(counters[&r("c.p2")].received.packets, 1);
+        assert_eq!(ledger.counters(&r("c.p2")).len(), 1);
+        // Nothing is counted for an allocation that is gone.
+        ledger.record(p1, Direction::Sent, t0, 100);
+        assert_eq!(ledger.counters(&r("c.p1"))[&r("c.p1")].sent.packets, 2);
+    }
+
+    #[test]
+    fn a_newer_allocation_from_the_same_address_is_not_forgotten_with_the_older() {
+        let t0 = Instant::now();
+        let mut ledger = Ledger::new(Duration::from_secs(3600));
+        let (old, _) = ledger.allocation_made(t0, addr(1), r("c.p1"));
+        let (new, _) = ledger.allocation_made(t0, addr(1), r("c.p1"));
+        ledger.allocation_gone(t0, old);
+        assert_eq!(
+            ledger.client_allocation(addr(1)).map(|(id, _)| id),
+            Some(new)
+        );
+    }
+
+    #[test]
+    fn revoking_a_consultation_shuts_its_participants_only() {
+        let t0 = Instant::now();
+        let mut ledger = Ledger::new(Duration::from_secs(3600));
+        let (_, p1) = ledger.allocation_made(t0, addr(1), r("c.p1"));
+        let (_, p2) = ledger.allocation_made(t0, addr(2), r("c.p2"));
+        let (_, other) = ledger.allocation_made(t0, addr(3), r("d.p1"));
+        let closing = r("c.p1");
+        assert_eq!(ledger.revoke(|x| closing.covers(x)).len(), 1);
+        assert!(p1.is_shut());
+        assert!(!p2.is_shut());
+        assert!(ledger.client_allocation(addr(1)).unwrap().1.is_shut());
+        let closing = r("c");
+        assert_eq!(ledger.revoke(|x| closing.covers(x)).len(), 2);
+        assert!(p2.is_shut());
+        assert!(!other.is_shut());
+    }
+
+    #[test]
+    fn a_valve_drains_once_the_datagrams_passing_when_it_shut_are_through() {
+        let valve = Valve::default();
+        let passing = valve.pass().expect("open");
+        assert!(valve.shut());
+        assert!(!valve.shut(), "already shut");
+        assert!(valve.pass().is_none(), "nothing new passes");
+        assert!(!valve.is_drained(), "one datagram is still on its way");
+        drop(passing);
+        assert!(valve.is_drained());
+    }
+
+    #[test]
+    fn idle_references_are_forgotten_and_the_map_stays_bounded() {
+        let t0 = Instant::now();
+        let idle = Duration::from_secs(60);
+        let mut ledger = Ledger::new(idle);
+        let (live, _) = ledger.allocation_made(t0, addr(1), r("live"));
+        let (gone, _) = ledger.allocation_made(t0, addr(2), r("gone"));
+        ledger.record(live, Direction::Sent, t0, 1);
+        ledger.allocation_gone(t0, gone);
+
+        // Later, a reference comes and goes every tenth of `idle`: about ten
+        // are recent at any time. "gone" is pruned, "live" (still
+        // allocated) is kept, and the map never holds more than the
+        // pruning mark.
+        for i in 0..1000u16 {
+            let now = t0 + 2 * idle + idle / 10 * u32::from(i);
+            let (id, _) = ledger.allocation_made(now, addr(10 + i), r(&format!("r{i}")));
+            ledger.allocation_gone(now, id);
+            assert!(
+                ledger.tallies.len() <= MIN_PRUNE_AT,
+                "{}",
+                ledger.tallies.len()
+            );
+        }
+        assert!(ledger.counters(&r("gone")).is_empty());
+        assert_eq!(ledger.counters(&r("live"))[&r("live")].sent.packets, 1);
+        assert!(ledger.allocations.len() == 1 && ledger.clients.len() == 1);
+    }
+}

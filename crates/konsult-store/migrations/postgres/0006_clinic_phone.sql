@@ -1,0 +1,5 @@
+-- Konsult schema, PostgreSQL dialect: the clinic's phone number, shown to
+-- patients on every error and end page (whom to call). The clinic's own
+-- business number, not personal data. Keep in step with
+-- ../sqlite/0006_clinic_phone.sql.
+ALTER TABLE clinics ADD COLUMN phone TEXT;
