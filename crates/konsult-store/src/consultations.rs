@@ -1302,21 +1302,28 @@ impl Store {
         Ok((closed, links))
     }
 
-    /// The events of a consultation's call, oldest first.
+    /// The events of a consultation's call, oldest first: kind, detail (the
+    /// evidence of `two_way_established`, the reason of `ended`) and time.
     pub async fn call_events(
         &self,
         clinic: ClinicId,
         id: ConsultationId,
-    ) -> Result<Vec<(String, DateTime<Utc>)>> {
+    ) -> Result<Vec<(String, Option<String>, DateTime<Utc>)>> {
         let rows = sqlx::query(
-            "SELECT kind, at FROM consultation_events WHERE clinic_id = $1 AND consultation_id = $2 ORDER BY id",
+            "SELECT kind, detail, at FROM consultation_events WHERE clinic_id = $1 AND consultation_id = $2 ORDER BY id",
         )
         .bind(clinic.to_string())
         .bind(id.to_string())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("kind")?, from_ms(r.try_get("at")?)?)))
+            .map(|r| {
+                Ok((
+                    r.try_get("kind")?,
+                    r.try_get("detail")?,
+                    from_ms(r.try_get("at")?)?,
+                ))
+            })
             .collect()
     }
 

@@ -247,16 +247,47 @@ pub async fn event_kinds(app: &TestApp, fx: &ClinicFixture, b: &Booking) -> Vec<
         .await
         .unwrap()
         .into_iter()
-        .map(|(kind, _)| kind)
+        .map(|(kind, _, _)| kind)
         .collect()
 }
 
-/// Waits until the stored events are `expected` (they are written by a
-/// background task, just after the frames that announce them).
+/// The stored call events by kind, with a run of `two_way_established`
+/// counted once: the first evidence of a call may be followed by a stronger
+/// one (client-reported, then relay-observed), and each is recorded. Panics
+/// if such a run does not grow strictly stronger.
+pub async fn call_event_kinds(app: &TestApp, fx: &ClinicFixture, b: &Booking) -> Vec<String> {
+    let events = app
+        .state
+        .store
+        .call_events(fx.clinic, b.consultation)
+        .await
+        .unwrap();
+    let mut kinds: Vec<String> = Vec::new();
+    let mut last_evidence: Option<String> = None;
+    for (kind, detail, _) in events {
+        if kind == "two_way_established" && kinds.last().is_some_and(|k| *k == kind) {
+            assert!(
+                last_evidence.as_deref() == Some("client_reported")
+                    && detail.as_deref() == Some("relay_observed"),
+                "evidence recorded again without growing stronger: {last_evidence:?} then {detail:?}"
+            );
+        } else {
+            kinds.push(kind.clone());
+        }
+        if kind == "two_way_established" {
+            last_evidence = detail;
+        }
+    }
+    kinds
+}
+
+/// Waits until the stored events are `expected` (they are written just
+/// before the frames that announce them; a stronger evidence after the
+/// first counts as the same `two_way_established`, see [`call_event_kinds`]).
 pub async fn wait_for_events(app: &TestApp, fx: &ClinicFixture, b: &Booking, expected: &[&str]) {
     let deadline = tokio::time::Instant::now() + FRAME_WAIT;
     loop {
-        let kinds = event_kinds(app, fx, b).await;
+        let kinds = call_event_kinds(app, fx, b).await;
         if kinds == expected {
             return;
         }
