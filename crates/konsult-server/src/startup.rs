@@ -2,7 +2,7 @@
 //! the data directory, the data-at-rest key, the database and TLS.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use konsult_store::database::describe_url;
@@ -78,14 +78,39 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         ensure_data_dir(&settings.data_dir)?;
     }
     let cipher = load_or_create_key(&settings.key_file())?;
-    Store::connect_with(&url, cipher, &settings.pool_settings())
+    let describe = |e: StoreError| match e {
+        // Names the database itself, never its user or password.
+        StoreError::Unreachable { .. } => anyhow::anyhow!("{e}"),
+        StoreError::Database(e) => anyhow::anyhow!("cannot open {}: {e}", describe_url(&url)),
+        e => anyhow::anyhow!("cannot open {}: {e}", describe_url(&url)),
+    };
+    let store = Store::connect_with(&url, cipher, &settings.pool_settings())
         .await
-        .map_err(|e| match e {
-            // Names the database itself, never its user or password.
-            StoreError::Unreachable { .. } => anyhow::anyhow!("{e}"),
-            StoreError::Database(e) => anyhow::anyhow!("cannot open {}: {e}", describe_url(&url)),
-            e => anyhow::anyhow!("cannot open {}: {e}", describe_url(&url)),
-        })
+        .map_err(describe)?;
+    let marker = audit_keyed_marker(&settings.key_file());
+    if !marker.exists() {
+        let rekeyed = store.rekey_audit_chains().await.map_err(describe)?;
+        if rekeyed > 0 {
+            tracing::info!(rekeyed, "audit chains from before the audit key re-keyed");
+        }
+        write_private_file(
+            &marker,
+            "The audit chains of this installation are keyed; they are never re-keyed again.\n",
+        )?;
+    }
+    Ok(store)
+}
+
+/// `<key file>.audit-keyed`: present once this installation re-keyed the
+/// audit chains written before the audit key ([`open_store`] does it the
+/// first time it opens the database, and never again). It lives next to the
+/// key, out of reach of someone who can only write the database: they could
+/// otherwise recompute a tampered chain unkeyed and have the next start
+/// re-key it as intact.
+pub fn audit_keyed_marker(key_file: &Path) -> PathBuf {
+    let mut name = key_file.as_os_str().to_owned();
+    name.push(".audit-keyed");
+    PathBuf::from(name)
 }
 
 /// The rustls configuration: the configured certificate, or a self-signed

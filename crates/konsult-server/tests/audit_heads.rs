@@ -98,3 +98,51 @@ async fn exported_heads_are_checked_against_the_database() {
     assert!(stdout.contains("REMOVED or REWRITTEN"), "{stdout}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_unkeyed_chain_is_rekeyed_at_the_first_start_and_never_again() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let admin = app
+        .setup_clinic("Fysio Syd", "222222", "admin@syd.dk")
+        .await;
+    admin
+        .post_ok(
+            "/api/patients",
+            json!({"name": "Ane", "phone": "20304050"}),
+            StatusCode::CREATED,
+        )
+        .await;
+    // The first start left its marker next to the key file.
+    let marker = konsult_server::startup::audit_keyed_marker(&app.state.settings.key_file());
+    assert!(marker.exists(), "no marker at {}", marker.display());
+    let out = konsult(&app, &["audit", "heads"]).await;
+    let head: Value = serde_json::from_str(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let clinic =
+        konsult_domain::ClinicId::from_uuid(head["clinic"].as_str().unwrap().parse().unwrap());
+
+    // Someone who can write the database but lacks the key rewrites the
+    // chain with the old unkeyed hashes. Opening the database again (the
+    // command below does what a restart does) must not re-key the forgery.
+    app.state.store.rewrite_chain_unkeyed(clinic).await.unwrap();
+    let out = konsult(&app, &["audit", "heads"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let chain = admin.get_ok("/api/audit").await;
+    assert_eq!(chain["chain"]["status"], "broken", "{chain}");
+
+    // An installation from before the key (no marker yet) is re-keyed once,
+    // at its first start.
+    std::fs::remove_file(&marker).unwrap();
+    let out = konsult(&app, &["audit", "heads"]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(marker.exists());
+    let chain = admin.get_ok("/api/audit").await;
+    assert_eq!(chain["chain"]["status"], "intact", "{chain}");
+    app.stop().await;
+}

@@ -308,12 +308,18 @@ impl Store {
         Ok(ChainStatus::Intact { entries: count })
     }
 
-    /// Re-keys, once, every chain written before the audit key: a chain
-    /// whose head is not keyed is verified with the old unkeyed hash and, if
-    /// intact, rewritten with keyed hashes and an `audit.rekeyed` entry, in
-    /// one transaction. A chain that does not verify is left as it is (and
+    /// Re-keys every chain written before the audit key: a chain whose head
+    /// is not keyed is verified with the old unkeyed hash and, if intact,
+    /// rewritten with keyed hashes and an `audit.rekeyed` entry, in one
+    /// transaction. A chain that does not verify is left as it is (and
     /// reports broken). Returns the number of chains re-keyed.
-    pub(crate) async fn rekey_audit_chains(&self) -> Result<usize> {
+    ///
+    /// Run it once per installation, at the first start after the upgrade,
+    /// and keep the fact that it ran *outside* the database (the server keeps
+    /// a marker next to the key file): someone who can write the database
+    /// could otherwise delete an entry, recompute the whole chain unkeyed,
+    /// and have the next start re-key the forgery as intact.
+    pub async fn rekey_audit_chains(&self) -> Result<usize> {
         let heads = sqlx::query("SELECT clinic_id, head FROM audit_heads")
             .fetch_all(&self.pool)
             .await?;
@@ -374,6 +380,38 @@ impl Store {
             rekeyed += 1;
         }
         Ok(rekeyed)
+    }
+
+    /// Rewrites a clinic's chain with the unkeyed SHA-256 hashes it had
+    /// before the audit key, head included: what an installation from before
+    /// the key holds, and exactly what someone who can write the database but
+    /// lacks the key can forge. For tests of re-keying and tamper detection.
+    #[doc(hidden)]
+    pub async fn rewrite_chain_unkeyed(&self, clinic: ClinicId) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let entries = Self::chain_in(&mut tx, clinic).await?;
+        let mut prev = GENESIS.to_owned();
+        for e in &entries {
+            let hash = e.legacy_hash(&prev);
+            sqlx::query(
+                "UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE clinic_id = $3 AND seq = $4",
+            )
+            .bind(&prev)
+            .bind(&hash)
+            .bind(clinic.to_string())
+            .bind(e.seq)
+            .execute(tx.conn())
+            .await?;
+            prev = hash;
+        }
+        sqlx::query("UPDATE audit_heads SET head = $1, seq = $2 WHERE clinic_id = $3")
+            .bind(&prev)
+            .bind(entries.last().map_or(0, |e| e.seq))
+            .bind(clinic.to_string())
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// A clinic's whole chain, oldest first, read in the caller's

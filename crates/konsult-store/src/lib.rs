@@ -250,7 +250,6 @@ impl Store {
             );
         }
         store.backfill_posting_days().await?;
-        store.rekey_audit_chains().await?;
         Ok(store)
     }
 

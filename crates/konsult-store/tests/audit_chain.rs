@@ -1,8 +1,10 @@
 //! The audit chain against someone who can write the database but does not
 //! hold the data-at-rest key: deleting an entry and recomputing the chain
-//! as SHA-256 (what the chain used to be) no longer verifies; a chain
-//! written before keying is re-keyed once at start-up; an exported signed
-//! head catches a truncated tail that the chain alone cannot.
+//! as SHA-256 (what the chain used to be) no longer verifies, not even after
+//! a restart; a chain written before keying is re-keyed when the
+//! installation asks (the server does, once, at its first start after the
+//! upgrade), never by opening the database; an exported signed head catches
+//! a truncated tail that the chain alone cannot.
 
 use chrono::{DateTime, Utc};
 use konsult_domain::{ClinicId, Speciale};
@@ -11,7 +13,6 @@ use konsult_store::clinics::NewClinic;
 use konsult_store::patients::PatientData;
 use konsult_store::therapists::{NewTherapist, Role};
 use konsult_store::{Cipher, Store};
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 const KEY: [u8; 32] = [7; 32];
@@ -62,68 +63,6 @@ async fn clinic_with_entries(store: &Store, patients: usize) -> ClinicId {
     clinic
 }
 
-/// The unkeyed entry hash of the chain's first version: SHA-256 over the
-/// fields, each ended by 0x1f. Anyone can compute it.
-fn sha256_hash(prev: &str, seq: i64, at_ms: i64, fields: [&str; 4]) -> String {
-    let mut h = Sha256::new();
-    for part in [prev, &seq.to_string(), &at_ms.to_string()]
-        .into_iter()
-        .chain(fields)
-    {
-        h.update(part.as_bytes());
-        h.update([0x1f]);
-    }
-    hex::encode(h.finalize())
-}
-
-/// What a database writer without the key can do: rewrite every hash of
-/// the chain as SHA-256 (after changing what it likes) and move the head.
-async fn recompute_without_key(pool: &sqlx::SqlitePool, clinic: ClinicId) {
-    let rows = sqlx::query(
-        "SELECT seq, at, actor, action, patient_id, subject FROM audit_log WHERE clinic_id = ? ORDER BY seq",
-    )
-    .bind(clinic.to_string())
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let mut prev = GENESIS.to_owned();
-    for r in rows {
-        let seq: i64 = r.get("seq");
-        let at: i64 = r.get("at");
-        let actor: String = r.get("actor");
-        let action: String = r.get("action");
-        let patient: Option<String> = r.get("patient_id");
-        let subject: Option<String> = r.get("subject");
-        let hash = sha256_hash(
-            &prev,
-            seq,
-            at,
-            [
-                &actor,
-                &action,
-                patient.as_deref().unwrap_or(""),
-                subject.as_deref().unwrap_or(""),
-            ],
-        );
-        sqlx::query("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE clinic_id = ? AND seq = ?")
-            .bind(&prev)
-            .bind(&hash)
-            .bind(clinic.to_string())
-            .bind(seq)
-            .execute(pool)
-            .await
-            .unwrap();
-        prev = hash;
-    }
-    sqlx::query("UPDATE audit_heads SET head = ?, seq = (SELECT MAX(seq) FROM audit_log WHERE clinic_id = ?) WHERE clinic_id = ?")
-        .bind(&prev)
-        .bind(clinic.to_string())
-        .bind(clinic.to_string())
-        .execute(pool)
-        .await
-        .unwrap();
-}
-
 async fn raw_pool(url: &str) -> sqlx::SqlitePool {
     sqlx::SqlitePool::connect(url).await.unwrap()
 }
@@ -154,7 +93,7 @@ async fn deleting_an_entry_and_recomputing_the_chain_without_the_key_is_caught()
         .execute(&pool)
         .await
         .unwrap();
-    recompute_without_key(&pool, clinic).await;
+    store.rewrite_chain_unkeyed(clinic).await.unwrap();
     assert_eq!(
         store.verify_audit_chain(clinic).await.unwrap(),
         ChainStatus::Broken { at_seq: 1 },
@@ -164,22 +103,36 @@ async fn deleting_an_entry_and_recomputing_the_chain_without_the_key_is_caught()
         store.check_signed_head(&heads[0]).await.unwrap(),
         HeadCheck::ChainBroken { at_seq: 1 }
     );
+    // Opening the database again (a restart) does not launder the forgery:
+    // re-keying an unkeyed chain is not part of opening the store.
+    drop(store);
+    let store = open(&url).await;
+    assert_eq!(
+        store.verify_audit_chain(clinic).await.unwrap(),
+        ChainStatus::Broken { at_seq: 1 },
+        "a restart re-keyed a chain recomputed without the key"
+    );
 }
 
 #[tokio::test]
-async fn a_chain_from_before_the_key_is_rekeyed_once_at_start_up() {
+async fn a_chain_from_before_the_key_is_rekeyed_when_the_installation_asks() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("k.db").display());
     let clinic = {
         let store = open(&url).await;
         clinic_with_entries(&store, 2).await
     };
-    // What the database held before keying: SHA-256 hashes throughout.
-    let pool = raw_pool(&url).await;
-    recompute_without_key(&pool, clinic).await;
-    pool.close().await;
-
     let store = open(&url).await;
+    // What the database held before keying: SHA-256 hashes throughout.
+    store.rewrite_chain_unkeyed(clinic).await.unwrap();
+    assert_eq!(
+        store.verify_audit_chain(clinic).await.unwrap(),
+        ChainStatus::Broken { at_seq: 1 },
+        "opening the store re-keys nothing"
+    );
+    // The server does this once per installation (its marker lives next to
+    // the key file).
+    assert_eq!(store.rekey_audit_chains().await.unwrap(), 1);
     assert_eq!(
         store.verify_audit_chain(clinic).await.unwrap(),
         ChainStatus::Intact { entries: 4 },
@@ -188,7 +141,8 @@ async fn a_chain_from_before_the_key_is_rekeyed_once_at_start_up() {
     let entries = store.audit_entries(clinic, 0, 10).await.unwrap();
     assert_eq!(entries.last().unwrap().action, "audit.rekeyed");
     assert!(entries.iter().all(|e| e.hash.starts_with("k1:")));
-    // A second start changes nothing.
+    // A keyed chain is never re-keyed again.
+    assert_eq!(store.rekey_audit_chains().await.unwrap(), 0);
     drop(store);
     let store = open(&url).await;
     assert_eq!(
