@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use konsult_domain::{ClinicId, Speciale};
-use konsult_store::audit::{Actor, ChainStatus, HeadCheck, GENESIS};
+use konsult_store::audit::{Actor, ChainStatus, HeadCheck};
 use konsult_store::clinics::NewClinic;
 use konsult_store::patients::PatientData;
 use konsult_store::therapists::{NewTherapist, Role};
