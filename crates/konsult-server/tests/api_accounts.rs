@@ -5,7 +5,7 @@
 //! that expire; a second clinic from the command line, isolated from the
 //! first; and e-mail addresses of one clinic that stay invisible to another.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration as StdDuration, Instant};
 

@@ -4,7 +4,7 @@
 //! audit log however often it is called; `…/activity/events` pushes the
 //! same as server-sent events when something changes.
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

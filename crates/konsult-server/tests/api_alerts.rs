@@ -2,7 +2,7 @@
 //! in a short time raises one structured alert in the log, with ids only.
 //! (Own test binary: it installs the global log subscriber.)
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! Bad input gets a clear problem-details error and changes nothing.
 
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::StatusCode;

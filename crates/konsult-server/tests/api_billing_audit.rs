@@ -1,7 +1,7 @@
 //! Issue 9, "billing a region can audit": one API scenario per finding of the outside audit,
 //! each on SQLite and PostgreSQL. Every one of them failed on the release before this change.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::*;

@@ -2,7 +2,7 @@
 //! Danish calendar day, all at once: exactly one billable line, on SQLite
 //! and on PostgreSQL; the others say why they are not billable.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::*;

@@ -4,7 +4,7 @@
 //! again without invalidating it, and never after it was replaced or the
 //! consultation closed.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::*;

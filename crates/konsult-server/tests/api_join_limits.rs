@@ -3,7 +3,7 @@
 //! most once per ten minutes however often the page is loaded, and one
 //! client gets 429 with `Retry-After` beyond its rate.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::*;

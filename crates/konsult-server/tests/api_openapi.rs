@@ -4,7 +4,7 @@
 //! (security, parameters in their place, typed bodies, error responses),
 //! and the bodies the server really sends match it.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::python::{check_openapi, response_schema, sample};

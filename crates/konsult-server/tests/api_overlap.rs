@@ -3,7 +3,7 @@
 //! is not over is refused (409 `overlapping_consultation`) unless the caller
 //! says `allow_overlap`; two presses at once make one.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::*;

@@ -3,7 +3,7 @@
 //! (GDPR art. 16); and the export of everything (art. 15 and 20) in its
 //! documented, versioned schema.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::python::{check_openapi, sample};

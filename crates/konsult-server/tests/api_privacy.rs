@@ -2,7 +2,7 @@
 //! and the logs carry ids only, never names, CPR numbers, contact data or
 //! journal text. The audit chain detects tampering.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::*;

@@ -3,7 +3,7 @@
 //! problem with one message), while `type`, `status` and the English
 //! `detail` stay what API integrators already read.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::*;

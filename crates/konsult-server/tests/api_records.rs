@@ -3,7 +3,7 @@
 //! generated from the real settings (art. 30), and the export of access and
 //! login events for a breach investigation (art. 33).
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::*;

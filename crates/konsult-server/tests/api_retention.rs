@@ -3,7 +3,7 @@
 //! events a year; the job enforces it. Erasure is refused while a journal
 //! must be kept.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, TimeZone, Utc};
 use common::*;

@@ -3,7 +3,7 @@
 //! (refused before the visit, accepted after), completion, a second
 //! consultation the same day (not billable, reason shown), export.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, TimeZone, Utc};
 use common::*;

@@ -2,7 +2,7 @@
 //! journal note, assessment, visit, safety confirmation, export or access
 //! log, no completion and no call; a consultation always has a clinician.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::*;

@@ -1,7 +1,7 @@
 //! First run: an empty installation hands out a one-time setup link; the
 //! link creates the clinic and its admin once, and never again.
 
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::StatusCode;

@@ -3,7 +3,7 @@
 //! anything of clinic A — the answer is 403 or 404, and A's data is the same
 //! afterwards.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::*;

@@ -4,7 +4,7 @@
 //! holds (entries removed from the end, which the chain alone cannot show)
 //! and an export that was altered.
 
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::StatusCode;

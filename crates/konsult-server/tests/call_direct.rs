@@ -5,7 +5,7 @@
 //! host candidates. The server records two-way media, the therapist ends
 //! the call, and the consultation is billable once completed.
 
-mod common;
+use crate::common;
 
 use std::time::Duration as StdDuration;
 

@@ -4,7 +4,7 @@
 //! two-way media there and the consultation is not billable, while a real
 //! relay-only call is, with its line saying `relay_observed`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration as StdDuration;
 

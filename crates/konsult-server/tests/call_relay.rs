@@ -5,7 +5,7 @@
 //! a client sends a host candidate. Ending the call closes the
 //! consultation's allocations on the relay; completing it is billable.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::signal::*;

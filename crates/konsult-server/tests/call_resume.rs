@@ -6,7 +6,7 @@
 //! the renegotiated connection. The therapist is never told the patient
 //! left, and the store records no end.
 
-mod common;
+use crate::common;
 
 use std::time::Duration as StdDuration;
 

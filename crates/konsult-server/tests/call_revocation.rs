@@ -4,7 +4,7 @@
 //! told `bye` and its TURN allocation stops relaying within a second, while
 //! the therapist stays. The old link cannot join again.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration as StdDuration, Instant};
 

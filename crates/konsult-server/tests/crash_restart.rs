@@ -17,7 +17,7 @@
 //!   `KONSULT_SOAK_CALLS=100 cargo test -p konsult-server --test
 //!   crash_restart -- --nocapture`.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -9,7 +9,7 @@
 //! `KONSULT_TEST_POSTGRES_URL`); SQLite lives on an 8 MiB tmpfs that the
 //! test fills (skipped without mount rights).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

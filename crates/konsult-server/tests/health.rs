@@ -1,7 +1,7 @@
 //! The server starts on port 0, answers its health checks, sends its
 //! security headers and documents its API.
 
-mod common;
+use crate::common;
 
 use common::{Db, TestApp};
 

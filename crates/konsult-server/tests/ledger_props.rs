@@ -10,7 +10,7 @@
 //!
 //! Cases default to 12 (a fresh server each); `PROPTEST_CASES` raises them.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -4,7 +4,7 @@
 //! a call event (no addresses, no SDP). An assessment revoked while the
 //! patient waits stops the admission, naming the reason.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::signal::*;

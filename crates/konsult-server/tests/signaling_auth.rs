@@ -4,7 +4,7 @@
 //! session or from another clinic, bad first frames, and cross-site
 //! upgrades.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::signal::*;

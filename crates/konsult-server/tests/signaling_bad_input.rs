@@ -3,7 +3,7 @@
 //! socket; too many errors close it with 4003 (resume allowed); binary
 //! frames close it with 1003.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::signal::*;

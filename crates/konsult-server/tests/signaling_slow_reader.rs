@@ -3,7 +3,7 @@
 //! the server closes the socket (it leaves ESTABLISHED and its send queue
 //! stops growing), while the other participant stays connected.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration as StdDuration, Instant};
 

@@ -2,7 +2,7 @@
 //! Secure session cookies. A non-loopback listener without a certificate
 //! gets a generated self-signed one.
 
-mod common;
+use crate::common;
 
 use common::*;
 

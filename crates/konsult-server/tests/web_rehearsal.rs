@@ -4,7 +4,7 @@
 //! WebSocket closed before any hello) touch a consultation, a join link or
 //! the audit log.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::signal::{book, clinic, connect, next, Next};
