@@ -89,13 +89,22 @@ async fn every_operation_declares_security_parameters_bodies_and_errors() {
                 }
                 if changes {
                     state_changing += 1;
-                    if !responses.contains_key("403") {
-                        problems.push(format!("{here}: state-changing without 403"));
+                    // A write can be refused by the state it meets (409)
+                    // or a domain rule (422).
+                    for status in ["403", "409", "422"] {
+                        if !responses.contains_key(status) {
+                            problems.push(format!("{here}: state-changing without {status}"));
+                        }
                     }
                 }
             }
-            if !responses.contains_key("500") {
-                problems.push(format!("{here}: no 500"));
+            if public && !responses.contains_key("429") {
+                problems.push(format!("{here}: rate-limited without 429"));
+            }
+            for status in ["500", "503"] {
+                if !responses.contains_key(status) {
+                    problems.push(format!("{here}: no {status}"));
+                }
             }
             // Parameters: path template names in the path, the rest in the query.
             for p in op["parameters"].as_array().into_iter().flatten() {

@@ -313,10 +313,28 @@ fn complete_operation(path: &str, method: &str, op: &mut Value) {
             "No such resource, or it belongs to another clinic (never told apart).",
         );
     }
+    if state_changing && !public {
+        // Any write goes through the store, which refuses what conflicts
+        // with the current state, and through the domain's rules.
+        add(
+            "409",
+            "The change conflicts with the current state (e.g. `consultation_state`, `duplicate_patient`, `patient_inactive`, `period_not_closed`); `errors[].code` says which. Nothing was changed.",
+        );
+        add(
+            "422",
+            "A domain rule refuses it (e.g. `journal_note_required`, `not_eligible`); `errors[].code` names the rule. Nothing was changed.",
+        );
+    }
+    if public {
+        add(
+            "429",
+            "`too_many_requests`: too many attempts from this client (login, join links); try again after `Retry-After` seconds.",
+        );
+    }
     add("500", "Internal error; the cause is logged, never shown.");
     add(
         "503",
-        "`database_unavailable`: the database cannot serve now (unreachable, locked, full or read-only); nothing was changed. Try again after `Retry-After` seconds.",
+        "`database_unavailable`: the database cannot serve now (unreachable, locked, full or read-only), or `busy`: every password check is taken (login); nothing was changed. Try again after `Retry-After` seconds.",
     );
 }
 
@@ -377,7 +395,7 @@ mod tests {
             "requestBody": {}});
         complete_operation("/api/patients/{id}", "put", &mut op);
         assert_eq!(op["security"], json!([{"session": [], "csrf": []}]));
-        for status in ["400", "401", "403", "404", "500"] {
+        for status in ["400", "401", "403", "404", "409", "422", "500", "503"] {
             assert!(op["responses"].get(status).is_some(), "{status}");
         }
         assert!(op["responses"]["409"]["content"]
@@ -388,5 +406,12 @@ mod tests {
         assert_eq!(public["security"], json!([]));
         assert!(public["responses"].get("401").is_none());
         assert!(public["responses"].get("403").is_none());
+        assert!(public["responses"].get("429").is_some());
+        let mut read = json!({"responses": {}});
+        complete_operation("/api/patients/{id}", "get", &mut read);
+        assert!(
+            read["responses"].get("409").is_none(),
+            "a read conflicts with nothing"
+        );
     }
 }
