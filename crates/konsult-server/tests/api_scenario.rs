@@ -360,6 +360,7 @@ async fn a_clinic_day(db: Db) {
         "consultation.create",
         "consultation.complete",
         "journal.read",
+        "billing.list",
         "billing.export",
     ] {
         assert!(

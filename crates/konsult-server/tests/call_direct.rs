@@ -74,6 +74,19 @@ async fn a_direct_call_through_the_server_is_two_way_and_billable() {
     )
     .await;
     assert_eq!(stored(&app, &fx, &b).await.state, ConsultationState::Ended);
+    // The audit log holds the call's admission, two-way media and end.
+    let subject = b.consultation.to_string();
+    let audited: Vec<String> = app
+        .state
+        .store
+        .audit_entries(fx.clinic, 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.subject.as_deref() == Some(subject.as_str()) && e.action.starts_with("call."))
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(audited, ["call.admitted", "call.two_way", "call.ended"]);
     assert!(complete_is_billable(&app, &fx, &b).await);
     app.stop().await;
 }
