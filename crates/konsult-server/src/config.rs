@@ -420,6 +420,43 @@ mod tests {
         assert!(!s.operator.sub_processors.is_empty());
     }
 
+    /// The systemd unit gives the server room for its default connection
+    /// cap (a unit without `LimitNOFILE` gets 1,024 descriptors, which 1,100
+    /// half-sent requests exhausted) and confines it.
+    #[test]
+    fn the_systemd_unit_gives_room_and_confines() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/konsult.service");
+        let unit = std::fs::read_to_string(file).unwrap();
+        let value = |key: &str| {
+            unit.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("no {key}= in deploy/konsult.service"))
+                .trim()
+                .to_owned()
+        };
+        let nofile: u64 = value("LimitNOFILE").parse().unwrap();
+        let cap = u64::from(Settings::default().http.max_connections);
+        assert!(
+            nofile >= cap + 1024,
+            "LimitNOFILE={nofile} leaves no room above {cap} connections"
+        );
+        for (key, expected) in [
+            ("NoNewPrivileges", "true"),
+            ("ProtectSystem", "strict"),
+            ("ProtectHome", "true"),
+            ("PrivateTmp", "true"),
+            ("PrivateDevices", "true"),
+            ("CapabilityBoundingSet", "CAP_NET_BIND_SERVICE"),
+            ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+            ("MemoryDenyWriteExecute", "true"),
+            ("SystemCallFilter", "@system-service"),
+            ("UMask", "0077"),
+            ("KillSignal", "SIGTERM"),
+        ] {
+            assert_eq!(value(key), expected, "{key}");
+        }
+    }
+
     #[test]
     fn unknown_keys_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
