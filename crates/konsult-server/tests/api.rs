@@ -23,6 +23,8 @@ mod api_concurrency;
 mod api_history;
 #[path = "api_join_limits.rs"]
 mod api_join_limits;
+#[path = "api_lifecycle.rs"]
+mod api_lifecycle;
 #[path = "api_openapi.rs"]
 mod api_openapi;
 #[path = "api_overlap.rs"]

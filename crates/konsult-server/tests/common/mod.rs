@@ -225,6 +225,25 @@ impl TestApp {
         }
     }
 
+    /// Shuts the server down gracefully and starts it again on the same data
+    /// directory, database and clock, as a restart of the process would (on
+    /// a new port: log in again).
+    pub async fn restart(mut self) -> Self {
+        let now = self.now();
+        let settings = (*self.state.settings).clone();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), server).await;
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let pg = self.pg.take();
+        let mut app = Self::spawn_with(settings, dir, now).await;
+        app.pg = pg;
+        app
+    }
+
     /// Creates a clinic (specialer 51 and 62) with an admin account, and
     /// returns a client logged in as that admin.
     pub async fn setup_clinic(&self, name: &str, ydernummer: &str, email: &str) -> Client {
