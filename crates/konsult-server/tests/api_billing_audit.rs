@@ -80,6 +80,21 @@ async fn put_toml(app: &TestApp, client: &Client, toml: String) -> (StatusCode, 
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// The audit log's entries as (action, subject), oldest first.
+async fn audited(admin: &Client) -> Vec<(String, String)> {
+    admin.get_ok("/api/audit?limit=1000").await["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["subject"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn problem_type(body: &Value) -> &str {
     body["type"]
         .as_str()
@@ -117,6 +132,13 @@ async fn one_person_is_one_patient(db: Db) {
         )
         .await;
     assert_eq!(merged["reversed_line_ids"].as_array().unwrap().len(), 1);
+    assert!(
+        audited(&admin)
+            .await
+            .iter()
+            .any(|(action, _)| action == "patient.merge"),
+        "the merge is audited"
+    );
     let day = lines(&admin, "2026-11-25", "2026-11-25", "service").await;
     assert_eq!(active(&day).len(), 1, "{day:?}");
     let sum: i64 = day.iter().map(|l| l["fee_ore"].as_i64().unwrap()).sum();
@@ -232,6 +254,17 @@ async fn fees_are_regulated_and_say_when_unconfirmed(db: Db) {
         .map(|d| d["cause"].as_str().unwrap())
         .collect();
     assert_eq!(causes, ["completed", "repriced"]);
+    let log = audited(&admin).await;
+    assert_eq!(
+        log.iter()
+            .filter(|(action, _)| action == "fees.step")
+            .count(),
+        4,
+        "each recorded step is audited"
+    );
+    assert!(log
+        .iter()
+        .any(|(action, subject)| action == "billing.decide" && subject.contains("cause:repriced")));
     // Speciale 51 is up to date; speciale 62 still lacks its steps.
     let fees = admin.get_ok("/api/fees").await;
     let missing = fees["missing"].as_array().unwrap();
@@ -387,6 +420,21 @@ async fn lines_can_be_fixed(db: Db) {
         .await;
     assert_eq!(same["repeated"], true);
     assert_eq!(same["line"]["id"], again["line"]["id"]);
+    let log = audited(&admin).await;
+    let decisions: Vec<&str> = log
+        .iter()
+        .filter(|(action, subject)| action == "billing.decide" && subject.starts_with(&id))
+        .map(|(_, subject)| subject.split(" cause:").nth(1).unwrap())
+        .collect();
+    for expected in [
+        "completed decision:billable",
+        "completed_again decision:billable",
+    ] {
+        assert!(decisions.contains(&expected), "{expected}: {log:?}");
+    }
+    assert!(log
+        .iter()
+        .any(|(action, subject)| action == "billing.redecide" && *subject == id));
 
     // A table without a sp. 51 individual fee for the day: no valid fee…
     let table = |from: &str| {
