@@ -228,3 +228,38 @@ fn therapist_leaving_the_call_ends_the_consultation_for_both() {
     );
     assert!(h.room().is_none());
 }
+
+#[test]
+fn the_therapist_ending_reaches_a_patient_back_in_the_waiting_room() {
+    let mut h = Harness::new();
+    let (t, p) = h.admitted_pair();
+    // The patient left the call and came back: waiting, not yet admitted
+    // again, while the consultation is still in its call.
+    h.send(p, &ClientMessage::Leave {});
+    h.take(p);
+    h.take(t);
+    h.take_closes();
+    let p2 = h.join(Role::Patient);
+    h.take(p2);
+    h.take(t);
+    h.take_events();
+    // The therapist ends the consultation instead of admitting again.
+    h.send(t, &ClientMessage::Leave {});
+    assert_eq!(h.types(t), ["bye"]);
+    let pm: Vec<_> = h.take(p2).into_iter().map(|m| m.body).collect();
+    assert!(
+        pm.contains(&ServerBody::Bye {
+            reason: ByeReason::EndedByTherapist
+        }),
+        "the waiting patient is told: {pm:?}"
+    );
+    let closes = h.take_closes();
+    assert!(closes.contains(&(p2, CloseReason::Bye)), "{closes:?}");
+    assert_eq!(
+        h.take_events(),
+        [CallEvent::Ended {
+            reason: EndReason::TherapistEnded
+        }]
+    );
+    assert!(h.room().is_none());
+}
