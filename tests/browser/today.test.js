@@ -73,6 +73,32 @@ test('the day per therapist, with arrivals pushed', { timeout: 240000 }, async (
     const mine = await bookNow(tp, 'Bo Egen');
 
     const day = await tc.newPage();
+    // The arrival signals, observed: system notifications (granted here) and
+    // the chime's oscillators; the page can be made to look hidden, as a
+    // tab in the background is.
+    await day.addInitScript(() => {
+      window.__signals = { notifications: [], oscillators: 0, hidden: false };
+      window.Notification = class {
+        static permission = 'granted';
+        static requestPermission() {
+          return Promise.resolve('granted');
+        }
+        constructor(title, options) {
+          window.__signals.notifications.push({ title, ...options });
+        }
+      };
+      const RealAudioContext = window.AudioContext;
+      window.AudioContext = class extends RealAudioContext {
+        createOscillator() {
+          window.__signals.oscillators += 1;
+          return super.createOscillator();
+        }
+      };
+      Object.defineProperty(document, 'visibilityState', {
+        get: () => (window.__signals.hidden ? 'hidden' : 'visible'),
+      });
+    });
+    const signals = () => day.evaluate(() => ({ ...window.__signals }));
     await day.goto('/app');
     await day.getByRole('heading', { name: /^Konsultationer/ }).waitFor();
     // Mine by default: my consultation only, and a word about the others.
@@ -92,6 +118,16 @@ test('the day per therapist, with arrivals pushed', { timeout: 240000 }, async (
     await day.getByLabel('Mine konsultationer').check();
     await day.locator('#waiting-summary').getByText('Ingen venter').waitFor();
     assert.equal((await day.title()).startsWith('('), false, "a colleague's patient is not in my tab title");
+    // The sound is off until the therapist turns it on: that arrival made
+    // none, and a visible page shows no system notification.
+    assert.equal(await day.locator('#arrival-sound').isChecked(), false, 'the chime is off by default');
+    assert.deepEqual(await signals(), { notifications: [], oscillators: 0, hidden: false });
+    await day.locator('#arrival-sound').check();
+    await waitFor(async () => (await signals()).oscillators === 2, { message: 'turning the sound on plays the chime once' });
+    // The therapist works in another tab now.
+    await day.evaluate(() => {
+      window.__signals.hidden = true;
+    });
 
     // My patient arrives: pushed to my day (the server pushes within 2 s,
     // see tests/api_activity.rs; here the page under a loaded CI machine
@@ -104,6 +140,15 @@ test('the day per therapist, with arrivals pushed', { timeout: 240000 }, async (
     await day.locator('#waiting-summary').getByText('1 venter i venteværelset (dine patienter)').waitFor();
     await waitFor(async () => (await day.title()).startsWith('(1) venter'), { message: 'the tab title counts my waiting patient' });
     assert.equal(await bodyData(day, 'activity'), 'push');
+    // My patient's arrival chimed and, the tab being hidden, notified.
+    const heard = await signals();
+    assert.equal(heard.oscillators, 4, 'the arrival chimed');
+    assert.equal(heard.notifications.length, 1, JSON.stringify(heard));
+    assert.equal(heard.notifications[0].title, 'Konsult');
+    assert.match(heard.notifications[0].body, /venter/);
+    await day.evaluate(() => {
+      window.__signals.hidden = false;
+    });
 
     // The busy day, the whole clinic's, at every size.
     await day.getByLabel('Hele klinikkens').check();
