@@ -81,11 +81,15 @@ function showMessage(titleKey, textKey, helpKey, { vars = {}, actions = [] } = {
 
 /**
  * Whom to call, on every message page: the clinic's phone number as a
- * link that dials it, when the clinic has set one.
+ * link that dials it, or the clinic's name when it has set no number (a
+ * link that never existed names no clinic).
  */
 function clinicCall() {
   const info = state.info;
-  if (!info || !info.clinic_phone) return null;
+  if (!info || (!info.clinic_phone && !info.clinic_name)) return null;
+  if (!info.clinic_phone) {
+    return h('p', { id: 'ask-clinic', text: t('join.askClinic', { clinic: info.clinic_name }) });
+  }
   const clinic = info.clinic_name || t('join.theClinic');
   return h('a', {
     class: 'button big',
