@@ -64,6 +64,11 @@ async fn opening_again_and_again(db: Db) {
         StatusCode::TOO_MANY_REQUESTS,
         "guessing links is limited too"
     );
+    // The privacy notice names the clinic of a real link: limited as well.
+    let res = reqwest::get(format!("{}/api/join/not-a-real-link/privacy", app.base))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(link_reads(&admin).await, 1);
 
     // Eleven minutes later an open is recorded again.

@@ -333,6 +333,24 @@ async fn correct(
 mod tests {
     use super::*;
 
+    /// `docs/billing-export.md` documents every column of the export, in
+    /// order: the practice systems that read the file are written from it.
+    #[test]
+    fn the_export_document_names_every_column_in_order() {
+        let doc = include_str!("../../../../docs/billing-export.md");
+        let mut documented = Vec::new();
+        for row in doc.lines().filter(|l| l.starts_with("| ")) {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            // | # | Column | Meaning |: the first cell is a number or a range.
+            if cells.len() < 4 || !cells[1].starts_with(|c: char| c.is_ascii_digit()) {
+                continue;
+            }
+            documented.extend(cells[2].split(',').map(|c| c.trim().trim_matches('`').to_owned()));
+        }
+        let header: Vec<&str> = CSV_HEADER.split(';').collect();
+        assert_eq!(documented, header);
+    }
+
     #[test]
     fn kroner_use_a_decimal_comma() {
         assert_eq!(kroner(30795), "307,95");

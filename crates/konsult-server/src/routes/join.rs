@@ -26,7 +26,7 @@ pub const JOIN_RATE: crate::rate_limit::Rate = crate::rate_limit::Rate {
 /// A patient's opening of the link is audited at most once in this window.
 const OPEN_AUDIT_WINDOW: chrono::Duration = chrono::Duration::minutes(10);
 
-fn limit(state: &AppState, client: &ClientAddress) -> ApiResult<()> {
+pub(crate) fn limit(state: &AppState, client: &ClientAddress) -> ApiResult<()> {
     state
         .join_limiter
         .check(client.0)

@@ -337,14 +337,17 @@ async fn history(
 /// The privacy notice for the patient holding a join link: the clinic's
 /// own text or the default filled in from its settings; for an unknown
 /// link, the default without the clinic's name. Works before, during and
-/// after the consultation.
+/// after the consultation. Rate-limited like the other join-link endpoints
+/// (it tells a real link from an unknown one by naming its clinic).
 #[utoipa::path(get, path = "/api/join/{token}/privacy", tag = "join",
     params(("token" = String, Path, description = "The join link's token")),
     responses((status = 200, body = PrivacyNotice)))]
 async fn join_privacy(
     State(state): State<AppState>,
+    client: crate::routes::account::ClientAddress,
     Path(token): Path<String>,
 ) -> ApiResult<Json<PrivacyNotice>> {
+    crate::routes::join::limit(&state, &client)?;
     let clinic = if token.len() > 128 {
         None
     } else {
