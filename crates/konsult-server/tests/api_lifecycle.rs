@@ -101,7 +101,10 @@ async fn completing_in_call(db: Db) {
     assert_eq!(done["billable"], true, "{done}");
     let completed = consultation(&admin, id).await;
     assert_eq!(completed["state"], "completed", "{completed}");
-    assert_eq!(completed["two_way_evidence"], "relay_observed", "{completed}");
+    assert_eq!(
+        completed["two_way_evidence"], "relay_observed",
+        "{completed}"
+    );
     assert_eq!(
         last_event(&app, clinic, id).await,
         ("ended".into(), Some("closed_by_clinic".into()))

@@ -123,3 +123,84 @@ async fn reissuing_the_link_ends_an_in_call_holder_and_its_relay_within_a_second
     .await;
     app.stop().await;
 }
+
+/// A TURN allocation with `server`'s credentials on the embedded relay:
+/// whether the relay grants it.
+async fn allocates(relay: std::net::SocketAddr, server: &konsult_protocol::IceServer) -> bool {
+    let conn = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let client = turn::client::Client::new(turn::client::ClientConfig {
+        stun_serv_addr: relay.to_string(),
+        turn_serv_addr: relay.to_string(),
+        username: server.username.clone().unwrap(),
+        password: server.credential.clone().unwrap(),
+        realm: String::new(),
+        software: String::new(),
+        rto_in_ms: 0,
+        conn,
+        vnet: None,
+    })
+    .await
+    .unwrap();
+    client.listen().await.unwrap();
+    let granted = client.allocate().await.is_ok();
+    let _ = client.close().await;
+    granted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_technical_failure_ends_the_call_and_its_relay_and_stays_refused_after_a_restart() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let fx = clinic(&app, "Vest").await;
+    let b = book(&app, &fx, Duration::minutes(5), true).await;
+    let other = book(&app, &fx, Duration::minutes(10), true).await;
+    let turn = app.state.signaling.turn();
+    let mut call = start_call(&app, &fx, &b).await;
+    call.until_media().await;
+    assert!(turn.allocations_for(b.id()).await.unwrap() >= 2);
+    let patient_relay = call.pw.ice_servers[0].clone();
+
+    // The therapist marks the call as failed from the dashboard while it
+    // is still up: both sides are told, every allocation closes.
+    let (status, body) = api(
+        &app,
+        &fx,
+        Method::POST,
+        &format!("/api/consultations/{}/technical-failure", b.id()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    call.p.wait_for("bye").await;
+    call.t.wait_for("bye").await;
+    let deadline = Instant::now() + StdDuration::from_secs(1);
+    while turn.allocations_for(b.id()).await != Some(0) {
+        assert!(Instant::now() < deadline, "allocations left after a second");
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    call.therapist.close().await.unwrap();
+    call.patient.close().await.unwrap();
+    let relay = turn.relay_addr().await.unwrap();
+    assert!(
+        !allocates(relay, &patient_relay).await,
+        "a closed consultation's credential"
+    );
+
+    // After a restart the relay still refuses the closed consultation's
+    // credentials (they have not expired yet), and grants another's.
+    let app = app.restart().await;
+    let relay = app.state.signaling.turn().relay_addr().await.unwrap();
+    assert!(
+        !allocates(relay, &patient_relay).await,
+        "the restart forgot the consultation is closed"
+    );
+    let mut patient = connect(&app, None).await;
+    let open = join(&mut patient, patient_hello(&other.token))
+        .await
+        .ice_servers[0]
+        .clone();
+    assert!(
+        allocates(relay, &open).await,
+        "a live consultation's credential"
+    );
+    app.stop().await;
+}

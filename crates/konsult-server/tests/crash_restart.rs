@@ -14,8 +14,8 @@
 //!   consultation is stuck, every one completes, each billable line is
 //!   backed by evidence, and no line is lost or doubled. The suite runs a
 //!   short smoke (`KONSULT_SOAK_CALLS`, default 4); the full run is
-//!   `KONSULT_SOAK_CALLS=100 cargo test -p konsult-server --test
-//!   crash_restart -- --nocapture`.
+//!   `KONSULT_SOAK_CALLS=100 cargo test -p konsult-server --test faults
+//!   kill_9 -- --nocapture`.
 
 use crate::common;
 

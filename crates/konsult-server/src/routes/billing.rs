@@ -345,7 +345,11 @@ mod tests {
             if cells.len() < 4 || !cells[1].starts_with(|c: char| c.is_ascii_digit()) {
                 continue;
             }
-            documented.extend(cells[2].split(',').map(|c| c.trim().trim_matches('`').to_owned()));
+            documented.extend(
+                cells[2]
+                    .split(',')
+                    .map(|c| c.trim().trim_matches('`').to_owned()),
+            );
         }
         let header: Vec<&str> = CSV_HEADER.split(';').collect();
         assert_eq!(documented, header);
