@@ -411,3 +411,39 @@ async fn concurrent_guesses_from_one_client_are_counted() {
         StatusCode::OK
     );
 }
+
+/// Item 2, the body: a request whose headers arrived but whose body stalls
+/// is answered or closed once the body timeout passes, not held open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_is_timed_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = TestApp::settings(dir.path());
+    settings.http.body_timeout_seconds = 1;
+    let app = TestApp::spawn_with(settings, dir, common::t0()).await;
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(
+        b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\":",
+    )
+    .await
+    .unwrap();
+    let sent = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+    let waited = sent.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    eprintln!(
+        "stalled body: ended after {waited:?}: {:?}",
+        answer.lines().next()
+    );
+    assert!(read.is_ok(), "the connection was still open after 10 s");
+    assert!(
+        waited >= Duration::from_millis(900),
+        "ended before the timeout: {answer}"
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "a client error or a close: {answer}"
+    );
+    app.stop().await;
+}
