@@ -44,12 +44,7 @@ async fn record(app: &TestApp, clinic: ClinicId, id: ConsultationId, events: &[C
     for (n, event) in events.iter().enumerate() {
         app.state
             .store
-            .record_call_event(
-                clinic,
-                id,
-                event.clone(),
-                app.now() + Duration::seconds(n as i64),
-            )
+            .record_call_event(clinic, id, *event, app.now() + Duration::seconds(n as i64))
             .await
             .unwrap();
     }
