@@ -179,6 +179,7 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// it stays quick.
 pub struct PasswordChecks {
     permits: Arc<tokio::sync::Semaphore>,
+    concurrency: u32,
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
     queue_timeout: Duration,
 }
@@ -202,11 +203,25 @@ impl PasswordChecks {
 
     /// At most `concurrency` checks at once; waiting at most `queue_timeout`.
     pub fn new(concurrency: usize, queue_timeout: Duration) -> Self {
+        let concurrency = concurrency.clamp(1, 1024);
         Self {
-            permits: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(tokio::sync::Semaphore::new(concurrency)),
+            concurrency: u32::try_from(concurrency).expect("at most 1024"),
             memory: Arc::default(),
             queue_timeout,
         }
+    }
+
+    /// Takes every check until the returned permit is dropped, as a rush of
+    /// logins would: logins meanwhile wait their queue time, then get
+    /// [`Busy`]. For tests of that path, without burning the CPU.
+    #[doc(hidden)]
+    pub async fn occupy_all(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.permits
+            .clone()
+            .acquire_many_owned(self.concurrency)
+            .await
+            .expect("the semaphore is never closed")
     }
 
     /// Whether `password` matches the PHC string `hash`.
