@@ -47,11 +47,14 @@ use crate::credentials::{Reference, TurnUsername};
 use crate::gate::{Gate, Refusal, Verdict};
 use crate::media::{self, AllocationId, Direction, Ledger, MediaCounters, ToClient, Valve};
 use crate::peer_policy::{is_denied_peer, PeerPolicy};
+use crate::stats::Counters;
 
 /// The media [`Ledger`] and the owner of the Allocate in the server's hands,
 /// shared by the listening socket and the relay sockets.
 pub(crate) struct Meter {
     ledger: Mutex<Ledger>,
+    /// Monotonic totals for monitoring ([`crate::Relay::stats`]).
+    pub(crate) totals: Counters,
     /// Client address and reference of the authenticated Allocate the
     /// server is handling, if any; see the module docs.
     allocating: Mutex<Option<(SocketAddr, Reference)>>,
@@ -62,6 +65,7 @@ impl Meter {
     pub(crate) fn new(max_idle: Duration) -> Self {
         Self {
             ledger: Mutex::new(Ledger::new(max_idle)),
+            totals: Counters::default(),
             allocating: Mutex::new(None),
         }
     }
@@ -280,9 +284,11 @@ impl Conn for GateConn {
             match self.verdict(&buf[..n], src).await {
                 Verdict::Forward => return Ok((n, src)),
                 Verdict::Drop(why) => {
+                    self.meter.totals.refused(&why);
                     tracing::debug!(refusal = ?why, "dropped TURN datagram");
                 }
                 Verdict::Reply(why, response) => {
+                    self.meter.totals.refused(&why);
                     tracing::debug!(refusal = ?why, "refused TURN request");
                     if let Err(err) = self.socket.send_to(&response, src).await {
                         tracing::debug!(error = %err, "could not send TURN error response");
@@ -318,6 +324,7 @@ impl Conn for GateConn {
             self.meter
                 .ledger()
                 .record(id, Direction::Received, Instant::now(), bytes);
+            self.meter.totals.media(Direction::Received, bytes);
         }
         Ok(n)
     }
@@ -439,6 +446,7 @@ impl Conn for PeerFilterConn {
                 .meter
                 .ledger()
                 .record(owner.id, Direction::Sent, Instant::now(), n);
+            owner.meter.totals.media(Direction::Sent, n);
         }
         Ok(n)
     }

@@ -132,6 +132,7 @@ mod gate;
 mod media;
 pub mod peer_policy;
 mod relay;
+mod stats;
 
 pub use credentials::{CredentialError, Reference, TurnCredentials, TurnUsername};
 pub use media::{Flow, MediaCounters};
@@ -149,3 +150,4 @@ pub use media::{Flow, MediaCounters};
 pub const SILENCE_DEPENDENCY_LOGS: &str = "turn=off,stun=off,webrtc_util=off";
 pub use peer_policy::{denied_range, is_denied_peer, DeniedRange, PeerPolicy};
 pub use relay::{Relay, RelayConfig, RelayError};
+pub use stats::{RelayStats, Totals};

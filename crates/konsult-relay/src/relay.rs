@@ -21,6 +21,7 @@ use crate::credentials::{Reference, TurnCredentials};
 use crate::gate::{username_reference, Gate, GateConfig};
 use crate::media::MediaCounters;
 use crate::peer_policy::PeerPolicy;
+use crate::stats::RelayStats;
 
 /// The longest each of [`Relay::close_references`]'s two waits lasts: for
 /// the datagrams already in the server's hands to be handled, and for
@@ -311,6 +312,17 @@ impl Relay {
     /// them in memory only: a restart forgets them.
     pub fn media_counters(&self, reference: &Reference) -> HashMap<Reference, MediaCounters> {
         self.meter.counters(reference)
+    }
+
+    /// What the relay did since it started: live allocations, media relayed
+    /// each way, refusals by kind and the kernel's receive-buffer drops on
+    /// the listening socket. For monitoring (`/metrics`).
+    pub async fn stats(&self) -> Result<RelayStats, RelayError> {
+        let allocations = self.allocation_count().await?;
+        Ok(self.meter.totals.snapshot(
+            allocations,
+            crate::stats::kernel_drops(self.local_addr.port()),
+        ))
     }
 
     /// Number of live allocations.

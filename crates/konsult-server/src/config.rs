@@ -51,6 +51,19 @@ pub struct Settings {
     /// Who runs this installation (the clinics' data processor) and its
     /// sub-processors, for the records of processing.
     pub operator: OperatorSettings,
+    /// Prometheus metrics at `/metrics`.
+    pub metrics: MetricsSettings,
+}
+
+/// Prometheus metrics: `GET /metrics` on the API listener, for a scraper
+/// that sends `Authorization: Bearer <token>`. Without a token the route
+/// does not exist (404).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// The scraper's bearer token.
+    #[serde(skip_serializing)]
+    pub token: Option<SecretString>,
 }
 
 /// Signaling settings.
@@ -278,6 +291,7 @@ impl Default for Settings {
             signaling: SignalingSettings::default(),
             alerts: AlertSettings::default(),
             operator: OperatorSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }

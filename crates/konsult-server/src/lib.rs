@@ -16,6 +16,7 @@ pub mod ics;
 pub mod input;
 pub mod jobs;
 pub mod login_limits;
+pub mod metrics;
 pub mod operator;
 pub mod passwords;
 pub mod privacy;

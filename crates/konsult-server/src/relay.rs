@@ -374,6 +374,14 @@ impl Turn {
         guard.as_ref()?.allocations_for(&reference).await.ok()
     }
 
+    /// The embedded relay's counters (`None` without one, or once shut
+    /// down), for `/metrics`.
+    pub async fn stats(&self) -> Option<konsult_relay::RelayStats> {
+        let embedded = self.embedded.as_ref()?;
+        let guard = embedded.relay.read().await;
+        guard.as_ref()?.stats().await.ok()
+    }
+
     /// The embedded relay's UDP address, if it runs.
     pub async fn relay_addr(&self) -> Option<SocketAddr> {
         let embedded = self.embedded.as_ref()?;

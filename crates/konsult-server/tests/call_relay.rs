@@ -3,23 +3,54 @@
 //! both sides, audio and video flow both ways, and the server lets only
 //! relay candidates through (with their related address zeroed), even when
 //! a client sends a host candidate. Ending the call closes the
-//! consultation's allocations on the relay; completing it is billable.
+//! consultation's allocations on the relay; completing it is billable. The
+//! operator's `/metrics` (behind its token) count the allocations and the
+//! media relayed each way, and name no address.
 
 use crate::common;
 
 use chrono::Duration;
 use common::signal::*;
-use common::{Db, TestApp};
+use common::TestApp;
 use konsult_peer::CandidateType;
 use konsult_protocol::{CandidateLine, CandidatePolicy, ClientMessage, IceCandidate};
 
+const METRICS_TOKEN: &str = "scraper-token-for-the-tests";
+
+/// `/metrics` with the token, and one sample's value from it.
+async fn scrape(app: &TestApp) -> String {
+    let res = reqwest::Client::new()
+        .get(format!("{}/metrics", app.base))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    res.text().await.unwrap()
+}
+
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_only_call_goes_through_the_embedded_turn_relay() {
-    let app = TestApp::spawn(Db::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = TestApp::settings(dir.path());
+    settings.metrics.token = Some(METRICS_TOKEN.to_owned().into());
+    let app = TestApp::spawn_with(settings, dir, common::t0()).await;
     let fx = clinic(&app, "Nord").await;
     let b = book(&app, &fx, Duration::minutes(5), true).await;
     let turn = app.state.signaling.turn();
     assert_eq!(turn.allocations_for(b.id()).await, Some(0));
+    // The operator's metrics: only with the token, and nothing relayed yet.
+    let anonymous = reqwest::get(format!("{}/metrics", app.base)).await.unwrap();
+    assert_eq!(anonymous.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let before = scrape(&app).await;
+    assert_eq!(sample(&before, "konsult_turn_up"), 1);
+    assert_eq!(sample(&before, "konsult_turn_allocations"), 0);
 
     let mut call = start_call(&app, &fx, &b).await;
     assert_eq!(call.pw.candidate_policy, CandidatePolicy::RelayOnly);
@@ -33,6 +64,16 @@ async fn a_relay_only_call_goes_through_the_embedded_turn_relay() {
         assert_eq!(pair.remote, CandidateType::Relay, "{label}: {pair:?}");
     }
     assert!(turn.allocations_for(b.id()).await.unwrap() >= 2);
+    let during = scrape(&app).await;
+    assert!(sample(&during, "konsult_turn_allocations") >= 2, "{during}");
+    for direction in ["client_to_peer", "peer_to_client"] {
+        let packets = sample(
+            &during,
+            &format!("konsult_turn_media_packets_total{{direction=\"{direction}\"}}"),
+        );
+        assert!(packets >= 40, "{direction}: {packets} packets\n{during}");
+    }
+    assert!(!during.contains("127.0.0.1"), "no address in the metrics");
 
     // A misbehaving patient sends a host candidate: it never reaches the
     // therapist.

@@ -153,6 +153,7 @@ pub fn router(state: AppState) -> Router {
     let hsts = state.settings.serves_tls();
     api.route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::metrics))
         .route(konsult_protocol::WS_PATH, get(crate::signaling::ws_handler))
         .route(
             "/api/openapi.json",
