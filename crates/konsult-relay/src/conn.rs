@@ -217,9 +217,9 @@ impl GateConn {
             .screen(SystemTime::now(), &msg);
         match verdict {
             Verdict::CheckQuota(check) => match self.count_allocations(&check.reference).await {
-                Some(n) => {
+                Some((consultation, total)) => {
                     let reference = check.reference.clone();
-                    let verdict = check.verdict(n);
+                    let verdict = check.verdict(consultation, total);
                     if verdict == Verdict::Forward {
                         self.meter.set_allocating(Some((src, reference)));
                     }
@@ -234,20 +234,19 @@ impl GateConn {
     }
 
     /// The live allocations of `reference`'s consultation, whatever the
-    /// participant or credential that made them.
-    async fn count_allocations(&self, reference: &Reference) -> Option<usize> {
+    /// participant or credential that made them, and of the whole relay.
+    async fn count_allocations(&self, reference: &Reference) -> Option<(usize, usize)> {
         let server = self.server.get()?.upgrade()?;
         let infos = server.get_allocations_info(None).await.ok()?;
         let consultation = reference.consultation_str();
-        Some(
-            infos
-                .values()
-                .filter(|i| {
-                    TurnUsername::parse(&i.username)
-                        .is_ok_and(|u| u.reference().consultation_str() == consultation)
-                })
-                .count(),
-        )
+        let of_consultation = infos
+            .values()
+            .filter(|i| {
+                TurnUsername::parse(&i.username)
+                    .is_ok_and(|u| u.reference().consultation_str() == consultation)
+            })
+            .count();
+        Some((of_consultation, infos.len()))
     }
 
     /// The server has finished with every datagram taken so far.

@@ -67,15 +67,21 @@ pub(crate) struct QuotaCheck {
     /// consultation part.
     pub reference: Reference,
     limit: usize,
+    total_limit: usize,
     /// The signed 486 response, should the quota be reached.
     over_quota_reply: Vec<u8>,
 }
 
 impl QuotaCheck {
     /// Forward the request if the consultation holds fewer than its quota of
-    /// allocations, else refuse it with 486 Allocation Quota Reached.
-    pub(crate) fn verdict(self, existing_allocations: usize) -> Verdict {
-        if existing_allocations < self.limit {
+    /// allocations and the relay fewer than its total, else refuse it with
+    /// 486 Allocation Quota Reached.
+    pub(crate) fn verdict(
+        self,
+        consultation_allocations: usize,
+        total_allocations: usize,
+    ) -> Verdict {
+        if consultation_allocations < self.limit && total_allocations < self.total_limit {
             Verdict::Forward
         } else {
             Verdict::Reply(Refusal::QuotaReached, self.over_quota_reply)
@@ -104,6 +110,7 @@ pub(crate) struct GateConfig {
     pub realm: String,
     pub policy: PeerPolicy,
     pub allocations_per_consultation: usize,
+    pub max_allocations: usize,
     pub max_credential_ttl: Duration,
 }
 
@@ -195,6 +202,7 @@ impl Gate {
             return Verdict::CheckQuota(QuotaCheck {
                 reference,
                 limit: self.config.allocations_per_consultation,
+                total_limit: self.config.max_allocations,
                 over_quota_reply: error_response(
                     msg,
                     method,
@@ -360,6 +368,7 @@ mod tests {
             realm: REALM.to_owned(),
             policy: PeerPolicy { allow_loopback },
             allocations_per_consultation: 2,
+            max_allocations: 5,
             max_credential_ttl: Duration::from_secs(3600),
         })
     }
@@ -433,7 +442,7 @@ mod tests {
     /// allocations held yet).
     fn passes(v: Verdict) -> bool {
         match v {
-            Verdict::CheckQuota(q) => q.verdict(0) == Verdict::Forward,
+            Verdict::CheckQuota(q) => q.verdict(0, 0) == Verdict::Forward,
             v => v == Verdict::Forward,
         }
     }
@@ -572,9 +581,11 @@ mod tests {
             other => panic!("expected a quota check, got {other:?}"),
         };
         assert_eq!(check().reference.as_str(), "consult-1");
-        assert_eq!(check().verdict(1), Verdict::Forward);
-        let v = check().verdict(2);
+        assert_eq!(check().verdict(1, 4), Verdict::Forward);
+        let v = check().verdict(2, 2);
         assert_eq!(reply_code(&v), 486);
+        // The relay's total caps every consultation, whatever it holds.
+        assert_eq!(reply_code(&check().verdict(0, 5)), 486);
         let Verdict::Reply(Refusal::QuotaReached, raw) = v else {
             panic!()
         };

@@ -60,6 +60,11 @@ pub struct RelayConfig {
     /// network while its old allocations time out, so a consultation stays
     /// well below.
     pub allocations_per_consultation: usize,
+    /// How many live allocations the whole relay holds at most; the next
+    /// Allocate gets 486. Default 10,000: each holds a UDP socket (a file
+    /// descriptor) and buffers, so this bounds the relay whatever the
+    /// number of consultations.
+    pub max_allocations: usize,
     /// Credentials expiring later than `now + max_credential_ttl` are
     /// refused, a closed reference is remembered this long, and so are the
     /// media counters of a reference after its last allocation is gone and
@@ -73,6 +78,8 @@ pub struct RelayConfig {
 impl RelayConfig {
     /// The standard TURN/STUN port.
     pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 3478);
+    /// Default [`RelayConfig::max_allocations`].
+    pub const DEFAULT_MAX_ALLOCATIONS: usize = 10_000;
     /// Default [`RelayConfig::allocations_per_consultation`].
     pub const DEFAULT_ALLOCATIONS_PER_CONSULTATION: usize = 24;
     /// Default [`RelayConfig::max_credential_ttl`].
@@ -89,6 +96,7 @@ impl RelayConfig {
             secret,
             peer_policy: PeerPolicy::STRICT,
             allocations_per_consultation: Self::DEFAULT_ALLOCATIONS_PER_CONSULTATION,
+            max_allocations: Self::DEFAULT_MAX_ALLOCATIONS,
             max_credential_ttl: Self::DEFAULT_MAX_CREDENTIAL_TTL,
             channel_bind_timeout: Duration::from_secs(600),
         }
@@ -112,7 +120,7 @@ pub enum RelayError {
     #[error("invalid relay port range")]
     InvalidPortRange,
     /// The quota is 0, which would refuse every allocation.
-    #[error("allocations_per_consultation must be at least 1")]
+    #[error("allocations_per_consultation and max_allocations must be at least 1")]
     ZeroQuota,
     /// The listening socket could not be bound.
     #[error("could not bind the relay's UDP socket")]
@@ -150,7 +158,7 @@ impl Relay {
         if config.realm.is_empty() {
             return Err(RelayError::EmptyRealm);
         }
-        if config.allocations_per_consultation == 0 {
+        if config.allocations_per_consultation == 0 || config.max_allocations == 0 {
             return Err(RelayError::ZeroQuota);
         }
         let public_ip = match config.public_ip {
@@ -174,6 +182,7 @@ impl Relay {
             realm: config.realm.clone(),
             policy: config.peer_policy,
             allocations_per_consultation: config.allocations_per_consultation,
+            max_allocations: config.max_allocations,
             max_credential_ttl: config.max_credential_ttl,
         })));
         let meter = Arc::new(Meter::new(config.max_credential_ttl));

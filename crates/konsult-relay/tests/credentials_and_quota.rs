@@ -232,3 +232,32 @@ async fn close_reference_ends_a_consultations_allocations_only() {
     }
     relay.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_relay_holds_its_total_whatever_the_consultations() {
+    let mut c = config(false);
+    c.max_allocations = 3;
+    let relay = Relay::start(c).await.unwrap();
+    let allocate = |reference: String| {
+        let relay = &relay;
+        async move {
+            let creds = issue(&reference, 600);
+            allocate_raw(
+                relay,
+                &creds.username().to_string(),
+                creds.password().expose_secret(),
+            )
+            .await
+            .err()
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(allocate(format!("consult-total-{i}")).await, None, "{i}");
+    }
+    // A fourth consultation, well inside its own quota, meets the total.
+    assert_eq!(allocate("consult-total-3".into()).await, Some(486));
+    assert_eq!(relay.allocation_count().await.unwrap(), 3);
+    let stats = relay.stats().await.unwrap();
+    assert_eq!((stats.allocations, stats.refused_quota), (3, 1));
+    relay.shutdown().await.unwrap();
+}

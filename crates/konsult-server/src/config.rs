@@ -257,6 +257,34 @@ pub struct TurnSettings {
     /// Allow relaying to loopback peers. Only for tests and machine-local
     /// trials; never in production.
     pub allow_loopback_peers: bool,
+    /// Ports of the relayed sockets, `"first-last"` (to open in a firewall);
+    /// default: any free port.
+    pub relay_ports: Option<String>,
+    /// Live allocations one consultation may hold over all its participants
+    /// and credentials; a phone that changes networks leaves its old ones
+    /// behind until they time out, so keep room for ten changes.
+    pub allocations_per_consultation: usize,
+    /// Live allocations the relay holds at most (each is a socket).
+    pub max_allocations: usize,
+}
+
+impl TurnSettings {
+    /// `relay_ports` as a range; an error names the setting.
+    pub fn relay_port_range(&self) -> Result<Option<std::ops::RangeInclusive<u16>>, String> {
+        let Some(text) = &self.relay_ports else {
+            return Ok(None);
+        };
+        let bad = || {
+            format!("turn.relay_ports must be \"first-last\" with 1 <= first <= last <= 65535, not {text:?}")
+        };
+        let (first, last) = text.split_once('-').ok_or_else(bad)?;
+        let first: u16 = first.trim().parse().map_err(|_| bad())?;
+        let last: u16 = last.trim().parse().map_err(|_| bad())?;
+        if first == 0 || first > last {
+            return Err(bad());
+        }
+        Ok(Some(first..=last))
+    }
 }
 
 impl Default for TurnSettings {
@@ -268,6 +296,10 @@ impl Default for TurnSettings {
             secret: None,
             external_urls: Vec::new(),
             allow_loopback_peers: false,
+            relay_ports: None,
+            allocations_per_consultation:
+                konsult_relay::RelayConfig::DEFAULT_ALLOCATIONS_PER_CONSULTATION,
+            max_allocations: konsult_relay::RelayConfig::DEFAULT_MAX_ALLOCATIONS,
         }
     }
 }
@@ -468,6 +500,26 @@ mod tests {
             ("KillSignal", "SIGTERM"),
         ] {
             assert_eq!(value(key), expected, "{key}");
+        }
+    }
+
+    #[test]
+    fn relay_ports_are_a_range() {
+        let ports = |text: &str| {
+            TurnSettings {
+                relay_ports: Some(text.to_owned()),
+                ..TurnSettings::default()
+            }
+            .relay_port_range()
+        };
+        assert_eq!(TurnSettings::default().relay_port_range(), Ok(None));
+        assert_eq!(ports("49152-65535"), Ok(Some(49152..=65535)));
+        assert_eq!(ports(" 50000 - 50000 "), Ok(Some(50000..=50000)));
+        for bad in ["", "50000", "0-10", "20-10", "1-70000", "a-b"] {
+            assert!(
+                ports(bad).unwrap_err().contains("turn.relay_ports"),
+                "{bad}"
+            );
         }
     }
 

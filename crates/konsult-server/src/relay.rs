@@ -135,6 +135,9 @@ impl Turn {
             config.peer_policy = PeerPolicy {
                 allow_loopback: turn.allow_loopback_peers,
             };
+            config.relay_ports = turn.relay_port_range().map_err(anyhow::Error::msg)?;
+            config.allocations_per_consultation = turn.allocations_per_consultation;
+            config.max_allocations = turn.max_allocations;
             let relay = Relay::start(config)
                 .await
                 .context("cannot start the embedded TURN relay")?;

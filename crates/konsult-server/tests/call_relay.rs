@@ -40,6 +40,8 @@ async fn a_relay_only_call_goes_through_the_embedded_turn_relay() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = TestApp::settings(dir.path());
     settings.metrics.token = Some(METRICS_TOKEN.to_owned().into());
+    // Relayed sockets in the configured range (what a firewall opens).
+    settings.turn.relay_ports = Some("50100-50199".into());
     let app = TestApp::spawn_with(settings, dir, common::t0()).await;
     let fx = clinic(&app, "Nord").await;
     let b = book(&app, &fx, Duration::minutes(5), true).await;
@@ -95,22 +97,38 @@ async fn a_relay_only_call_goes_through_the_embedded_turn_relay() {
 
     // What crossed the server: relay candidates only, related addresses
     // zeroed, no host or reflexive candidate in any SDP.
+    let mut relay_candidates = 0;
     for link in [&call.p, &call.t] {
         assert!(!link.received_sdp.is_empty());
         for sdp in &link.received_sdp {
             for line in sdp.lines().filter(|l| l.starts_with("a=candidate:")) {
                 assert!(line.contains(" typ relay"), "{line}");
+                let port: u16 = line.split_whitespace().nth(5).unwrap().parse().unwrap();
+                assert!((50100..=50199).contains(&port), "{line}");
+                relay_candidates += 1;
             }
             assert!(!sdp.contains("typ host") && !sdp.contains("typ srflx"));
         }
         for candidate in &link.received_candidates {
             assert!(candidate.contains(" typ relay"), "{candidate}");
+            let port: u16 = candidate
+                .split_whitespace()
+                .nth(5)
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((50100..=50199).contains(&port), "{candidate}");
+            relay_candidates += 1;
             if candidate.contains(" raddr ") {
                 assert!(candidate.contains(" raddr 0.0.0.0 rport 0"), "{candidate}");
             }
             assert!(!candidate.contains("192.0.2.7"));
         }
     }
+    assert!(
+        relay_candidates >= 2,
+        "relay candidates seen: {relay_candidates}"
+    );
 
     // The therapist ends the consultation; the peers stay open for now.
     call.t.send_message(&ClientMessage::Leave {}).await;
