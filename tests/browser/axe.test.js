@@ -7,19 +7,13 @@ import { after, before, test } from 'node:test';
 import { launch, newContext } from './helpers/browser.js';
 import {
   eligiblePatient,
-  expectAccessible,
+  expectAccessibleAtEverySize,
   patientToWaitingRoom,
   schedule,
   setupClinic,
   therapistOpens,
 } from './helpers/flows.js';
 import { startServer } from './helpers/server.js';
-
-const SIZES = [
-  [1440, 900],
-  [390, 664],
-  [320, 568],
-];
 
 let server;
 let browser;
@@ -34,15 +28,6 @@ after(async () => {
   await server?.stop();
 });
 
-/** Scans the page as it is now at every size. */
-async function atEverySize(page, name) {
-  for (const [width, height] of SIZES) {
-    await page.setViewportSize({ width, height });
-    await expectAccessible(page, `${name} at ${width}×${height}`);
-  }
-  await page.setViewportSize({ width: 1440, height: 900 });
-}
-
 test('every screen has no serious or critical axe finding at 1440×900, 390×664 and 320×568', { timeout: 300000 }, async () => {
   const tc = await newContext(browser, { baseUrl: server.baseUrl });
   const pc = await newContext(browser, { baseUrl: server.baseUrl });
@@ -51,51 +36,51 @@ test('every screen has no serious or critical axe finding at 1440×900, 390×664
     // The dashboard.
     await tp.goto(server.setupLink);
     await tp.getByRole('heading', { name: 'Opret klinikken' }).waitFor();
-    await atEverySize(tp, 'setup');
+    await expectAccessibleAtEverySize(tp, 'setup');
     await setupClinic(tp, server.setupLink);
-    await atEverySize(tp, 'day view');
+    await expectAccessibleAtEverySize(tp, 'day view');
     await eligiblePatient(tp, 'Alma Axe');
     const booked = await schedule(tp, { relayOnly: false });
-    await atEverySize(tp, 'patient page with a booking');
+    await expectAccessibleAtEverySize(tp, 'patient page with a booking');
     await tp.getByRole('navigation').getByRole('link', { name: 'Patienter' }).click();
     await tp.getByRole('heading', { name: 'Patienter', level: 1 }).waitFor();
-    await atEverySize(tp, 'patient list');
+    await expectAccessibleAtEverySize(tp, 'patient list');
     await tp.getByRole('navigation').getByRole('link', { name: 'Afregning' }).click();
     await tp.getByRole('heading', { name: /Afregning/, level: 1 }).waitFor();
-    await atEverySize(tp, 'billing');
+    await expectAccessibleAtEverySize(tp, 'billing');
     await tp.getByRole('navigation').getByRole('link', { name: 'Administration' }).click();
     await tp.getByRole('heading', { name: 'Administration', level: 1 }).waitFor();
     await tp.locator('#fee-form').waitFor();
-    await atEverySize(tp, 'administration');
+    await expectAccessibleAtEverySize(tp, 'administration');
     await tp.getByRole('navigation').getByRole('link', { name: 'Min konto' }).click();
     await tp.getByRole('heading', { name: 'Min konto', level: 1 }).waitFor();
-    await atEverySize(tp, 'my account');
+    await expectAccessibleAtEverySize(tp, 'my account');
     await therapistOpens(tp, booked.consultationId);
-    await atEverySize(tp, 'consultation page, nobody waiting');
+    await expectAccessibleAtEverySize(tp, 'consultation page, nobody waiting');
 
     // The patient.
     const pp = await pc.newPage();
     await pp.goto(booked.joinUrl);
     await pp.getByRole('heading', { name: 'Din videokonsultation' }).waitFor();
-    await atEverySize(pp, 'patient first screen');
+    await expectAccessibleAtEverySize(pp, 'patient first screen');
     await pp.getByRole('button', { name: 'Start' }).click();
     await pp.getByRole('heading', { name: 'Tjek af kamera og lyd' }).waitFor();
     await pp.locator('#camera-status.ok').waitFor({ timeout: 20000 });
-    await atEverySize(pp, 'patient device check');
+    await expectAccessibleAtEverySize(pp, 'patient device check');
     await patientToWaitingRoom(pp, booked.joinUrl);
-    await atEverySize(pp, 'patient waiting room');
+    await expectAccessibleAtEverySize(pp, 'patient waiting room');
     await tp.locator('#waiting-status').getByText('Patienten venter i venteværelset').waitFor({ timeout: 30000 });
-    await atEverySize(tp, 'consultation page, patient waiting');
+    await expectAccessibleAtEverySize(tp, 'consultation page, patient waiting');
     await pp.goto('/join/no-such-link');
     await pp.getByRole('heading', { name: /Linket/ }).first().waitFor();
-    await atEverySize(pp, 'unknown link');
+    await expectAccessibleAtEverySize(pp, 'unknown link');
     await pp.goto('/proeve');
     await pp.getByRole('button', { name: /Start/ }).first().waitFor();
-    await atEverySize(pp, 'rehearsal');
+    await expectAccessibleAtEverySize(pp, 'rehearsal');
     await tp.goto('/app');
     await tp.getByRole('button', { name: 'Log ud' }).click();
     await tp.getByRole('heading', { name: 'Log ind' }).waitFor();
-    await atEverySize(tp, 'login');
+    await expectAccessibleAtEverySize(tp, 'login');
   } catch (err) {
     err.message += `\n\nserver log (tail):\n${server.logs().slice(-3000)}`;
     throw err;

@@ -31,6 +31,7 @@ import {
   createPatient,
   endAndWriteJournal,
   expectAccessible,
+  expectAccessibleAtEverySize,
   openCourse,
   patientToWaitingRoom,
   recordAssessment,
@@ -186,10 +187,10 @@ test('a full consultation with a network drop, the journal note and billing; a s
     assert.equal(await tp.locator('#bill-region').innerText(), '125,69 kr');
     assert.equal(await tp.locator('#bill-patient').innerText(), '194,14 kr');
     assert.match(await tp.locator('#billing-line').innerText(), /0131, sp\. 51/);
-    await expectAccessible(tp, 'journal note and billing result');
+    await expectAccessibleAtEverySize(tp, 'journal note and billing result');
     await screenshot(tp, 'app-journal-billing');
     await pp.getByRole('heading', { name: 'Samtalen er slut' }).waitFor({ timeout: 20000 });
-    await expectAccessible(pp, 'patient after the call');
+    await expectAccessibleAtEverySize(pp, 'patient after the call');
     await screenshot(pp, 'patient-6-ended');
 
     // The used link now says the consultation is over.
@@ -224,7 +225,7 @@ test('a full consultation with a network drop, the journal note and billing; a s
     assert.equal(await firstItem.getByRole('button', { name: 'Vis patientens link igen' }).count(), 0, 'a completed consultation has no link to show');
     await firstItem.getByRole('button', { name: 'Læs journalnotatet' }).click();
     await firstItem.getByText('Gangdistance øget fra 500 m til 1 km.').waitFor();
-    await expectAccessible(tp, 'patient history with a journal note');
+    await expectAccessibleAtEverySize(tp, 'patient history with a journal note');
     await screenshot(tp, 'app-patient-history-journal');
 
     // --- Billing page and CSV export. ---
@@ -247,7 +248,7 @@ test('a full consultation with a network drop, the journal note and billing; a s
     }, copenhagenDate());
     assert.equal(refused.status, 409);
     assert.equal(refused.body.type, 'urn:konsult:problem:period_not_closed');
-    await expectAccessible(tp, 'billing page');
+    await expectAccessibleAtEverySize(tp, 'billing page');
     await screenshot(tp, 'app-billing');
 
     // --- Administration. ---

@@ -29,6 +29,7 @@ import {
   confirmSafety,
   createPatient,
   expectAccessible,
+  expectAccessibleAtEverySize,
   openCourse,
   patientToWaitingRoom,
   recordAssessment,
@@ -112,7 +113,7 @@ test('a patient who leaves by mistake goes back from the same link', { timeout: 
     // The therapist is told and may wait or end.
     await tp.locator('#patient-left:not([hidden])').waitFor();
     assert.equal(await tp.locator('#btn-end').isDisabled(), false, 'the consultation can be ended');
-    await expectAccessible(tp, 'therapist: patient left');
+    await expectAccessibleAtEverySize(tp, 'therapist: patient left');
     await tp.getByRole('button', { name: 'Vent på patienten' }).click();
     await tp.locator('#waiting-status').filter({ hasText: 'Venter på, at patienten kommer tilbage' }).waitFor();
     // Back from the same link, into the waiting room, admitted again.
@@ -183,7 +184,7 @@ test('the therapist ends the consultation while the patient is reconnecting', { 
     await pp.getByRole('heading', { name: 'Samtalen er slut' }).waitFor({ timeout: 30000 });
     // The clinic has set no phone number: the end page still names it.
     assert.equal(await pp.locator('#ask-clinic').innerText(), 'Har du spørgsmål, så kontakt Fysioklinikken Aarhus.');
-    await expectAccessible(pp, 'patient: ended while reconnecting');
+    await expectAccessibleAtEverySize(pp, 'patient: ended while reconnecting');
     await screenshot(pp, 'patient-ended-while-reconnecting');
   } catch (err) {
     await fail(err, s, 'end-reconnecting');

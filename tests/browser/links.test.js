@@ -10,6 +10,7 @@ import {
   copenhagenDate,
   createPatient,
   expectAccessible,
+  expectAccessibleAtEverySize,
   openCourse,
   patientToWaitingRoom,
   recordAssessment,
@@ -66,7 +67,7 @@ test('link pages, refused scheduling with every reason, and English', { timeout:
     for (const code of ['no_in_clinic_visit_before', 'no_assessment']) {
       await tp.locator(`#schedule-result li[data-code="${code}"]`).waitFor();
     }
-    await expectAccessible(tp, 'refused scheduling');
+    await expectAccessibleAtEverySize(tp, 'refused scheduling');
     await screenshot(tp, 'app-schedule-refused');
 
     // Eligible now; a consultation tomorrow at 10:00 is not open yet.
@@ -79,7 +80,7 @@ test('link pages, refused scheduling with every reason, and English', { timeout:
     await pp.goto(early.joinUrl);
     await pp.getByRole('heading', { name: 'Det er for tidligt' }).waitFor();
     assert.match(await pp.locator('#message-text').innerText(), /Linket åbner .* klokken 09[.:]45\./);
-    await expectAccessible(pp, 'too early');
+    await expectAccessibleAtEverySize(pp, 'too early');
     await screenshot(pp, 'patient-link-too-early');
 
     // A consultation now; a new link revokes the old one.
@@ -91,20 +92,20 @@ test('link pages, refused scheduling with every reason, and English', { timeout:
     await tp.locator('#schedule-form').getByRole('button', { name: 'Planlæg' }).click();
     await tp.locator('#schedule-result').getByText('Patienten har allerede en videokonsultation på det tidspunkt').waitFor();
     await tp.getByRole('button', { name: 'Planlæg alligevel' }).waitFor();
-    await expectAccessible(tp, 'overlapping schedule');
+    await expectAccessibleAtEverySize(tp, 'overlapping schedule');
     await therapistOpens(tp, now.consultationId);
     await tp.getByText('Andre handlinger').click();
     await tp.getByRole('button', { name: 'Lav nyt link' }).click();
     // It asks first, and says the old link stops working.
     assert.match(await tp.locator('#confirm-q').innerText(), /gamle link holder op med at virke/);
-    await expectAccessible(tp, 'confirm a new link');
+    await expectAccessibleAtEverySize(tp, 'confirm a new link');
     await tp.locator('[data-confirm="link"]').click();
     const fresh = await tp.locator('#new-join-link').inputValue();
     assert.notEqual(fresh, now.joinUrl);
     await pp.goto(now.joinUrl);
     await pp.getByRole('heading', { name: 'Linket er ikke længere gyldigt' }).waitFor();
     assert.match(await pp.locator('#message-help').innerText(), /Ring til Fysioklinikken Aarhus/);
-    await expectAccessible(pp, 'revoked');
+    await expectAccessibleAtEverySize(pp, 'revoked');
     await screenshot(pp, 'patient-link-revoked');
     // The new link works; the therapist declines the waiting patient with a message.
     await patientToWaitingRoom(pp, fresh);
@@ -113,7 +114,7 @@ test('link pages, refused scheduling with every reason, and English', { timeout:
     await tp.getByRole('button', { name: 'Afvis' }).click();
     await pp.getByRole('heading', { name: 'Du blev ikke lukket ind' }).waitFor({ timeout: 20000 });
     assert.match(await pp.locator('#message-help').innerText(), /Vi ringer dig op i stedet\./);
-    await expectAccessible(pp, 'declined');
+    await expectAccessibleAtEverySize(pp, 'declined');
     await screenshot(pp, 'patient-declined');
 
     // Cancelled: the link has expired.
@@ -142,7 +143,7 @@ test('link pages, refused scheduling with every reason, and English', { timeout:
     const call = pp.getByRole('link', { name: 'Ring til Fysioklinikken Aarhus: 70 20 30 40' });
     assert.equal(await call.getAttribute('href'), 'tel:70203040');
     assert.ok(await call.isVisible(), 'the number is on the screen');
-    await expectAccessible(pp, 'expired');
+    await expectAccessibleAtEverySize(pp, 'expired');
     await screenshot(pp, 'patient-link-expired');
 
     // A revoked assessment blocks new consultations, and says so.

@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { launch, newContext, screenshot, watchErrors } from './helpers/browser.js';
-import { createPatient, expectAccessible, openCourse, recordAssessment, recordVisit, setupClinic } from './helpers/flows.js';
+import { createPatient, expectAccessible,
+  expectAccessibleAtEverySize, openCourse, recordAssessment, recordVisit, setupClinic } from './helpers/flows.js';
 import { startServer } from './helpers/server.js';
 
 let server;
@@ -56,7 +57,7 @@ test('a refusal from the server is shown in Danish, and in English on the Englis
     assert.match(danish, /En konsultation kan ikke planlægges i fortiden\./);
     assert.doesNotMatch(danish, ENGLISH, `no English in the Danish refusal: ${danish}`);
     assert.equal(await page.locator('#join-link').count(), 0, 'nothing was booked');
-    await expectAccessible(page, 'refusal in Danish');
+    await expectAccessibleAtEverySize(page, 'refusal in Danish');
     await screenshot(page, 'problems-refused-da');
 
     // --- English: the same refusal in English words. ---

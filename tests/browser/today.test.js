@@ -10,6 +10,7 @@ import { launch, newContext, screenshot, waitFor, watchErrors } from './helpers/
 import {
   eligiblePatient,
   expectAccessible,
+  expectAccessibleAtEverySize,
   patientToWaitingRoom,
   relogin,
   schedule,
@@ -56,7 +57,7 @@ test('the day per therapist, with arrivals pushed', { timeout: 240000 }, async (
     await again.goto(server.setupLink);
     await again.getByText('Linket er ikke gyldigt eller er allerede brugt.').waitFor();
     assert.equal(await again.locator('form input').count(), 0, 'no form to fill in');
-    await expectAccessible(again, 'used setup link');
+    await expectAccessibleAtEverySize(again, 'used setup link');
     await again.close();
     // No demo here: no demo link on the day view.
     assert.equal(await tp.locator('#demo-notice').count(), 0);
@@ -186,7 +187,7 @@ test('a demo server shows the demo patient\'s link on the dashboard', { timeout:
     await tp.getByRole('heading', { name: /^Konsultationer/ }).waitFor();
     const link = tp.getByLabel('Patientens link');
     assert.equal(await link.inputValue(), demo.demo.joinUrl, 'the link the console printed');
-    await expectAccessible(tp, 'demo day view');
+    await expectAccessibleAtEverySize(tp, 'demo day view');
     await screenshot(tp, 'app-today-demo');
     // It works: the patient's first screen.
     const pp = await pc.newPage();
@@ -223,7 +224,7 @@ test('an admission refused by the re-check tells the therapist why, and the pati
     const refusal = tp.locator('[role="alert"]').filter({ hasText: 'Patienten kan ikke lukkes ind:' });
     await refusal.waitFor({ timeout: 5000 });
     assert.match(await refusal.innerText(), /vurdering af videokonsultation er tilbagekaldt/);
-    await expectAccessible(tp, 'admission refused');
+    await expectAccessibleAtEverySize(tp, 'admission refused');
     await screenshot(tp, 'app-admission-refused');
     // The patient is told in plain words.
     await pp.getByRole('heading', { name: 'Du blev ikke lukket ind' }).waitFor({ timeout: 10000 });
@@ -257,7 +258,7 @@ test("the patient's page lists the consultations and shows the link again, uncha
     await link.waitFor();
     assert.equal(await link.inputValue(), booked.joinUrl, 'the same link as when it was booked');
     assert.match(await item.innerText(), /det virker stadig/);
-    await expectAccessible(tp, "patient page with the link shown again");
+    await expectAccessibleAtEverySize(tp, "patient page with the link shown again");
     await screenshot(tp, 'app-patient-history');
     // It still works for the patient.
     const pp = await pc.newPage();
@@ -295,7 +296,7 @@ test('a secretary books for a therapist and sees the day, but no clinical data',
     // The whole clinic's day, no choice of scope.
     assert.equal(await sp.locator('#today-scope').count(), 0);
     await sp.locator('#today-list th', { hasText: 'Behandler' }).waitFor();
-    await expectAccessible(sp, 'secretary day view');
+    await expectAccessibleAtEverySize(sp, 'secretary day view');
     // The patient: who, booking and consultations; no visits, courses or logs.
     await sp.goto(patientUrl);
     await sp.locator('#schedule-form').waitFor();
@@ -308,7 +309,7 @@ test('a secretary books for a therapist and sees the day, but no clinical data',
     await therapist.selectOption({ label: 'Mette Fysio' });
     const booked = await schedule(sp, { relayOnly: false });
     assert.match(booked.joinUrl, /\/join\//);
-    await expectAccessible(sp, 'secretary patient page');
+    await expectAccessibleAtEverySize(sp, 'secretary patient page');
     await screenshot(sp, 'app-secretary-booked');
   } finally {
     await tc.close();

@@ -42,6 +42,23 @@ export async function expectAccessible(page, what) {
   assert.deepEqual(violations, [], `${what}: axe found serious or critical violations:\n${JSON.stringify(violations, null, 2)}`);
 }
 
+/** The sizes the clinic's people use: a desktop, a phone with its browser bars, a small phone. */
+export const SIZES = [
+  [1440, 900],
+  [390, 664],
+  [320, 568],
+];
+
+/** {@link expectAccessible} at every one of {@link SIZES}; the page keeps its size after. */
+export async function expectAccessibleAtEverySize(page, what) {
+  const before = page.viewportSize();
+  for (const [width, height] of SIZES) {
+    await page.setViewportSize({ width, height });
+    await expectAccessible(page, `${what} at ${width}×${height}`);
+  }
+  if (before) await page.setViewportSize(before);
+}
+
 /** First-run setup through /app/setup#token; ends logged in on the day view. */
 export async function setupClinic(page, setupLink, { clinic = 'Fysioklinikken Aarhus', shots = false } = {}) {
   await page.goto(setupLink);
