@@ -29,7 +29,8 @@ use stun::attributes::{
     ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM, ATTR_USERNAME, ATTR_XOR_PEER_ADDRESS,
 };
 use stun::error_code::{
-    ErrorCode, ErrorCodeAttribute, CODE_ALLOC_QUOTA_REACHED, CODE_FORBIDDEN, CODE_UNAUTHORIZED,
+    ErrorCode, ErrorCodeAttribute, CODE_ADDR_FAMILY_NOT_SUPPORTED, CODE_ALLOC_QUOTA_REACHED,
+    CODE_BAD_REQUEST, CODE_FORBIDDEN, CODE_UNAUTHORIZED,
 };
 use stun::fingerprint::FINGERPRINT;
 use stun::integrity::MessageIntegrity;
@@ -38,7 +39,9 @@ use stun::message::{
     CLASS_REQUEST, METHOD_ALLOCATE, METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, METHOD_SEND,
 };
 use stun::textattrs::TextAttribute;
+use turn::proto::channum::ChannelNumber;
 use turn::proto::peeraddr::PeerAddress;
+use turn::proto::reqfamily::{RequestedAddressFamily, REQUESTED_FAMILY_IPV6};
 
 use crate::credentials::{Reference, TurnCredentials, TurnUsername};
 use crate::peer_policy::{denied_range, DeniedRange, PeerPolicy};
@@ -101,6 +104,24 @@ pub(crate) enum Refusal {
     /// The relay cannot count allocations yet (starting) or any more
     /// (stopping); the client retransmits.
     NotReady,
+    /// A well-authenticated request the relay must refuse by RFC 8656 (a
+    /// channel number out of range, an address family it does not serve).
+    Invalid(&'static str),
+}
+
+/// Whether a ChannelBind's CHANNEL-NUMBER is a channel number (0x4000–
+/// 0x7FFF, RFC 5766, of which RFC 8656 keeps 0x4000–0x4FFF); a missing one
+/// is not.
+fn channel_number_valid(msg: &Message) -> bool {
+    let mut number = ChannelNumber::default();
+    number.get_from(msg).is_ok() && (0x4000..=0x7FFF).contains(&number.0)
+}
+
+/// Whether an Allocate asks for an IPv6 relayed address (RFC 8656 §7.2;
+/// absent means IPv4).
+fn requested_ipv6(msg: &Message) -> bool {
+    let mut family = RequestedAddressFamily::default();
+    family.get_from(msg).is_ok() && family == REQUESTED_FAMILY_IPV6
 }
 
 /// The gate's settings.
@@ -112,6 +133,8 @@ pub(crate) struct GateConfig {
     pub allocations_per_consultation: usize,
     pub max_allocations: usize,
     pub max_credential_ttl: Duration,
+    /// The relayed addresses are IPv6 (else IPv4).
+    pub relays_ipv6: bool,
 }
 
 /// Screens client datagrams; see the module docs.
@@ -198,6 +221,31 @@ impl Gate {
             }
         };
         let method = msg.typ.method;
+        let invalid = |why: &'static str, code: ErrorCode, reason: &str| {
+            Verdict::Reply(
+                Refusal::Invalid(why),
+                error_response(msg, method, code, reason, vec![Box::new(integrity.clone())]),
+            )
+        };
+        // Channel numbers: RFC 8656 §12 allows 0x4000–0x4FFF, RFC 5766
+        // 0x4000–0x7FFF (which older clients, coturn's among them, still
+        // use); anything else, or none, is 400.
+        if method == METHOD_CHANNEL_BIND && !channel_number_valid(msg) {
+            return invalid(
+                "channel number out of range",
+                CODE_BAD_REQUEST,
+                "Bad Request",
+            );
+        }
+        // RFC 8656 §7.2: an address family the relay does not serve is 440
+        // (IPv4 when REQUESTED-ADDRESS-FAMILY is absent).
+        if method == METHOD_ALLOCATE && requested_ipv6(msg) != self.config.relays_ipv6 {
+            return invalid(
+                "address family not served",
+                CODE_ADDR_FAMILY_NOT_SUPPORTED,
+                "Address Family not Supported",
+            );
+        }
         if method == METHOD_ALLOCATE {
             return Verdict::CheckQuota(QuotaCheck {
                 reference,
@@ -370,6 +418,7 @@ mod tests {
             allocations_per_consultation: 2,
             max_allocations: 5,
             max_credential_ttl: Duration::from_secs(3600),
+            relays_ipv6: false,
         })
     }
 
@@ -391,10 +440,28 @@ mod tests {
         realm: &str,
         peers: &[&str],
     ) -> Message {
+        // A ChannelBind carries a valid channel number unless a test says.
+        let extra: Vec<Box<dyn Setter>> = if method == METHOD_CHANNEL_BIND {
+            vec![Box::new(ChannelNumber(0x4000))]
+        } else {
+            Vec::new()
+        };
+        request_with(method, username, password, realm, peers, extra)
+    }
+
+    fn request_with(
+        method: Method,
+        username: &str,
+        password: &str,
+        realm: &str,
+        peers: &[&str],
+        extra: Vec<Box<dyn Setter>>,
+    ) -> Message {
         let mut setters: Vec<Box<dyn Setter>> = vec![
             Box::new(TransactionId::new()),
             Box::new(MessageType::new(method, CLASS_REQUEST)),
         ];
+        setters.extend(extra);
         for p in peers {
             let addr: SocketAddr = p.parse().unwrap();
             setters.push(Box::new(PeerAddress {
@@ -597,6 +664,59 @@ mod tests {
             g.screen(at(1000), &authed(METHOD_REFRESH, &c, &[])),
             Verdict::Forward
         );
+    }
+
+    #[test]
+    fn rfc_8656_refusals_are_signed_answers() {
+        let g = gate(false);
+        let c = creds("consult-1", 1000, 600);
+        let with = |method, extra: Vec<Box<dyn Setter>>| {
+            let peers: &[&str] = if method == METHOD_CHANNEL_BIND {
+                &["8.8.8.8:5000"]
+            } else {
+                &[]
+            };
+            request_with(
+                method,
+                &c.username().to_string(),
+                c.password().expose_secret(),
+                REALM,
+                peers,
+                extra,
+            )
+        };
+        // Channel numbers: 0x4000–0x7FFF; outside, or none: 400.
+        for number in [0x0000, 0x3FFF, 0x8000, 0xFFFF] {
+            let v = g.screen(
+                at(1000),
+                &with(METHOD_CHANNEL_BIND, vec![Box::new(ChannelNumber(number))]),
+            );
+            assert_eq!(reply_code(&v), 400, "{number:#x}");
+            assert!(matches!(v, Verdict::Reply(Refusal::Invalid(_), _)));
+        }
+        assert_eq!(
+            reply_code(&g.screen(at(1000), &with(METHOD_CHANNEL_BIND, Vec::new()))),
+            400
+        );
+        for number in [0x4000, 0x4FFF, 0x7FFF] {
+            let req = with(METHOD_CHANNEL_BIND, vec![Box::new(ChannelNumber(number))]);
+            assert_eq!(g.screen(at(1000), &req), Verdict::Forward, "{number:#x}");
+        }
+        // An IPv4 relay asked for an IPv6 relayed address: 440, signed.
+        let v = g.screen(
+            at(1000),
+            &with(METHOD_ALLOCATE, vec![Box::new(REQUESTED_FAMILY_IPV6)]),
+        );
+        assert_eq!(reply_code(&v), 440);
+        let Verdict::Reply(_, raw) = v else { panic!() };
+        long_term_integrity(&c, REALM)
+            .check(&mut decoded(&raw))
+            .expect("440 is signed with the client's key");
+        let v4 = with(
+            METHOD_ALLOCATE,
+            vec![Box::new(turn::proto::reqfamily::REQUESTED_FAMILY_IPV4)],
+        );
+        assert!(passes(g.screen(at(1000), &v4)));
     }
 
     #[test]

@@ -183,6 +183,7 @@ impl Relay {
             policy: config.peer_policy,
             allocations_per_consultation: config.allocations_per_consultation,
             max_allocations: config.max_allocations,
+            relays_ipv6: public_ip.is_ipv6(),
             max_credential_ttl: config.max_credential_ttl,
         })));
         let meter = Arc::new(Meter::new(config.max_credential_ttl));

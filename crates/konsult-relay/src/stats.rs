@@ -32,6 +32,8 @@ pub struct RelayStats {
     pub refused_quota: u64,
     /// Permissions and channel bindings refused for a denied peer.
     pub refused_forbidden_peer: u64,
+    /// Requests refused as invalid by RFC 8656 (channel number, family).
+    pub refused_invalid: u64,
     /// Datagrams the kernel dropped on the listening socket (a full receive
     /// buffer); `None` where `/proc/net/udp` cannot tell.
     pub receive_buffer_drops: Option<u64>,
@@ -47,6 +49,7 @@ pub(crate) struct Counters {
     unauthorized: AtomicU64,
     quota: AtomicU64,
     forbidden_peer: AtomicU64,
+    invalid: AtomicU64,
 }
 
 impl Counters {
@@ -66,6 +69,7 @@ impl Counters {
             Refusal::Unauthorized(_) => &self.unauthorized,
             Refusal::QuotaReached => &self.quota,
             Refusal::ForbiddenPeer(_) => &self.forbidden_peer,
+            Refusal::Invalid(_) => &self.invalid,
             Refusal::NotReady => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -91,6 +95,7 @@ impl Counters {
             refused_unauthorized: get(&self.unauthorized),
             refused_quota: get(&self.quota),
             refused_forbidden_peer: get(&self.forbidden_peer),
+            refused_invalid: get(&self.invalid),
             receive_buffer_drops,
         }
     }

@@ -98,6 +98,7 @@ pub fn render(relay: Option<konsult_relay::RelayStats>) -> String {
             ("reason=\"unauthorized\"", r.refused_unauthorized),
             ("reason=\"quota\"", r.refused_quota),
             ("reason=\"forbidden_peer\"", r.refused_forbidden_peer),
+            ("reason=\"invalid\"", r.refused_invalid),
         ],
     );
     if let Some(drops) = r.receive_buffer_drops {
@@ -135,6 +136,7 @@ mod tests {
             refused_unauthorized: 2,
             refused_quota: 1,
             refused_forbidden_peer: 0,
+            refused_invalid: 0,
             receive_buffer_drops: Some(0),
         }));
         for line in [
