@@ -229,8 +229,23 @@ impl GateConn {
                 // retransmit rather than guess.
                 None => Verdict::Drop(Refusal::NotReady),
             },
+            Verdict::CheckAllocation(mismatch) => match self.holds_allocation(src).await {
+                Some(true) => Verdict::Forward,
+                Some(false) => {
+                    Verdict::Reply(Refusal::Invalid("no allocation to refresh"), mismatch)
+                }
+                None => Verdict::Drop(Refusal::NotReady),
+            },
             other => other,
         }
+    }
+
+    /// Whether the client at `src` holds a live allocation (UDP: its 5-tuple
+    /// is its address and the listening socket).
+    async fn holds_allocation(&self, src: SocketAddr) -> Option<bool> {
+        let server = self.server.get()?.upgrade()?;
+        let infos = server.get_allocations_info(None).await.ok()?;
+        Some(infos.keys().any(|tuple| tuple.src_addr == src))
     }
 
     /// The live allocations of `reference`'s consultation, whatever the
@@ -293,8 +308,8 @@ impl Conn for GateConn {
                         tracing::debug!(error = %err, "could not send TURN error response");
                     }
                 }
-                Verdict::CheckQuota(_) => {
-                    // `verdict` always resolves quota checks.
+                Verdict::CheckQuota(_) | Verdict::CheckAllocation(_) => {
+                    // `verdict` always resolves these checks.
                 }
             }
         }

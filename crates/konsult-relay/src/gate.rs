@@ -29,14 +29,15 @@ use stun::attributes::{
     ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM, ATTR_USERNAME, ATTR_XOR_PEER_ADDRESS,
 };
 use stun::error_code::{
-    ErrorCode, ErrorCodeAttribute, CODE_ADDR_FAMILY_NOT_SUPPORTED, CODE_ALLOC_QUOTA_REACHED,
-    CODE_BAD_REQUEST, CODE_FORBIDDEN, CODE_UNAUTHORIZED,
+    ErrorCode, ErrorCodeAttribute, CODE_ADDR_FAMILY_NOT_SUPPORTED, CODE_ALLOC_MISMATCH,
+    CODE_ALLOC_QUOTA_REACHED, CODE_BAD_REQUEST, CODE_FORBIDDEN, CODE_UNAUTHORIZED,
 };
 use stun::fingerprint::FINGERPRINT;
 use stun::integrity::MessageIntegrity;
 use stun::message::{
     Getter, Message, MessageType, Method, Setter, CLASS_ERROR_RESPONSE, CLASS_INDICATION,
-    CLASS_REQUEST, METHOD_ALLOCATE, METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, METHOD_SEND,
+    CLASS_REQUEST, METHOD_ALLOCATE, METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH,
+    METHOD_SEND,
 };
 use stun::textattrs::TextAttribute;
 use turn::proto::channum::ChannelNumber;
@@ -59,6 +60,10 @@ pub(crate) enum Verdict {
     /// An authenticated Allocate: look up how many allocations the username
     /// holds and finish with [`QuotaCheck::verdict`].
     CheckQuota(QuotaCheck),
+    /// An authenticated Refresh: forward it if the client holds an
+    /// allocation, else answer this signed 437 Allocation Mismatch (RFC 8656
+    /// §7.3).
+    CheckAllocation(Vec<u8>),
 }
 
 /// The last step for an authenticated Allocate request, which needs the
@@ -246,6 +251,15 @@ impl Gate {
                 "Address Family not Supported",
             );
         }
+        if method == METHOD_REFRESH {
+            return Verdict::CheckAllocation(error_response(
+                msg,
+                method,
+                CODE_ALLOC_MISMATCH,
+                "Allocation Mismatch",
+                vec![Box::new(integrity)],
+            ));
+        }
         if method == METHOD_ALLOCATE {
             return Verdict::CheckQuota(QuotaCheck {
                 reference,
@@ -399,7 +413,7 @@ mod tests {
 
     use stun::agent::TransactionId;
     use stun::error_code::CODE_BAD_REQUEST;
-    use stun::message::{CLASS_SUCCESS_RESPONSE, METHOD_BINDING, METHOD_REFRESH};
+    use stun::message::{CLASS_SUCCESS_RESPONSE, METHOD_BINDING};
 
     use super::*;
 
@@ -510,6 +524,8 @@ mod tests {
     fn passes(v: Verdict) -> bool {
         match v {
             Verdict::CheckQuota(q) => q.verdict(0, 0) == Verdict::Forward,
+            // A Refresh of an allocation the client holds.
+            Verdict::CheckAllocation(_) => true,
             v => v == Verdict::Forward,
         }
     }
@@ -659,11 +675,20 @@ mod tests {
         long_term_integrity(&c, REALM)
             .check(&mut decoded(&raw))
             .expect("486 is signed with the client's key");
-        // Refreshing an existing allocation is not capped.
+        // Refreshing an existing allocation is not capped; one the client
+        // does not hold gets a signed 437.
+        let Verdict::CheckAllocation(mismatch) =
+            g.screen(at(1000), &authed(METHOD_REFRESH, &c, &[]))
+        else {
+            panic!("a Refresh is checked against the client's allocation")
+        };
         assert_eq!(
-            g.screen(at(1000), &authed(METHOD_REFRESH, &c, &[])),
-            Verdict::Forward
+            reply_code(&Verdict::Reply(Refusal::Invalid("x"), mismatch.clone())),
+            437
         );
+        long_term_integrity(&c, REALM)
+            .check(&mut decoded(&mismatch))
+            .expect("437 is signed with the client's key");
     }
 
     #[test]
@@ -821,10 +846,7 @@ mod tests {
             reply_code(&g.screen(at(1100), &authed(METHOD_REFRESH, &a, &[]))),
             401
         );
-        assert_eq!(
-            g.screen(at(1100), &authed(METHOD_REFRESH, &b, &[])),
-            Verdict::Forward
-        );
+        assert!(passes(g.screen(at(1100), &authed(METHOD_REFRESH, &b, &[]))));
         // A credential for the closed reference issued later is refused too,
         // while anything issued before the close could still be alive.
         let later = creds("consult-a", 2000, 600);

@@ -174,8 +174,22 @@ async fn a_consultation_holds_its_quota_whatever_its_usernames() {
 
     // It counts live allocations: after one is released, there is room.
     let (raw, session) = &clients[0];
+    assert_eq!(
+        raw.refresh(session, Duration::from_secs(600))
+            .await
+            .unwrap(),
+        Ok(())
+    );
     assert_eq!(raw.refresh(session, Duration::ZERO).await.unwrap(), Ok(()));
     assert!(allocate_next().await.unwrap().is_ok());
+    // Refreshing the allocation that is gone: 437 Allocation Mismatch (RFC
+    // 8656 §7.3), not a success.
+    assert_eq!(
+        raw.refresh(session, Duration::from_secs(600))
+            .await
+            .unwrap(),
+        Err(437)
+    );
     relay.shutdown().await.unwrap();
 }
 
