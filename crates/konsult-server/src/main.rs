@@ -43,6 +43,10 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Allocate through every TURN URL patients are given (the embedded
+    /// relay's and the external ones), as a patient's browser would, and
+    /// print what each gave. Exits non-zero when one fails.
+    RelayCheck,
 }
 
 #[derive(Subcommand)]
@@ -120,6 +124,26 @@ async fn main() -> std::process::ExitCode {
                     added.link
                 );
                 Ok(())
+            }
+            Command::RelayCheck => {
+                let checks = konsult_server::relay::check_relays(&settings).await?;
+                let mut failed = 0;
+                for check in &checks {
+                    match &check.outcome {
+                        Ok(relayed) => println!("{}: allocated, relayed address {relayed}", check.url),
+                        Err(why) => {
+                            failed += 1;
+                            println!("{}: FAILED: {why}", check.url);
+                        }
+                    }
+                }
+                if checks.is_empty() {
+                    Err(anyhow::anyhow!("no relay is configured (turn.enabled is false and turn.external_urls is empty)"))
+                } else if failed > 0 {
+                    Err(anyhow::anyhow!("{failed} of {} relay URLs failed", checks.len()))
+                } else {
+                    Ok(())
+                }
             }
             Command::Audit {
                 command: AuditCommand::Heads,

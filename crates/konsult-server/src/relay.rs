@@ -767,3 +767,135 @@ mod tests {
             .is_empty());
     }
 }
+
+/// What `konsult relay-check` found for one relay URL a patient is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlCheck {
+    /// The URL, as handed out.
+    pub url: String,
+    /// The relayed address an allocation through it got, or why it failed
+    /// (or why it could not be checked from here).
+    pub outcome: Result<SocketAddr, String>,
+}
+
+/// How long one allocation through one URL may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Allocates through every TURN URL this installation hands to patients
+/// (the embedded relay's and each external one), with a one-minute
+/// credential of its own (`relay-check`), as a patient's browser would:
+/// `konsult relay-check`, next to a running server. Only UDP URLs can be
+/// checked so far; others are reported as such.
+pub async fn check_relays(settings: &Settings) -> anyhow::Result<Vec<UrlCheck>> {
+    let turn = &settings.turn;
+    let secret = match &turn.secret {
+        Some(secret) => secret.clone(),
+        None => {
+            let path = settings.data_dir.join(SECRET_FILE);
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "no TURN secret: set turn.secret, or start the server once so that it creates {}",
+                    path.display()
+                )
+            })?;
+            SecretString::from(text.trim().to_owned())
+        }
+    };
+    let mut urls = Vec::new();
+    if turn.enabled {
+        let host = url_host(advertised_ip(settings)?);
+        urls.push(format!("turn:{host}:{}?transport=udp", turn.listen.port()));
+    }
+    urls.extend(
+        turn.external_urls
+            .iter()
+            .filter(|u| !u.starts_with("stun:"))
+            .cloned(),
+    );
+    let reference = Reference::parse("relay-check").expect("a valid reference");
+    let creds = TurnCredentials::issue(
+        &secret,
+        &reference,
+        SystemTime::now(),
+        Duration::from_secs(60),
+    )
+    .context("cannot issue a TURN credential")?;
+    let mut checks = Vec::new();
+    for url in urls {
+        let outcome = match udp_target(&url) {
+            Some(target) => allocate_through(&target, &creds).await,
+            None => {
+                Err("not checked: only turn: URLs over UDP can be checked from here".to_owned())
+            }
+        };
+        checks.push(UrlCheck { url, outcome });
+    }
+    Ok(checks)
+}
+
+/// `host:port` of a `turn:` URL over UDP (the default transport).
+fn udp_target(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("turn:")?;
+    let (host_port, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if !(query.is_empty() || query == "transport=udp") {
+        return None;
+    }
+    Some(
+        if host_port
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:3478")
+        },
+    )
+}
+
+async fn allocate_through(target: &str, creds: &TurnCredentials) -> Result<SocketAddr, String> {
+    let attempt = async {
+        let bind = if target.starts_with('[') {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        let socket = tokio::net::UdpSocket::bind(bind)
+            .await
+            .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+        let client = turn::client::Client::new(turn::client::ClientConfig {
+            stun_serv_addr: target.to_owned(),
+            turn_serv_addr: target.to_owned(),
+            username: creds.username().to_string(),
+            password: creds.password().expose_secret().to_owned(),
+            realm: String::new(),
+            software: String::new(),
+            rto_in_ms: 0,
+            conn: std::sync::Arc::new(socket),
+            vnet: None,
+        })
+        .await
+        .map_err(|e| format!("cannot reach it: {e}"))?;
+        client
+            .listen()
+            .await
+            .map_err(|e| format!("cannot listen: {e}"))?;
+        let relayed = client
+            .allocate()
+            .await
+            .map_err(|e| format!("allocation refused: {e}"));
+        let relayed = match relayed {
+            Ok(conn) => {
+                use webrtc_util::Conn as _;
+                let addr = conn.local_addr().map_err(|e| e.to_string());
+                let _ = conn.close().await;
+                addr
+            }
+            Err(e) => Err(e),
+        };
+        let _ = client.close().await;
+        relayed
+    };
+    tokio::time::timeout(CHECK_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())))
+}

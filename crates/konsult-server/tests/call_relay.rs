@@ -165,3 +165,73 @@ async fn a_relay_only_call_goes_through_the_embedded_turn_relay() {
     assert!(complete_is_billable(&app, &fx, &b).await);
     app.stop().await;
 }
+
+/// `konsult relay-check` allocates through every TURN URL patients are
+/// given, as a browser would, and says which failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_check_allocates_through_every_url_patients_are_given() {
+    let app = TestApp::spawn(common::Db::Sqlite).await;
+    let relay = app.state.signaling.turn().relay_addr().await.unwrap();
+    let nobody = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut settings = (*app.state.settings).clone();
+    settings.turn.listen = relay;
+    settings.turn.external_urls = vec![
+        format!("turn:{nobody}?transport=udp"),
+        "turns:relay.example:443?transport=tcp".into(),
+    ];
+    let checks = konsult_server::relay::check_relays(&settings)
+        .await
+        .unwrap();
+    let urls: Vec<&str> = checks.iter().map(|c| c.url.as_str()).collect();
+    assert_eq!(
+        urls,
+        [
+            format!("turn:127.0.0.1:{}?transport=udp", relay.port()).as_str(),
+            format!("turn:{nobody}?transport=udp").as_str(),
+            "turns:relay.example:443?transport=tcp",
+        ]
+    );
+    let relayed = checks[0]
+        .outcome
+        .as_ref()
+        .expect("the embedded relay allocates");
+    assert_eq!(relayed.ip(), relay.ip());
+    assert!(checks[1].outcome.is_err(), "{:?}", checks[1]);
+    assert!(checks[2]
+        .outcome
+        .as_ref()
+        .unwrap_err()
+        .starts_with("not checked"));
+
+    // The command prints it and exits non-zero when a URL fails.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_konsult"))
+        .arg("relay-check")
+        .env("KONSULT_DATA_DIR", app.dir.path())
+        .env("KONSULT_TURN__LISTEN", relay.to_string())
+        .env(
+            "KONSULT_TURN__EXTERNAL_URLS",
+            format!("[\"turn:{nobody}?transport=udp\"]"),
+        )
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(": allocated, relayed address 127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("turn:{nobody}?transport=udp: FAILED")),
+        "{stdout}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.stop().await;
+}
