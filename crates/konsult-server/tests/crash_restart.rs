@@ -88,6 +88,24 @@ async fn consultation(client: &Client, id: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_call_keeps_its_media_across_a_kill_9_and_resumes_without_admission() {
+    direct_call_across_a_restart(Stop::Kill9).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_call_keeps_its_media_across_a_graceful_restart_and_resumes_without_admission() {
+    direct_call_across_a_restart(Stop::Sigterm).await;
+}
+
+/// How the server goes down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// `kill -9`: nothing is told, nothing drained.
+    Kill9,
+    /// `SIGTERM`: a graceful shutdown (what systemd does on a restart).
+    Sigterm,
+}
+
+async fn direct_call_across_a_restart(stop: Stop) {
     let mut server = Server::new(&[]);
     let (printed, _) = tokio::task::block_in_place(|| server.start(true));
     let base = server.base();
@@ -102,8 +120,23 @@ async fn a_direct_call_keeps_its_media_across_a_kill_9_and_resumes_without_admis
     assert!(pr.media_flowed_both_ways && tr.media_flowed_both_ways);
     let started_at = consultation(&client, &id).await["started_at"].clone();
 
-    // The server dies; the direct media path does not need it.
-    tokio::task::block_in_place(|| server.kill());
+    // The server goes; the direct media path does not need it.
+    match stop {
+        Stop::Kill9 => tokio::task::block_in_place(|| server.kill()),
+        Stop::Sigterm => {
+            server.signal_term();
+            // The clients keep running while it shuts down.
+            let exited = tokio::task::spawn_blocking(move || {
+                server.wait();
+                server
+            });
+            let (_, _) = tokio::join!(
+                p.run_for(Duration::from_millis(500)),
+                t.run_for(Duration::from_millis(500))
+            );
+            server = exited.await.unwrap();
+        }
+    }
     let (pd, td) = tokio::join!(
         p.run_for(Duration::from_secs(2)),
         t.run_for(Duration::from_secs(2))
@@ -122,7 +155,7 @@ async fn a_direct_call_keeps_its_media_across_a_kill_9_and_resumes_without_admis
     let resumed = until_resumed(&mut p, &mut t, 1).await;
     let resume_time = resumed.saturating_duration_since(ready);
     println!(
-        "restart: both sides resumed {} ms after the server answered again",
+        "restart ({stop:?}): both sides resumed {} ms after the server answered again",
         resume_time.as_millis()
     );
     let (pa, ta) = tokio::join!(
