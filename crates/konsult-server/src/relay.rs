@@ -823,7 +823,14 @@ pub async fn check_relays(settings: &Settings) -> anyhow::Result<Vec<UrlCheck>> 
     let mut checks = Vec::new();
     for url in urls {
         let outcome = match udp_target(&url) {
-            Some(target) => allocate_through(&target, &creds).await,
+            Some(target) => {
+                try_allocation(
+                    &target,
+                    &creds.username().to_string(),
+                    creds.password().expose_secret(),
+                )
+                .await
+            }
             None => {
                 Err("not checked: only turn: URLs over UDP can be checked from here".to_owned())
             }
@@ -852,7 +859,14 @@ fn udp_target(url: &str) -> Option<String> {
     )
 }
 
-async fn allocate_through(target: &str, creds: &TurnCredentials) -> Result<SocketAddr, String> {
+/// One TURN allocation at `target` (`host:port`, UDP) with these
+/// credentials, as a browser would make it: the relayed address it got, or
+/// why not. Released at once.
+pub async fn try_allocation(
+    target: &str,
+    username: &str,
+    password: &str,
+) -> Result<SocketAddr, String> {
     let attempt = async {
         let bind = if target.starts_with('[') {
             "[::]:0"
@@ -865,8 +879,8 @@ async fn allocate_through(target: &str, creds: &TurnCredentials) -> Result<Socke
         let client = turn::client::Client::new(turn::client::ClientConfig {
             stun_serv_addr: target.to_owned(),
             turn_serv_addr: target.to_owned(),
-            username: creds.username().to_string(),
-            password: creds.password().expose_secret().to_owned(),
+            username: username.to_owned(),
+            password: password.to_owned(),
             realm: String::new(),
             software: String::new(),
             rto_in_ms: 0,

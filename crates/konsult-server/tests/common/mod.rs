@@ -217,6 +217,10 @@ impl TestApp {
 
     /// Shuts the server down gracefully and waits for it.
     pub async fn stop(mut self) {
+        self.shut_down().await;
+    }
+
+    async fn shut_down(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -231,12 +235,7 @@ impl TestApp {
     pub async fn restart(mut self) -> Self {
         let now = self.now();
         let settings = (*self.state.settings).clone();
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), server).await;
-        }
+        self.shut_down().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         let pg = self.pg.take();
         let mut app = Self::spawn_with(settings, dir, now).await;
