@@ -29,8 +29,8 @@ use stun::attributes::{
     ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM, ATTR_USERNAME, ATTR_XOR_PEER_ADDRESS,
 };
 use stun::error_code::{
-    ErrorCode, ErrorCodeAttribute, CODE_ADDR_FAMILY_NOT_SUPPORTED, CODE_ALLOC_MISMATCH,
-    CODE_ALLOC_QUOTA_REACHED, CODE_BAD_REQUEST, CODE_FORBIDDEN, CODE_UNAUTHORIZED,
+    ErrorCode, ErrorCodeAttribute, CODE_ALLOC_MISMATCH, CODE_ALLOC_QUOTA_REACHED, CODE_BAD_REQUEST,
+    CODE_FORBIDDEN, CODE_UNAUTHORIZED,
 };
 use stun::fingerprint::FINGERPRINT;
 use stun::integrity::MessageIntegrity;
@@ -42,16 +42,20 @@ use stun::message::{
 use stun::textattrs::TextAttribute;
 use turn::proto::channum::ChannelNumber;
 use turn::proto::peeraddr::PeerAddress;
-use turn::proto::reqfamily::{RequestedAddressFamily, REQUESTED_FAMILY_IPV6};
 
-use crate::credentials::{Reference, TurnCredentials, TurnUsername};
+use crate::credentials::{Reference, TurnCredentials};
 use crate::peer_policy::{denied_range, DeniedRange, PeerPolicy};
 
 /// What to do with one datagram from a client.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// Hand it to the TURN server.
+    /// Not the gate's to judge: a Binding request, an unauthenticated
+    /// request (answered with a 401 challenge), a malformed one, a Send
+    /// indication to an allowed peer. The relay handles it.
     Forward,
+    /// An authenticated request whose credentials and peers are accepted:
+    /// the relay carries it out and signs the answer with this key.
+    Accept(Key),
     /// Discard it silently (indications have no response).
     Drop(Refusal),
     /// Answer the client with this STUN error response; the server never
@@ -60,11 +64,30 @@ pub(crate) enum Verdict {
     /// An authenticated Allocate: look up how many allocations the username
     /// holds and finish with [`QuotaCheck::verdict`].
     CheckQuota(QuotaCheck),
-    /// An authenticated Refresh: forward it if the client holds an
-    /// allocation, else answer this signed 437 Allocation Mismatch (RFC 8656
-    /// §7.3).
-    CheckAllocation(Vec<u8>),
+    /// An authenticated Refresh: carry it out (signing with the key) if the
+    /// client holds an allocation, else answer this signed 437 Allocation
+    /// Mismatch (RFC 8656 §7.3).
+    CheckAllocation(Vec<u8>, Key),
 }
+
+/// The long-term key of an accepted request's credentials, to sign the
+/// relay's answer with (RFC 8489 §9.2).
+#[derive(Clone)]
+pub(crate) struct Key(pub MessageIntegrity);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 .0 == other.0 .0
+    }
+}
+
+impl Eq for Key {}
 
 /// The last step for an authenticated Allocate request, which needs the
 /// number of live allocations of its consultation (held by the TURN server).
@@ -76,12 +99,18 @@ pub(crate) struct QuotaCheck {
     pub reference: Reference,
     limit: usize,
     total_limit: usize,
+    key: Key,
     /// The signed 486 response, should the quota be reached.
     over_quota_reply: Vec<u8>,
 }
 
 impl QuotaCheck {
-    /// Forward the request if the consultation holds fewer than its quota of
+    /// The key to sign the answer with, whatever the count.
+    pub(crate) fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// Accept the request if the consultation holds fewer than its quota of
     /// allocations and the relay fewer than its total, else refuse it with
     /// 486 Allocation Quota Reached.
     pub(crate) fn verdict(
@@ -90,7 +119,7 @@ impl QuotaCheck {
         total_allocations: usize,
     ) -> Verdict {
         if consultation_allocations < self.limit && total_allocations < self.total_limit {
-            Verdict::Forward
+            Verdict::Accept(self.key)
         } else {
             Verdict::Reply(Refusal::QuotaReached, self.over_quota_reply)
         }
@@ -106,9 +135,6 @@ pub(crate) enum Refusal {
     QuotaReached,
     /// The request names a peer in a denied range.
     ForbiddenPeer(DeniedRange),
-    /// The relay cannot count allocations yet (starting) or any more
-    /// (stopping); the client retransmits.
-    NotReady,
     /// A well-authenticated request the relay must refuse by RFC 8656 (a
     /// channel number out of range, an address family it does not serve).
     Invalid(&'static str),
@@ -122,13 +148,6 @@ fn channel_number_valid(msg: &Message) -> bool {
     number.get_from(msg).is_ok() && (0x4000..=0x7FFF).contains(&number.0)
 }
 
-/// Whether an Allocate asks for an IPv6 relayed address (RFC 8656 §7.2;
-/// absent means IPv4).
-fn requested_ipv6(msg: &Message) -> bool {
-    let mut family = RequestedAddressFamily::default();
-    family.get_from(msg).is_ok() && family == REQUESTED_FAMILY_IPV6
-}
-
 /// The gate's settings.
 #[derive(Debug, Clone)]
 pub(crate) struct GateConfig {
@@ -138,8 +157,6 @@ pub(crate) struct GateConfig {
     pub allocations_per_consultation: usize,
     pub max_allocations: usize,
     pub max_credential_ttl: Duration,
-    /// The relayed addresses are IPv6 (else IPv4).
-    pub relays_ipv6: bool,
 }
 
 /// Screens client datagrams; see the module docs.
@@ -188,7 +205,7 @@ impl Gate {
 
     /// Whether credentials of `reference` are refused at `now` because it,
     /// or its consultation, was closed.
-    fn is_closed(&self, now: SystemTime, reference: &Reference) -> bool {
+    pub(crate) fn is_closed(&self, now: SystemTime, reference: &Reference) -> bool {
         let keep_for = self.config.max_credential_ttl;
         [reference.as_str(), reference.consultation_str()]
             .into_iter()
@@ -242,23 +259,17 @@ impl Gate {
                 "Bad Request",
             );
         }
-        // RFC 8656 §7.2: an address family the relay does not serve is 440
-        // (IPv4 when REQUESTED-ADDRESS-FAMILY is absent).
-        if method == METHOD_ALLOCATE && requested_ipv6(msg) != self.config.relays_ipv6 {
-            return invalid(
-                "address family not served",
-                CODE_ADDR_FAMILY_NOT_SUPPORTED,
-                "Address Family not Supported",
-            );
-        }
         if method == METHOD_REFRESH {
-            return Verdict::CheckAllocation(error_response(
-                msg,
-                method,
-                CODE_ALLOC_MISMATCH,
-                "Allocation Mismatch",
-                vec![Box::new(integrity)],
-            ));
+            return Verdict::CheckAllocation(
+                error_response(
+                    msg,
+                    method,
+                    CODE_ALLOC_MISMATCH,
+                    "Allocation Mismatch",
+                    vec![Box::new(integrity.clone())],
+                ),
+                Key(integrity),
+            );
         }
         if method == METHOD_ALLOCATE {
             return Verdict::CheckQuota(QuotaCheck {
@@ -270,8 +281,9 @@ impl Gate {
                     method,
                     CODE_ALLOC_QUOTA_REACHED,
                     "Allocation Quota Reached",
-                    vec![Box::new(integrity)],
+                    vec![Box::new(integrity.clone())],
                 ),
+                key: Key(integrity),
             });
         }
         if method == METHOD_CREATE_PERMISSION || method == METHOD_CHANNEL_BIND {
@@ -288,7 +300,7 @@ impl Gate {
                 );
             }
         }
-        Verdict::Forward
+        Verdict::Accept(Key(integrity))
     }
 
     /// Checks the credentials of an authenticated request and returns the
@@ -352,8 +364,9 @@ pub(crate) fn long_term_integrity(creds: &TurnCredentials, realm: &str) -> Messa
 }
 
 /// The reference of a TURN REST username; `None` if it is not one.
-pub(crate) fn username_reference(username: &str) -> Option<Reference> {
-    TurnUsername::parse(username)
+#[cfg(test)]
+fn username_reference(username: &str) -> Option<Reference> {
+    crate::credentials::TurnUsername::parse(username)
         .ok()
         .map(|u| u.reference().clone())
 }
@@ -365,7 +378,7 @@ fn is_past(since: SystemTime, keep_for: Duration, now: SystemTime) -> bool {
 /// Every XOR-PEER-ADDRESS in `msg`, decoded one by one (the turn crate's
 /// getter only sees the first). Undecodable ones are skipped: the server
 /// refuses the request for them.
-fn peer_addresses(msg: &Message) -> impl Iterator<Item = IpAddr> + '_ {
+pub(crate) fn peer_addresses(msg: &Message) -> impl Iterator<Item = IpAddr> + '_ {
     msg.attributes
         .0
         .iter()
@@ -379,7 +392,7 @@ fn peer_addresses(msg: &Message) -> impl Iterator<Item = IpAddr> + '_ {
         })
 }
 
-fn error_response(
+pub(crate) fn error_response(
     request: &Message,
     method: Method,
     code: ErrorCode,
@@ -432,7 +445,6 @@ mod tests {
             allocations_per_consultation: 2,
             max_allocations: 5,
             max_credential_ttl: Duration::from_secs(3600),
-            relays_ipv6: false,
         })
     }
 
@@ -523,10 +535,10 @@ mod tests {
     /// allocations held yet).
     fn passes(v: Verdict) -> bool {
         match v {
-            Verdict::CheckQuota(q) => q.verdict(0, 0) == Verdict::Forward,
+            Verdict::CheckQuota(q) => matches!(q.verdict(0, 0), Verdict::Accept(_)),
             // A Refresh of an allocation the client holds.
-            Verdict::CheckAllocation(_) => true,
-            v => v == Verdict::Forward,
+            Verdict::CheckAllocation(..) => true,
+            v => matches!(v, Verdict::Forward | Verdict::Accept(_)),
         }
     }
 
@@ -664,7 +676,7 @@ mod tests {
             other => panic!("expected a quota check, got {other:?}"),
         };
         assert_eq!(check().reference.as_str(), "consult-1");
-        assert_eq!(check().verdict(1, 4), Verdict::Forward);
+        assert!(matches!(check().verdict(1, 4), Verdict::Accept(_)));
         let v = check().verdict(2, 2);
         assert_eq!(reply_code(&v), 486);
         // The relay's total caps every consultation, whatever it holds.
@@ -677,7 +689,7 @@ mod tests {
             .expect("486 is signed with the client's key");
         // Refreshing an existing allocation is not capped; one the client
         // does not hold gets a signed 437.
-        let Verdict::CheckAllocation(mismatch) =
+        let Verdict::CheckAllocation(mismatch, _) =
             g.screen(at(1000), &authed(METHOD_REFRESH, &c, &[]))
         else {
             panic!("a Refresh is checked against the client's allocation")
@@ -725,23 +737,11 @@ mod tests {
         );
         for number in [0x4000, 0x4FFF, 0x7FFF] {
             let req = with(METHOD_CHANNEL_BIND, vec![Box::new(ChannelNumber(number))]);
-            assert_eq!(g.screen(at(1000), &req), Verdict::Forward, "{number:#x}");
+            assert!(
+                matches!(g.screen(at(1000), &req), Verdict::Accept(_)),
+                "{number:#x}"
+            );
         }
-        // An IPv4 relay asked for an IPv6 relayed address: 440, signed.
-        let v = g.screen(
-            at(1000),
-            &with(METHOD_ALLOCATE, vec![Box::new(REQUESTED_FAMILY_IPV6)]),
-        );
-        assert_eq!(reply_code(&v), 440);
-        let Verdict::Reply(_, raw) = v else { panic!() };
-        long_term_integrity(&c, REALM)
-            .check(&mut decoded(&raw))
-            .expect("440 is signed with the client's key");
-        let v4 = with(
-            METHOD_ALLOCATE,
-            vec![Box::new(turn::proto::reqfamily::REQUESTED_FAMILY_IPV4)],
-        );
-        assert!(passes(g.screen(at(1000), &v4)));
     }
 
     #[test]
@@ -764,10 +764,10 @@ mod tests {
                 code.get_from(&decoded(&raw)).unwrap();
                 assert_eq!(code.reason, b"Forbidden IP");
             }
-            assert_eq!(
+            assert!(matches!(
                 g.screen(at(1000), &authed(method, &c, &["8.8.8.8:5000"])),
-                Verdict::Forward
-            );
+                Verdict::Accept(_)
+            ));
         }
     }
 
@@ -794,7 +794,10 @@ mod tests {
     fn loopback_peers_pass_only_with_allow_loopback() {
         let c = creds("consult-1", 1000, 600);
         let req = authed(METHOD_CREATE_PERMISSION, &c, &["127.0.0.1:5000"]);
-        assert_eq!(gate(true).screen(at(1000), &req), Verdict::Forward);
+        assert!(matches!(
+            gate(true).screen(at(1000), &req),
+            Verdict::Accept(_)
+        ));
         assert_eq!(reply_code(&gate(false).screen(at(1000), &req)), 403);
     }
 

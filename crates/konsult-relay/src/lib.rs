@@ -126,13 +126,16 @@
 //! ```
 #![warn(missing_docs)]
 
-mod conn;
 pub mod credentials;
+mod engine;
 mod gate;
+mod grants;
 mod media;
+mod nonce;
 pub mod peer_policy;
 mod relay;
 mod stats;
+mod transport;
 
 pub use credentials::{CredentialError, Reference, TurnCredentials, TurnUsername};
 pub use media::{Flow, MediaCounters};
@@ -148,6 +151,7 @@ pub use media::{Flow, MediaCounters};
 /// `format!("info,{}", konsult_relay::SILENCE_DEPENDENCY_LOGS)`. The relay's
 /// own events carry no addresses.
 pub const SILENCE_DEPENDENCY_LOGS: &str = "turn=off,stun=off,webrtc_util=off";
+pub use engine::RelayAddress;
 pub use peer_policy::{denied_range, is_denied_peer, DeniedRange, PeerPolicy};
 pub use relay::{Relay, RelayConfig, RelayError};
 pub use stats::{RelayStats, Totals};

@@ -26,13 +26,9 @@
 //! bound, nor with traffic to a peer it has no permission for.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use stun::message::{Getter, Message, MAGIC_COOKIE};
-use turn::proto::data::Data;
 
 use crate::credentials::Reference;
 
@@ -91,61 +87,6 @@ pub(crate) fn is_media(payload: &[u8]) -> bool {
     matches!(payload.first(), Some(128..=191))
 }
 
-/// What the TURN server writes to a client, as far as counting goes.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ToClient {
-    /// Relayed data (a ChannelData message or a Data indication); `media`
-    /// is its payload size if the payload looks like media.
-    Relayed {
-        /// Payload bytes, if the payload is media.
-        media: Option<usize>,
-    },
-    /// Anything else: responses to the client's own requests.
-    Other,
-}
-
-/// STUN message type of a Data indication (method 0x007, class indication).
-const DATA_INDICATION: [u8; 2] = [0x00, 0x17];
-
-/// Classifies a datagram the TURN server sends to a client. ChannelData is
-/// read from its 4-byte header (channel number, length) without decoding;
-/// only Data indications are decoded as STUN, to find their DATA.
-pub(crate) fn to_client(datagram: &[u8]) -> ToClient {
-    match datagram.first() {
-        // Channel numbers 0x4000..=0x7FFF: first byte 64..=127.
-        Some(0x40..=0x7f) if datagram.len() >= 4 => {
-            let len = usize::from(u16::from_be_bytes([datagram[2], datagram[3]]));
-            let payload = datagram.get(4..4 + len).unwrap_or_default();
-            ToClient::Relayed {
-                media: is_media(payload).then_some(len),
-            }
-        }
-        Some(_)
-            if datagram.len() >= 20
-                && datagram[..2] == DATA_INDICATION
-                && datagram[4..8] == MAGIC_COOKIE.to_be_bytes() =>
-        {
-            ToClient::Relayed {
-                media: data_indication_payload(datagram)
-                    .filter(|payload| is_media(payload))
-                    .map(|payload| payload.len()),
-            }
-        }
-        _ => ToClient::Other,
-    }
-}
-
-fn data_indication_payload(datagram: &[u8]) -> Option<Vec<u8>> {
-    let mut msg = Message {
-        raw: datagram.to_vec(),
-        ..Default::default()
-    };
-    msg.decode().ok()?;
-    let mut data = Data::default();
-    data.get_from(&msg).ok()?;
-    Some(data.0)
-}
-
 /// Lets an allocation relay until its reference is closed, and tells the
 /// closer when the last datagram that was already passing has gone out.
 ///
@@ -180,7 +121,7 @@ impl Valve {
     }
 
     /// Shuts the valve; returns whether it was open.
-    fn shut(&self) -> bool {
+    pub(crate) fn shut(&self) -> bool {
         !self.shut.swap(true, Ordering::SeqCst)
     }
 
@@ -207,12 +148,7 @@ pub(crate) struct AllocationId(u64);
 /// A live allocation whose owner the gate accepted.
 #[derive(Debug)]
 struct Owned {
-    client: SocketAddr,
     reference: Reference,
-    /// Shut when the reference is closed; the relay socket then neither
-    /// sends nor delivers, and the server's relayed writes to the client are
-    /// dropped, until the server has deleted the allocation.
-    valve: Arc<Valve>,
 }
 
 /// A reference's counters and how recently the relay had to do with it.
@@ -253,9 +189,6 @@ const MIN_PRUNE_AT: usize = 64;
 pub(crate) struct Ledger {
     max_idle: Duration,
     allocations: HashMap<AllocationId, Owned>,
-    /// Client transport address → its live allocation (a 5-tuple holds one
-    /// allocation; the listening socket is the same for all).
-    clients: HashMap<SocketAddr, AllocationId>,
     tallies: HashMap<Reference, Tally>,
     next_id: u64,
     prune_at: usize,
@@ -268,20 +201,17 @@ impl Ledger {
         Self {
             max_idle,
             allocations: HashMap::new(),
-            clients: HashMap::new(),
             tallies: HashMap::new(),
             next_id: 0,
             prune_at: MIN_PRUNE_AT,
         }
     }
 
-    /// Records that the server made an allocation for `client` with a
-    /// credential of `reference`. Returns its id and the valve that
-    /// [`Ledger::revoke`] shuts.
+    /// Records that the relay made an allocation with a credential of
+    /// `reference`. Returns its id and the valve that is shut when it goes.
     pub(crate) fn allocation_made(
         &mut self,
         now: Instant,
-        client: SocketAddr,
         reference: Reference,
     ) -> (AllocationId, Arc<Valve>) {
         if !self.tallies.contains_key(&reference) && self.tallies.len() >= self.prune_at {
@@ -299,19 +229,8 @@ impl Ledger {
             });
         tally.live += 1;
         tally.seen = now;
-        let valve = Arc::new(Valve::default());
-        self.allocations.insert(
-            id,
-            Owned {
-                client,
-                reference,
-                valve: Arc::clone(&valve),
-            },
-        );
-        // A newer allocation from the same address replaces an older one
-        // that is still being torn down.
-        self.clients.insert(client, id);
-        (id, valve)
+        self.allocations.insert(id, Owned { reference });
+        (id, Arc::new(Valve::default()))
     }
 
     /// Forgets a relay socket that is gone; its reference's counters stay.
@@ -319,24 +238,10 @@ impl Ledger {
         let Some(owned) = self.allocations.remove(&id) else {
             return;
         };
-        if self.clients.get(&owned.client) == Some(&id) {
-            self.clients.remove(&owned.client);
-        }
         if let Some(tally) = self.tallies.get_mut(&owned.reference) {
             tally.live -= 1;
             tally.seen = now;
         }
-    }
-
-    /// The live allocation of `client` and its valve; `None` if the client
-    /// has none the ledger knows.
-    pub(crate) fn client_allocation(
-        &self,
-        client: SocketAddr,
-    ) -> Option<(AllocationId, Arc<Valve>)> {
-        let id = *self.clients.get(&client)?;
-        let valve = Arc::clone(&self.allocations.get(&id)?.valve);
-        Some((id, valve))
     }
 
     /// Counts a media payload of `bytes` bytes that allocation `id` relayed
@@ -361,20 +266,6 @@ impl Ledger {
         }
     }
 
-    /// Shuts the valve of every live allocation whose reference `closed`
-    /// says is closed, and returns those valves, to wait until they are
-    /// drained.
-    pub(crate) fn revoke(&mut self, closed: impl Fn(&Reference) -> bool) -> Vec<Arc<Valve>> {
-        self.allocations
-            .values()
-            .filter(|owned| closed(&owned.reference))
-            .map(|owned| {
-                owned.valve.shut();
-                Arc::clone(&owned.valve)
-            })
-            .collect()
-    }
-
     /// The counters of every reference that `reference`
     /// [covers](Reference::covers).
     pub(crate) fn counters(&self, reference: &Reference) -> HashMap<Reference, MediaCounters> {
@@ -397,45 +288,11 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
-    use stun::agent::TransactionId;
-    use stun::message::{MessageType, Setter, BINDING_SUCCESS, CLASS_INDICATION, METHOD_DATA};
-    use turn::proto::chandata::ChannelData;
-    use turn::proto::channum::ChannelNumber;
-    use turn::proto::peeraddr::PeerAddress;
 
     use super::*;
 
     fn r(s: &str) -> Reference {
         Reference::parse(s).unwrap()
-    }
-
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([192, 0, 2, 1], port))
-    }
-
-    fn channel_data(payload: &[u8]) -> Vec<u8> {
-        let mut c = ChannelData {
-            data: payload.to_vec(),
-            number: ChannelNumber(0x4001),
-            raw: vec![],
-        };
-        c.encode();
-        c.raw
-    }
-
-    fn data_indication(payload: &[u8]) -> Vec<u8> {
-        let mut m = Message::new();
-        let setters: Vec<Box<dyn Setter>> = vec![
-            Box::new(TransactionId::new()),
-            Box::new(MessageType::new(METHOD_DATA, CLASS_INDICATION)),
-            Box::new(PeerAddress {
-                ip: "192.0.2.7".parse().unwrap(),
-                port: 9,
-            }),
-            Box::new(Data(payload.to_vec())),
-        ];
-        m.build(&setters).unwrap();
-        m.raw
     }
 
     #[test]
@@ -448,40 +305,6 @@ mod tests {
             assert!(!is_media(&[b, 0, 0]), "{b}");
         }
         assert!(!is_media(&[]));
-    }
-
-    #[test]
-    fn relayed_data_to_a_client_is_classified_from_its_framing() {
-        let rtp = [0x80u8; 123];
-        let dtls = [22u8; 50];
-        assert_eq!(
-            to_client(&channel_data(&rtp)),
-            ToClient::Relayed { media: Some(123) }
-        );
-        assert_eq!(
-            to_client(&channel_data(&dtls)),
-            ToClient::Relayed { media: None }
-        );
-        assert_eq!(
-            to_client(&data_indication(&rtp)),
-            ToClient::Relayed { media: Some(123) }
-        );
-        assert_eq!(
-            to_client(&data_indication(&[0, 1, 0, 0])),
-            ToClient::Relayed { media: None }
-        );
-        // A response to the client's own request is not relayed data.
-        let mut response = Message::new();
-        response
-            .build(&[Box::new(TransactionId::new()), Box::new(BINDING_SUCCESS)])
-            .unwrap();
-        assert_eq!(to_client(&response.raw), ToClient::Other);
-        // Truncated ChannelData is relayed data without media.
-        assert_eq!(
-            to_client(&[0x40, 0x01, 0x00, 0x10, 0x80]),
-            ToClient::Relayed { media: None }
-        );
-        assert_eq!(to_client(&[]), ToClient::Other);
     }
 
     #[test]
@@ -506,20 +329,14 @@ mod tests {
     fn media_is_counted_per_reference_and_direction_and_outlives_the_allocation() {
         let t0 = Instant::now();
         let mut ledger = Ledger::new(Duration::from_secs(3600));
-        let (p1, _) = ledger.allocation_made(t0, addr(1), r("c.p1"));
-        let (p2, _) = ledger.allocation_made(t0, addr(2), r("c.p2"));
-        let (other, _) = ledger.allocation_made(t0, addr(3), r("d.p1"));
+        let (p1, _) = ledger.allocation_made(t0, r("c.p1"));
+        let (p2, _) = ledger.allocation_made(t0, r("c.p2"));
+        let (other, _) = ledger.allocation_made(t0, r("d.p1"));
         ledger.record(p1, Direction::Sent, t0, 100);
         ledger.record(p1, Direction::Sent, t0, 100);
         ledger.record(p2, Direction::Received, t0, 100);
         ledger.record(other, Direction::Sent, t0, 7);
-        assert_eq!(
-            ledger.client_allocation(addr(2)).map(|(id, _)| id),
-            Some(p2)
-        );
-
         ledger.allocation_gone(t0, p1);
-        assert!(ledger.client_allocation(addr(1)).is_none());
         let counters = ledger.counters(&r("c"));
         assert_eq!(counters.len(), 2);
         assert_eq!(counters[&r("c.p1")].sent.packets, 2);
@@ -530,37 +347,6 @@ mod tests {
         // Nothing is counted for an allocation that is gone.
         ledger.record(p1, Direction::Sent, t0, 100);
         assert_eq!(ledger.counters(&r("c.p1"))[&r("c.p1")].sent.packets, 2);
-    }
-
-    #[test]
-    fn a_newer_allocation_from_the_same_address_is_not_forgotten_with_the_older() {
-        let t0 = Instant::now();
-        let mut ledger = Ledger::new(Duration::from_secs(3600));
-        let (old, _) = ledger.allocation_made(t0, addr(1), r("c.p1"));
-        let (new, _) = ledger.allocation_made(t0, addr(1), r("c.p1"));
-        ledger.allocation_gone(t0, old);
-        assert_eq!(
-            ledger.client_allocation(addr(1)).map(|(id, _)| id),
-            Some(new)
-        );
-    }
-
-    #[test]
-    fn revoking_a_consultation_shuts_its_participants_only() {
-        let t0 = Instant::now();
-        let mut ledger = Ledger::new(Duration::from_secs(3600));
-        let (_, p1) = ledger.allocation_made(t0, addr(1), r("c.p1"));
-        let (_, p2) = ledger.allocation_made(t0, addr(2), r("c.p2"));
-        let (_, other) = ledger.allocation_made(t0, addr(3), r("d.p1"));
-        let closing = r("c.p1");
-        assert_eq!(ledger.revoke(|x| closing.covers(x)).len(), 1);
-        assert!(p1.is_shut());
-        assert!(!p2.is_shut());
-        assert!(ledger.client_allocation(addr(1)).unwrap().1.is_shut());
-        let closing = r("c");
-        assert_eq!(ledger.revoke(|x| closing.covers(x)).len(), 2);
-        assert!(p2.is_shut());
-        assert!(!other.is_shut());
     }
 
     #[test]
@@ -580,8 +366,8 @@ mod tests {
         let t0 = Instant::now();
         let idle = Duration::from_secs(60);
         let mut ledger = Ledger::new(idle);
-        let (live, _) = ledger.allocation_made(t0, addr(1), r("live"));
-        let (gone, _) = ledger.allocation_made(t0, addr(2), r("gone"));
+        let (live, _) = ledger.allocation_made(t0, r("live"));
+        let (gone, _) = ledger.allocation_made(t0, r("gone"));
         ledger.record(live, Direction::Sent, t0, 1);
         ledger.allocation_gone(t0, gone);
 
@@ -591,7 +377,7 @@ mod tests {
         // pruning mark.
         for i in 0..1000u16 {
             let now = t0 + 2 * idle + idle / 10 * u32::from(i);
-            let (id, _) = ledger.allocation_made(now, addr(10 + i), r(&format!("r{i}")));
+            let (id, _) = ledger.allocation_made(now, r(&format!("r{i}")));
             ledger.allocation_gone(now, id);
             assert!(
                 ledger.tallies.len() <= MIN_PRUNE_AT,
@@ -601,6 +387,6 @@ mod tests {
         }
         assert!(ledger.counters(&r("gone")).is_empty());
         assert_eq!(ledger.counters(&r("live"))[&r("live")].sent.packets, 1);
-        assert!(ledger.allocations.len() == 1 && ledger.clients.len() == 1);
+        assert!(ledger.allocations.len() == 1);
     }
 }

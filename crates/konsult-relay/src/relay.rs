@@ -1,33 +1,26 @@
-//! The running relay: a `turn` server behind the [`Gate`].
+//! The running relay: the [`Engine`] behind its sockets.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use tokio::net::UdpSocket;
-use turn::auth::{generate_auth_key, AuthHandler};
-use turn::relay::relay_range::RelayAddressGeneratorRanges;
-use turn::relay::relay_static::RelayAddressGeneratorStatic;
-use turn::relay::RelayAddressGenerator;
-use turn::server::config::{ConnConfig, ServerConfig};
-use turn::server::Server;
-use webrtc_util::vnet::net::Net;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
-use crate::conn::{drain, FilteringRelayGenerator, GateConn, InFlight, Meter};
-use crate::credentials::{Reference, TurnCredentials};
-use crate::gate::{username_reference, Gate, GateConfig};
-use crate::media::MediaCounters;
+use crate::credentials::Reference;
+use crate::engine::{Engine, Now, RelayAddress, Settings};
+use crate::gate::{Gate, GateConfig};
+use crate::media::{MediaCounters, Valve};
 use crate::peer_policy::PeerPolicy;
 use crate::stats::RelayStats;
+use crate::transport;
 
-/// The longest each of [`Relay::close_references`]'s two waits lasts: for
-/// the datagrams already in the server's hands to be handled, and for
-/// relayed writes already under way to finish. It waits only for those (not
-/// for the server to be idle), so this bound is reached only if the server
-/// is stuck; when nothing is in flight it does not wait at all.
+/// The longest [`Relay::close_references`] waits for datagrams that were
+/// being written when it closed to go out. Writes never wait, so this bound
+/// is reached only if a thread is stuck.
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
 
 /// Settings of an embedded relay. Start from [`RelayConfig::new`] and change
@@ -73,6 +66,26 @@ pub struct RelayConfig {
     pub max_credential_ttl: Duration,
     /// Lifetime of a channel binding (RFC 8656: 10 minutes).
     pub channel_bind_timeout: Duration,
+    /// Further relayed addresses, e.g. an IPv6 one next to the IPv4
+    /// `public_ip` for dual-stack allocations (RFC 8656 §7.2, RFC 6156), or
+    /// several public IPv4 addresses to spread allocations over. Each
+    /// family's allocations use that family's addresses in turn.
+    pub extra_addresses: Vec<RelayAddress>,
+    /// UDP listening sockets sharing `listen` (`SO_REUSEPORT`), each read by
+    /// a task of its own, so the kernel spreads clients over cores. 0: one
+    /// per available core.
+    pub udp_sockets: usize,
+    /// Receive and send buffer asked for each socket, in bytes (the kernel
+    /// caps it at `net.core.rmem_max`/`wmem_max`). Default 4 MiB: a video
+    /// burst of many clients fits where the default ~208 KiB overflows.
+    pub socket_buffer: usize,
+    /// Serve TURN over UDP on `listen` (default true). Off only for tests of
+    /// clients that cannot use UDP.
+    pub udp: bool,
+    /// Serve TURN over TCP on `listen`'s port too (RFC 8656 §3.1; default
+    /// true). TURN over TLS is served through [`Relay::serve_stream`], by a
+    /// listener that terminates TLS (Konsult's HTTPS port, routed by SNI).
+    pub tcp: bool,
 }
 
 impl RelayConfig {
@@ -82,6 +95,8 @@ impl RelayConfig {
     pub const DEFAULT_MAX_ALLOCATIONS: usize = 10_000;
     /// Default [`RelayConfig::allocations_per_consultation`].
     pub const DEFAULT_ALLOCATIONS_PER_CONSULTATION: usize = 24;
+    /// Default [`RelayConfig::socket_buffer`].
+    pub const DEFAULT_SOCKET_BUFFER: usize = 4 << 20;
     /// Default [`RelayConfig::max_credential_ttl`].
     pub const DEFAULT_MAX_CREDENTIAL_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -99,6 +114,11 @@ impl RelayConfig {
             max_allocations: Self::DEFAULT_MAX_ALLOCATIONS,
             max_credential_ttl: Self::DEFAULT_MAX_CREDENTIAL_TTL,
             channel_bind_timeout: Duration::from_secs(600),
+            extra_addresses: Vec::new(),
+            udp_sockets: 0,
+            socket_buffer: Self::DEFAULT_SOCKET_BUFFER,
+            udp: true,
+            tcp: true,
         }
     }
 }
@@ -122,12 +142,13 @@ pub enum RelayError {
     /// The quota is 0, which would refuse every allocation.
     #[error("allocations_per_consultation and max_allocations must be at least 1")]
     ZeroQuota,
-    /// The listening socket could not be bound.
-    #[error("could not bind the relay's UDP socket")]
+    /// A listening socket could not be bound.
+    #[error("could not bind the relay's listening sockets")]
     Bind(#[source] std::io::Error),
-    /// The `turn` server refused the configuration or failed.
-    #[error("TURN server error")]
-    Turn(#[source] turn::Error),
+    /// Neither UDP nor TCP is to be served, or a relayed address is
+    /// unspecified.
+    #[error("the relay must serve UDP or TCP, on concrete relayed addresses")]
+    NothingToServe,
 }
 
 /// An embedded TURN relay (RFC 8656 over UDP) that also answers STUN Binding
@@ -141,16 +162,13 @@ pub enum RelayError {
 /// [`Relay::shutdown`]. Dropping a relay without shutting it down closes it
 /// in the background.
 pub struct Relay {
-    server: Arc<Server>,
-    gate: Arc<Mutex<Gate>>,
-    meter: Arc<Meter>,
-    in_flight: InFlight,
+    engine: Arc<Engine>,
+    tasks: JoinSet<()>,
     local_addr: SocketAddr,
-    shut_down: bool,
 }
 
 impl Relay {
-    /// Binds the listening socket and starts serving.
+    /// Binds the listening sockets and starts serving.
     pub async fn start(config: RelayConfig) -> Result<Self, RelayError> {
         if config.secret.expose_secret().is_empty() {
             return Err(RelayError::EmptySecret);
@@ -161,6 +179,9 @@ impl Relay {
         if config.allocations_per_consultation == 0 || config.max_allocations == 0 {
             return Err(RelayError::ZeroQuota);
         }
+        if !config.udp && !config.tcp {
+            return Err(RelayError::NothingToServe);
+        }
         let public_ip = match config.public_ip {
             Some(ip) => ip,
             None if config.listen.ip().is_unspecified() => {
@@ -168,68 +189,93 @@ impl Relay {
             }
             None => config.listen.ip(),
         };
-        let bind_ip = config.relay_bind_ip.unwrap_or(config.listen.ip());
-        let relay_generator = relay_generator(&config, public_ip, bind_ip)?;
+        if let Some(ports) = &config.relay_ports {
+            if *ports.start() == 0 || ports.is_empty() {
+                return Err(RelayError::InvalidPortRange);
+            }
+        }
+        let mut addresses = vec![RelayAddress {
+            public: public_ip,
+            bind: config.relay_bind_ip.unwrap_or(config.listen.ip()),
+        }];
+        addresses.extend(config.extra_addresses.iter().copied());
+        if addresses.iter().any(|a| a.public.is_unspecified()) {
+            return Err(RelayError::NothingToServe);
+        }
 
-        let socket = Arc::new(
-            UdpSocket::bind(config.listen)
-                .await
-                .map_err(RelayError::Bind)?,
-        );
-        let local_addr = socket.local_addr().map_err(RelayError::Bind)?;
-        let gate = Arc::new(Mutex::new(Gate::new(GateConfig {
+        let mut tasks = JoinSet::new();
+        let (udp_sockets, local_addr) = bind_udp(&config).await?;
+        let tcp = if config.tcp {
+            let addr = SocketAddr::new(config.listen.ip(), local_addr.port());
+            Some(TcpListener::bind(addr).await.map_err(RelayError::Bind)?)
+        } else {
+            None
+        };
+        let local_addr = match &tcp {
+            Some(listener) if !config.udp => listener.local_addr().map_err(RelayError::Bind)?,
+            _ => local_addr,
+        };
+
+        let gate = Gate::new(GateConfig {
             secret: config.secret.clone(),
             realm: config.realm.clone(),
             policy: config.peer_policy,
             allocations_per_consultation: config.allocations_per_consultation,
             max_allocations: config.max_allocations,
-            relays_ipv6: public_ip.is_ipv6(),
             max_credential_ttl: config.max_credential_ttl,
-        })));
-        let meter = Arc::new(Meter::new(config.max_credential_ttl));
-        let server_slot = Arc::new(OnceLock::new());
-        let (gate_conn, in_flight) = GateConn::new(
-            socket,
-            Arc::clone(&gate),
-            Arc::clone(&server_slot),
-            Arc::clone(&meter),
-        );
-
-        let server = Server::new(ServerConfig {
-            conn_configs: vec![ConnConfig {
-                conn: Arc::new(gate_conn),
-                relay_addr_generator: Box::new(FilteringRelayGenerator {
-                    inner: relay_generator,
-                    policy: config.peer_policy,
-                    meter: Arc::clone(&meter),
-                }),
-            }],
+        });
+        let settings = Settings {
             realm: config.realm.clone(),
-            auth_handler: Arc::new(RestAuthHandler {
-                secret: config.secret.clone(),
-            }),
+            policy: config.peer_policy,
             channel_bind_timeout: config.channel_bind_timeout,
-            alloc_close_notify: None,
-        })
-        .await
-        .map_err(RelayError::Turn)?;
-        let server = Arc::new(server);
-        // The slot is fresh, so this cannot already be set.
-        let _ = server_slot.set(Arc::downgrade(&server));
-        tracing::info!(port = local_addr.port(), "TURN relay listening");
-
+            addresses,
+            ports: config.relay_ports.clone(),
+            socket_buffer: config.socket_buffer,
+        };
+        // Relay sockets' receive tasks hold the engine strongly only while
+        // their allocation lives; the engine reaches the runtime through a
+        // weak reference to itself.
+        let engine = Arc::new_cyclic(|me: &Weak<Engine>| {
+            let me = me.clone();
+            Engine::new(
+                settings,
+                gate,
+                config.max_credential_ttl,
+                Box::new(move |allocation| {
+                    let Some(engine) = me.upgrade() else { return };
+                    for index in 0..allocation.relays.len() {
+                        let task = tokio::spawn(transport::serve_relay(
+                            Arc::clone(&engine),
+                            Arc::clone(&allocation),
+                            index,
+                        ));
+                        allocation.add_task(task.abort_handle());
+                    }
+                }),
+            )
+        });
+        for socket in udp_sockets {
+            tasks.spawn(transport::serve_udp(Arc::clone(&engine), Arc::new(socket)));
+        }
+        if let Some(listener) = tcp {
+            tasks.spawn(transport::serve_tcp(Arc::clone(&engine), listener));
+        }
+        tasks.spawn(transport::sweep(Arc::clone(&engine)));
+        tracing::info!(
+            port = local_addr.port(),
+            udp = config.udp,
+            tcp = config.tcp,
+            "TURN relay listening"
+        );
         Ok(Self {
-            server,
-            gate,
-            meter,
-            in_flight,
+            engine,
+            tasks,
             local_addr,
-            shut_down: false,
         })
     }
 
     /// The address the relay listens on (with the port the OS picked when
-    /// configured with port 0).
+    /// configured with port 0); UDP and TCP share the port.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -253,9 +299,9 @@ impl Relay {
         self.close_references([reference]).await
     }
 
-    /// [`Relay::close_reference`] for many references at once, with one wait
-    /// and one sweep: for a server that, on start-up, closes again every
-    /// reference it closed within the last [`RelayConfig::max_credential_ttl`].
+    /// [`Relay::close_reference`] for many references at once, with one
+    /// sweep: for a server that, on start-up, closes again every reference
+    /// it closed within the last [`RelayConfig::max_credential_ttl`].
     /// Returns how many allocations were closed.
     pub async fn close_references<'a>(
         &self,
@@ -265,41 +311,14 @@ impl Relay {
         if closing.is_empty() {
             return Ok(0);
         }
-        // 1. Refuse the credentials: nothing new passes the gate.
-        self.gate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .close_references(SystemTime::now(), closing.references());
-        // 2. Silence the live allocations: none starts relaying a datagram
-        //    from now on.
-        let mut valves = self.meter.revoke(|r| closing.covers(r));
-        // 3. A request that passed the gate just before step 1 may still be
-        //    in the server's hands; let it finish, so that an allocation it
-        //    creates is silenced and swept too, and let the datagrams that
-        //    were being relayed when step 2 came go out.
-        self.in_flight.settle(IN_FLIGHT_WAIT).await;
-        valves.extend(self.meter.revoke(|r| closing.covers(r)));
+        // The gate refuses the credentials first, then the allocations go
+        // (their valves shut, their relay sockets close); see Engine::close.
+        let references: Vec<&Reference> = closing.references().collect();
+        let valves = self
+            .engine
+            .close(Now::read(), &references, |r| closing.covers(r));
+        let closed = valves.len();
         drain(&valves, IN_FLIGHT_WAIT).await;
-        // 4. Delete the allocations, freeing their ports and quota.
-        let infos = self
-            .server
-            .get_allocations_info(None)
-            .await
-            .map_err(RelayError::Turn)?;
-        let mut usernames = BTreeSet::new();
-        let mut closed = 0;
-        for info in infos.values() {
-            if username_reference(&info.username).is_some_and(|r| closing.covers(&r)) {
-                usernames.insert(info.username.clone());
-                closed += 1;
-            }
-        }
-        for username in usernames {
-            self.server
-                .delete_allocations_by_username(username)
-                .await
-                .map_err(RelayError::Turn)?;
-        }
         tracing::info!(
             references = closing.len(),
             allocations = closed,
@@ -321,64 +340,103 @@ impl Relay {
     /// and no media for [`RelayConfig::max_credential_ttl`]. The relay keeps
     /// them in memory only: a restart forgets them.
     pub fn media_counters(&self, reference: &Reference) -> HashMap<Reference, MediaCounters> {
-        self.meter.counters(reference)
+        self.engine.counters(reference)
     }
 
     /// What the relay did since it started: live allocations, media relayed
     /// each way, refusals by kind and the kernel's receive-buffer drops on
-    /// the listening socket. For monitoring (`/metrics`).
+    /// the listening sockets. For monitoring (`/metrics`).
     pub async fn stats(&self) -> Result<RelayStats, RelayError> {
-        let allocations = self.allocation_count().await?;
-        Ok(self.meter.totals.snapshot(
-            allocations,
+        Ok(self.engine.totals.snapshot(
+            self.engine.allocation_count(),
             crate::stats::kernel_drops(self.local_addr.port()),
         ))
     }
 
     /// Number of live allocations.
     pub async fn allocation_count(&self) -> Result<usize, RelayError> {
-        let infos = self
-            .server
-            .get_allocations_info(None)
-            .await
-            .map_err(RelayError::Turn)?;
-        Ok(infos.len())
+        Ok(self.engine.allocation_count())
     }
 
     /// Number of live allocations made with credentials of a reference that
     /// `reference` [covers](Reference::covers): for a consultation, its own
     /// and all its participants'.
     pub async fn allocations_for(&self, reference: &Reference) -> Result<usize, RelayError> {
-        let infos = self
-            .server
-            .get_allocations_info(None)
-            .await
-            .map_err(RelayError::Turn)?;
-        Ok(infos
-            .values()
-            .filter(|i| username_reference(&i.username).is_some_and(|r| reference.covers(&r)))
-            .count())
+        Ok(self.engine.allocations_for(reference))
     }
 
-    /// Stops serving: closes every allocation and the listening socket.
+    /// Serves TURN over one accepted byte stream: a TCP connection, or a TLS
+    /// connection whose handshake the caller completed (Konsult's HTTPS
+    /// listener hands over connections for the relay's host name this way).
+    /// `client` is the peer address of the underlying TCP connection. The
+    /// stream is served in a task of its own until the client closes it, its
+    /// allocation ends, it allocates nothing within 30 s, or the relay shuts
+    /// down.
+    pub fn serve_stream<S>(&self, stream: S, client: SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        tokio::spawn(transport::serve_stream(
+            Arc::clone(&self.engine),
+            stream,
+            client,
+        ));
+    }
+
+    /// Stops serving: closes every allocation and the listening sockets.
     pub async fn shutdown(mut self) -> Result<(), RelayError> {
-        self.shut_down = true;
-        self.server.close().await.map_err(RelayError::Turn)
+        self.stop();
+        while self.tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        self.tasks.abort_all();
+        self.engine.clear();
     }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        if self.shut_down {
+        self.stop();
+    }
+}
+
+/// Waits until every valve is drained (shut, and nothing still being
+/// written), checking every millisecond, for at most `max_wait`. Returns at
+/// once when there are none.
+async fn drain(valves: &[Arc<Valve>], max_wait: Duration) {
+    let deadline = tokio::time::Instant::now() + max_wait;
+    while !valves.iter().all(|valve| valve.is_drained()) {
+        if tokio::time::Instant::now() >= deadline {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let server = Arc::clone(&self.server);
-            runtime.spawn(async move {
-                let _ = server.close().await;
-            });
-        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+/// Binds the UDP listening sockets (none when UDP is off: then the TCP
+/// listener picks the port).
+async fn bind_udp(
+    config: &RelayConfig,
+) -> Result<(Vec<tokio::net::UdpSocket>, SocketAddr), RelayError> {
+    if !config.udp {
+        return Ok((Vec::new(), config.listen));
+    }
+    let count = match config.udp_sockets {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let first = transport::listening_socket(config.listen, config.socket_buffer)
+        .map_err(RelayError::Bind)?;
+    let addr = first.local_addr().map_err(RelayError::Bind)?;
+    let mut sockets = vec![first];
+    for _ in 1..count {
+        sockets.push(
+            transport::listening_socket(addr, config.socket_buffer).map_err(RelayError::Bind)?,
+        );
+    }
+    Ok((sockets, addr))
 }
 
 /// The references being closed, to test many allocations against many
@@ -415,64 +473,6 @@ impl<'a> Closing<'a> {
     fn covers(&self, reference: &Reference) -> bool {
         self.references.contains(reference.as_str())
             || self.references.contains(reference.consultation_str())
-    }
-}
-
-fn relay_generator(
-    config: &RelayConfig,
-    public_ip: IpAddr,
-    bind_ip: IpAddr,
-) -> Result<Box<dyn RelayAddressGenerator + Send + Sync>, RelayError> {
-    // The turn crate formats "{address}:{port}", so an IPv6 literal needs
-    // its brackets.
-    let address = match bind_ip {
-        IpAddr::V4(ip) => ip.to_string(),
-        IpAddr::V6(ip) => format!("[{ip}]"),
-    };
-    let net = Arc::new(Net::new(None));
-    Ok(match &config.relay_ports {
-        None => Box::new(RelayAddressGeneratorStatic {
-            relay_address: public_ip,
-            address,
-            net,
-        }),
-        Some(ports) => {
-            if *ports.start() == 0 || ports.is_empty() {
-                return Err(RelayError::InvalidPortRange);
-            }
-            Box::new(RelayAddressGeneratorRanges {
-                relay_address: public_ip,
-                min_port: *ports.start(),
-                max_port: *ports.end(),
-                max_retries: 0,
-                address,
-                net,
-            })
-        }
-    })
-}
-
-/// The `turn` server's own credential check: it derives the long-term key
-/// from the TURN REST username. The [`Gate`] has already refused bad
-/// credentials with 401; this keeps the server safe on its own too.
-struct RestAuthHandler {
-    secret: SecretString,
-}
-
-impl AuthHandler for RestAuthHandler {
-    fn auth_handle(
-        &self,
-        username: &str,
-        realm: &str,
-        _src_addr: SocketAddr,
-    ) -> Result<Vec<u8>, turn::Error> {
-        let creds = TurnCredentials::verify(&self.secret, username, SystemTime::now())
-            .map_err(|err| turn::Error::Other(err.to_string()))?;
-        Ok(generate_auth_key(
-            username,
-            realm,
-            creds.password().expose_secret(),
-        ))
     }
 }
 

@@ -70,7 +70,6 @@ impl Counters {
             Refusal::QuotaReached => &self.quota,
             Refusal::ForbiddenPeer(_) => &self.forbidden_peer,
             Refusal::Invalid(_) => &self.invalid,
-            Refusal::NotReady => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -149,7 +148,6 @@ mod tests {
         c.refused(&Refusal::QuotaReached);
         c.refused(&Refusal::Unauthorized("x"));
         c.refused(&Refusal::Unauthorized("y"));
-        c.refused(&Refusal::NotReady);
         c.media(Direction::Sent, 100);
         c.media(Direction::Received, 40);
         let s = c.snapshot(3, Some(5));
