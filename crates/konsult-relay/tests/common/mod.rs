@@ -22,6 +22,7 @@ use stun::message::{
     METHOD_CREATE_PERMISSION, METHOD_DATA, METHOD_REFRESH, METHOD_SEND,
 };
 use stun::textattrs::TextAttribute;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use turn::client::{Client, ClientConfig};
@@ -155,39 +156,163 @@ pub struct Session {
     pub relayed: SocketAddr,
 }
 
-/// A minimal TURN client over one UDP socket, built from `stun` messages, so
-/// tests can see the exact error code of every answer.
+impl Session {
+    /// The same credentials with another NONCE.
+    pub fn with_nonce(&self, nonce: &str) -> Session {
+        Session {
+            nonce: nonce.to_owned(),
+            ..self.clone()
+        }
+    }
+}
+
+/// How a [`RawTurn`] reaches the relay.
+enum Link {
+    Udp {
+        socket: UdpSocket,
+        server: SocketAddr,
+    },
+    /// TCP or TLS: frames back to back, ChannelData padded to four bytes.
+    Stream {
+        reader: tokio::sync::Mutex<(ReadHalf<Box<dyn Duplex>>, Vec<u8>)>,
+        writer: tokio::sync::Mutex<WriteHalf<Box<dyn Duplex>>>,
+        local: SocketAddr,
+    },
+}
+
+/// A byte stream to the relay.
+pub trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
+
+/// A minimal TURN client over one UDP socket or one stream, built from
+/// `stun` messages, so tests can see the exact error code of every answer.
 pub struct RawTurn {
-    socket: UdpSocket,
-    server: SocketAddr,
+    link: Link,
 }
 
 impl RawTurn {
     pub async fn new(server: SocketAddr) -> Self {
+        let local = if server.is_ipv4() {
+            "127.0.0.1:0"
+        } else {
+            "[::1]:0"
+        };
         Self {
-            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            server,
+            link: Link::Udp {
+                socket: UdpSocket::bind(local).await.unwrap(),
+                server,
+            },
+        }
+    }
+
+    /// A client over TCP to `server`.
+    pub async fn tcp(server: SocketAddr) -> Self {
+        let stream = tokio::net::TcpStream::connect(server).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        Self::over(Box::new(stream), local)
+    }
+
+    /// A client over any stream (e.g. TLS), whose local address is `local`.
+    pub fn over(stream: Box<dyn Duplex>, local: SocketAddr) -> Self {
+        let (reader, writer) = tokio::io::split(stream);
+        Self {
+            link: Link::Stream {
+                reader: tokio::sync::Mutex::new((reader, Vec::new())),
+                writer: tokio::sync::Mutex::new(writer),
+                local,
+            },
         }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.socket.local_addr().unwrap()
+        match &self.link {
+            Link::Udp { socket, .. } => socket.local_addr().unwrap(),
+            Link::Stream { local, .. } => *local,
+        }
+    }
+
+    /// Sends one frame as it is (over a stream, ChannelData must come
+    /// padded).
+    pub async fn send_frame(&self, frame: &[u8]) -> anyhow::Result<()> {
+        match &self.link {
+            Link::Udp { socket, server } => {
+                socket.send_to(frame, *server).await?;
+            }
+            Link::Stream { writer, .. } => {
+                writer.lock().await.write_all(frame).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next frame from the relay, before `deadline`; over a stream,
+    /// ChannelData comes with its padding.
+    pub async fn recv_frame(&self, deadline: tokio::time::Instant) -> Option<Vec<u8>> {
+        match &self.link {
+            Link::Udp { socket, .. } => {
+                let mut buf = vec![0u8; 65_600];
+                let (n, _) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf))
+                    .await
+                    .ok()?
+                    .ok()?;
+                buf.truncate(n);
+                Some(buf)
+            }
+            Link::Stream { reader, .. } => {
+                let mut guard = reader.lock().await;
+                let (reader, buffer) = &mut *guard;
+                loop {
+                    if buffer.len() >= 4 {
+                        let length = usize::from(u16::from_be_bytes([buffer[2], buffer[3]]));
+                        let total = if buffer[0] >> 6 == 1 {
+                            (4 + length).next_multiple_of(4)
+                        } else {
+                            20 + length
+                        };
+                        if buffer.len() >= total {
+                            return Some(buffer.drain(..total).collect());
+                        }
+                    }
+                    let mut chunk = vec![0u8; 65_600];
+                    let n = tokio::time::timeout_at(deadline, reader.read(&mut chunk))
+                        .await
+                        .ok()?
+                        .ok()?;
+                    if n == 0 {
+                        return None;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                }
+            }
+        }
+    }
+
+    /// Whether the relay closed the stream (always false over UDP).
+    pub async fn closed_within(&self, within: Duration) -> bool {
+        let Link::Stream { reader, .. } = &self.link else {
+            return false;
+        };
+        let mut guard = reader.lock().await;
+        let mut chunk = [0u8; 1024];
+        matches!(
+            tokio::time::timeout(within, guard.0.read(&mut chunk)).await,
+            Ok(Ok(0) | Err(_))
+        )
     }
 
     /// Sends `request` and returns the response with its transaction id,
-    /// retransmitting a few times (UDP) within [`PATIENCE`].
+    /// retransmitting a few times over UDP within [`PATIENCE`].
     pub async fn transact(&self, request: &Message) -> anyhow::Result<Message> {
-        let mut buf = vec![0u8; 2048];
-        let attempts = 5;
+        let attempts = match self.link {
+            Link::Udp { .. } => 5,
+            Link::Stream { .. } => 1,
+        };
         for _ in 0..attempts {
-            self.socket.send_to(&request.raw, self.server).await?;
+            self.send_frame(&request.raw).await?;
             let deadline = tokio::time::Instant::now() + PATIENCE / attempts;
-            loop {
-                let read = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await;
-                let Ok(read) = read else { break };
-                let (n, _) = read?;
+            while let Some(frame) = self.recv_frame(deadline).await {
                 let mut m = Message {
-                    raw: buf[..n].to_vec(),
+                    raw: frame,
                     ..Default::default()
                 };
                 if m.decode().is_ok() && m.transaction_id == request.transaction_id {
@@ -205,6 +330,22 @@ impl RawTurn {
         username: &str,
         password: &str,
     ) -> anyhow::Result<Outcome<Session>> {
+        let (session, response) = self.allocate_with(username, password, Vec::new()).await?;
+        if let Some(code) = error_code(&response) {
+            return Ok(Err(code));
+        }
+        Ok(Ok(session))
+    }
+
+    /// Like [`RawTurn::allocate`] with `extra` attributes in the signed
+    /// request; returns the session (its `relayed` set from the first
+    /// XOR-RELAYED-ADDRESS of a success) and the answer as it came.
+    pub async fn allocate_with(
+        &self,
+        username: &str,
+        password: &str,
+        extra: Vec<Box<dyn Setter>>,
+    ) -> anyhow::Result<(Session, Message)> {
         let first = build(&[
             Box::new(TransactionId::new()),
             Box::new(MessageType::new(METHOD_ALLOCATE, CLASS_REQUEST)),
@@ -231,22 +372,16 @@ impl RawTurn {
             integrity,
             relayed: "0.0.0.0:0".parse().unwrap(),
         };
-        let response = self
-            .signed(
-                &session,
-                METHOD_ALLOCATE,
-                vec![Box::new(RequestedTransport {
-                    protocol: PROTO_UDP,
-                })],
-            )
-            .await?;
-        if let Some(code) = error_code(&response) {
-            return Ok(Err(code));
-        }
+        let mut attrs: Vec<Box<dyn Setter>> = vec![Box::new(RequestedTransport {
+            protocol: PROTO_UDP,
+        })];
+        attrs.extend(extra);
+        let response = self.signed(&session, METHOD_ALLOCATE, attrs).await?;
         let mut relayed = RelayedAddress::default();
-        relayed.get_from(&response)?;
-        session.relayed = SocketAddr::new(relayed.ip, relayed.port);
-        Ok(Ok(session))
+        if error_code(&response).is_none() && relayed.get_from(&response).is_ok() {
+            session.relayed = SocketAddr::new(relayed.ip, relayed.port);
+        }
+        Ok((session, response))
     }
 
     pub async fn create_permission(
@@ -297,21 +432,16 @@ impl RawTurn {
             Box::new(Data(data.to_vec())),
             Box::new(FINGERPRINT),
         ])?;
-        self.socket.send_to(&msg.raw, self.server).await?;
-        Ok(())
+        self.send_frame(&msg.raw).await
     }
 
     /// Waits for a Data indication and returns its payload.
     pub async fn recv_data(&self, within: Duration) -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; 2048];
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let (n, _) = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf))
-                .await
-                .ok()?
-                .ok()?;
+            let frame = self.recv_frame(deadline).await?;
             let mut m = Message {
-                raw: buf[..n].to_vec(),
+                raw: frame,
                 ..Default::default()
             };
             if m.decode().is_ok() && m.typ == MessageType::new(METHOD_DATA, CLASS_INDICATION) {
