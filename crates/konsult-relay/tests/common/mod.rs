@@ -174,11 +174,14 @@ enum Link {
     },
     /// TCP or TLS: frames back to back, ChannelData padded to four bytes.
     Stream {
-        reader: tokio::sync::Mutex<(ReadHalf<Box<dyn Duplex>>, Vec<u8>)>,
+        reader: tokio::sync::Mutex<StreamReader>,
         writer: tokio::sync::Mutex<WriteHalf<Box<dyn Duplex>>>,
         local: SocketAddr,
     },
 }
+
+/// A stream's read half and the bytes read but not yet framed.
+type StreamReader = (ReadHalf<Box<dyn Duplex>>, Vec<u8>);
 
 /// A byte stream to the relay.
 pub trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
