@@ -1,24 +1,18 @@
-//! The policy layer in front of the `turn` server, sans I/O.
-//!
-//! `turn` 0.17 has no hook for refusing a peer address, no per-user
-//! allocation quota, answers bad credentials with 400 instead of 401, and has
-//! no way to refuse a username whose consultation has ended. Every request a
-//! client sends reaches the server through one place, the listening socket,
-//! so the [`Gate`] screens each datagram there, before the server sees it:
+//! The relay's policy, sans I/O: the engine asks the [`Gate`] about every
+//! authenticated request and every Send indication before acting on it.
 //!
 //! * authenticated requests (those with MESSAGE-INTEGRITY) must carry an
 //!   unexpired TURN REST username whose reference is not closed (neither
 //!   itself nor its consultation), and a MESSAGE-INTEGRITY made with the
 //!   matching password, else **401**;
 //! * an Allocate beyond the consultation's quota (counted over all its
-//!   participants and credentials) gets **486**;
+//!   participants and credentials) or the relay's total gets **486**;
 //! * a CreatePermission or ChannelBind naming a denied peer gets
 //!   **403 Forbidden IP**, and a Send indication to one is dropped.
 //!
-//! Everything else (Binding requests, unauthenticated first requests that the
-//! server answers with a 401 challenge, ChannelData, malformed input) goes on
-//! to the server unchanged. The gate reads no clock: `now` comes in, and the
-//! count of the username's live allocations is looked up by the caller.
+//! What passes is [`Verdict::Accept`]ed with the key to sign the answer
+//! with. The gate reads no clock: `now` comes in, and the count of the
+//! consultation's live allocations is looked up by the caller.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -3,12 +3,18 @@
 //! A consultation's two browsers often cannot reach each other directly
 //! (symmetric NAT, clinic firewalls, mobile carriers), and in relay-only mode
 //! they must not learn each other's addresses at all. Both then talk through
-//! a TURN relay. For the single-machine default Konsult runs this one, built
-//! on the webrtc-rs [`turn`] crate; in production any coturn-compatible relay
-//! can take its place, because both check the same credentials.
+//! a TURN relay. For the single-machine default Konsult runs this one, a
+//! TURN server of its own on the [`stun`] and [`turn`] crates' message
+//! codecs; in production any coturn-compatible relay can take its place,
+//! because both check the same credentials.
 //!
-//! It also answers plain STUN Binding requests on the same port, so clients
-//! need no third-party STUN server to learn their public address.
+//! It serves RFC 8656 over UDP (several `SO_REUSEPORT` sockets on one port,
+//! one per core by default) and over TCP on the same port, and over any
+//! stream handed to [`Relay::serve_stream`]: Konsult's HTTPS listener passes
+//! on TLS connections for the relay's host name, so a patient behind a
+//! firewall that lets only HTTPS out still reaches it on port 443. It also
+//! answers plain STUN Binding requests, so clients need no third-party STUN
+//! server to learn their public address.
 //!
 //! # Why TURN REST credentials
 //!
@@ -42,16 +48,13 @@
 //!
 //! # Where the checks sit
 //!
-//! `turn` 0.17 offers no permission hook, no quota and no revocation, and
-//! answers bad credentials with 400 where coturn (and browsers' retry logic)
-//! expect 401. Every client request reaches its server through the listening
-//! socket, so the relay hands the server a wrapped socket whose receive path
-//! runs each datagram through a sans-I/O gate first: authenticated requests
-//! need valid, unexpired, not-closed credentials and a matching
-//! MESSAGE-INTEGRITY (else 401), an Allocate beyond
-//! [`RelayConfig::allocations_per_consultation`] gets 486, and denied peers get
-//! 403. What passes goes to the unmodified `turn` server, whose own
-//! `AuthHandler` checks the credentials again.
+//! Every request goes through a sans-I/O gate before the server acts on it:
+//! authenticated requests need valid, unexpired, not-closed credentials and
+//! a matching MESSAGE-INTEGRITY (else 401), an Allocate beyond
+//! [`RelayConfig::allocations_per_consultation`] or
+//! [`RelayConfig::max_allocations`] gets 486, and denied peers get 403. Nonces
+//! are stateless (an HMAC of issue time and client address), so a flood of
+//! unauthenticated requests costs the relay no memory.
 //!
 //! # How `close_reference` works
 //!
@@ -62,12 +65,12 @@
 //! ([`Reference::covers`]). It first marks the reference closed in the gate,
 //! so every later request with a credential of a covered reference
 //! (Allocate, Refresh, CreatePermission, ChannelBind) is refused with 401.
-//! It then shuts the covered allocations' relay sockets, so they start
-//! relaying nothing more in either direction; waits for the datagrams the
-//! server had already taken in hand before the mark (only those: when
-//! nothing is in flight it does not wait at all) and for any datagram
-//! still being written; lists the server's allocations; and deletes the
-//! covered ones, which frees their ports and quota. When it returns, no
+//! It then removes the covered allocations, under the lock an Allocate
+//! takes to insert (which checks the mark again, so none slips in between),
+//! shuts their valves so they start relaying nothing more in either
+//! direction, ends their relay sockets (freeing ports and quota) and their
+//! TCP/TLS connections, and waits for any datagram still being written
+//! (writes never wait, so this is at most a moment). When it returns, no
 //! datagram of those allocations is relayed any more. The closed mark is
 //! kept for [`RelayConfig::max_credential_ttl`], the longest any accepted
 //! credential can live, so credentials issued before the close cannot
@@ -145,11 +148,11 @@ pub use media::{Flow, MediaCounters};
 ///
 /// They log through the `log` crate, which `tracing-subscriber` forwards by
 /// default, and some of their lines carry client and peer IP addresses even
-/// at info and error level (`turn` logs every datagram from a peer without
-/// permission, with its address, at info). Konsult never logs addresses, so
-/// the telemetry filter should append these directives, e.g.
-/// `format!("info,{}", konsult_relay::SILENCE_DEPENDENCY_LOGS)`. The relay's
-/// own events carry no addresses.
+/// at info and error level (the `turn` client a process may also run, e.g.
+/// for `konsult relay-check`, and the `webrtc` stack log addresses). Konsult
+/// never logs addresses, so the telemetry filter should append these
+/// directives, e.g. `format!("info,{}", konsult_relay::SILENCE_DEPENDENCY_LOGS)`.
+/// The relay itself logs no address at any level.
 pub const SILENCE_DEPENDENCY_LOGS: &str = "turn=off,stun=off,webrtc_util=off";
 pub use engine::RelayAddress;
 pub use peer_policy::{denied_range, is_denied_peer, DeniedRange, PeerPolicy};

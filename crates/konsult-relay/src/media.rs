@@ -3,10 +3,9 @@
 //!
 //! The public part is [`MediaCounters`] and [`Flow`], returned by
 //! [`Relay::media_counters`](crate::Relay::media_counters). The rest is the
-//! sans-I/O [`Ledger`] that the socket wrappers in `conn.rs` feed: it reads no
-//! clock (every instant comes in as an argument), does no I/O and stores no
-//! address or payload beyond the client address that keys a live
-//! allocation, which is forgotten with the allocation.
+//! sans-I/O [`Ledger`] that the engine feeds: it reads no clock (every
+//! instant comes in as an argument), does no I/O and stores no address or
+//! payload.
 //!
 //! # What counts
 //!
