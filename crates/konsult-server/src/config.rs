@@ -243,8 +243,21 @@ impl Default for HttpSettings {
 pub struct TurnSettings {
     /// Start the embedded TURN relay.
     pub enabled: bool,
-    /// Its UDP listen address.
+    /// Its listen address: TURN over UDP, and over TCP on the same port.
     pub listen: SocketAddr,
+    /// Serve TURN over UDP on `listen` (the fast way, and the only one
+    /// `stun:` uses).
+    pub udp: bool,
+    /// Serve TURN over plain TCP on `listen`'s port, for networks that
+    /// block UDP.
+    pub tcp: bool,
+    /// The relay's own host name (e.g. `turn.klinik.example`), for TURN over
+    /// TLS on the HTTPS listener: a TLS connection naming it (SNI), or
+    /// offering only the ALPN protocol `stun.turn` (RFC 7443), is handed to
+    /// the relay; all others are HTTPS. Only when the server serves TLS
+    /// itself; its certificate must cover this name too. Unset: no TURN
+    /// over TLS.
+    pub tls_host: Option<String>,
     /// The address advertised as relay address; default: the listen address,
     /// or 127.0.0.1 when listening on all interfaces of a loopback-only server.
     pub public_ip: Option<IpAddr>,
@@ -292,6 +305,9 @@ impl Default for TurnSettings {
         Self {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 3478)),
+            udp: true,
+            tcp: true,
+            tls_host: None,
             public_ip: None,
             secret: None,
             external_urls: Vec::new(),

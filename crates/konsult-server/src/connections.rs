@@ -9,7 +9,9 @@
 //! request has reached the router, the client has `first_request_within`
 //! for the TLS handshake, the request line and the headers; hyper's
 //! `header_read_timeout` (set in [`crate::Application::run_until`]) does
-//! the same for later requests on a kept-alive connection.
+//! the same for later requests on a kept-alive connection. A TLS
+//! connection for the TURN relay (`crate::tls_router`) keeps its permit but
+//! drops the deadline once its handshake is done ([`Guarded::handed_over`]).
 
 use std::future::{ready, Future, Ready};
 use std::io;
@@ -82,6 +84,13 @@ pub struct Guarded<I> {
 }
 
 impl<I> Guarded<I> {
+    /// The connection leaves HTTP (TURN over TLS, handed to the relay): no
+    /// first-request deadline any more; it keeps its permit while it lives.
+    pub fn handed_over(&mut self) {
+        self.served.store(true, Ordering::Relaxed);
+        self.deadline = None;
+    }
+
     /// Whether the first-request deadline has passed without a request.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         if self.served.load(Ordering::Relaxed) {

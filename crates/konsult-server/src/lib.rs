@@ -29,6 +29,7 @@ pub mod signaling;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod tls_router;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -45,6 +46,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    /// The relays, for TURN over TLS on the HTTPS listener.
+    turn: Arc<relay::Turn>,
 }
 
 impl Application {
@@ -77,12 +80,20 @@ impl Application {
             .unwrap_or_else(|| format!("{scheme}://{local}"))
             .trim_end_matches('/')
             .into();
-        let turn = Arc::new(relay::Turn::start(&settings).await?);
+        let https_port = tls.is_some().then_some(local.port());
+        let turn = Arc::new(relay::Turn::start(&settings, https_port).await?);
+        if let (Some(host), Some(cert)) = (turn.tls_host(), &settings.tls.cert) {
+            if !startup::certificate_covers(cert, host)? {
+                tracing::warn!(
+                    "tls.cert does not cover turn.tls_host: browsers will refuse TURN over TLS"
+                );
+            }
+        }
         let signaling = signaling::Signaling::start(
             settings.signaling.core_config(),
             store.clone(),
             clock.clone(),
-            turn,
+            Arc::clone(&turn),
         )
         .await?;
         let state = AppState {
@@ -101,6 +112,7 @@ impl Application {
             listener,
             state,
             tls,
+            turn,
         })
     }
 
@@ -174,9 +186,13 @@ impl Application {
                     .await?
             }
             Some(tls) => {
-                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
-                    .handshake_timeout(header_timeout)
-                    .acceptor(guard);
+                // Each TLS connection by its ClientHello: TURN over TLS to
+                // the embedded relay, the rest HTTPS (`tls_router`).
+                let https = tls.get_inner();
+                let turn = self.turn.tls_host().map(|host| {
+                    tls_router::TurnOverTls::new(host.clone(), Arc::clone(&self.turn), &https)
+                });
+                let acceptor = tls_router::RouteByHello::new(guard, https, turn, header_timeout);
                 let server = axum_server::from_tcp(listener).acceptor(acceptor);
                 with_timeouts(server, header_timeout)
                     .handle(handle)

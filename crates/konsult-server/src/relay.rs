@@ -2,6 +2,12 @@
 //! settings, the shared secret, the ICE server list handed out in `welcome`,
 //! and closing a consultation's allocations when its call ends.
 //!
+//! The embedded relay is offered over UDP and TCP on its own port
+//! (`turn.listen`) and, with `turn.tls_host`, over TLS on the HTTPS port
+//! (`turns:`, for networks that let only HTTPS out; the HTTPS listener
+//! hands those connections over, `crate::tls_router`). Clients are given
+//! the URLs in that order, fastest first.
+//!
 //! Credentials are TURN REST credentials (`konsult_relay::TurnCredentials`):
 //! username `"<expiry>:<reference>"`, password
 //! `base64(HMAC-SHA1(secret, username))`. The embedded relay and any external
@@ -34,6 +40,10 @@ use tokio::sync::RwLock;
 use uuid::Uuid;
 
 use crate::config::Settings;
+
+pub mod check;
+
+pub use check::{check_relays, try_allocation, Transport, UrlCheck};
 
 /// The longest a TURN credential handed to a client lives, whatever the
 /// consultation window says. Below the relay's own 24-hour ceiling
@@ -73,9 +83,88 @@ pub struct Turn {
 struct Embedded {
     /// `None` once shut down.
     relay: RwLock<Option<Relay>>,
-    /// Host part of the `turn:`/`stun:` URLs (brackets around IPv6).
-    url_host: String,
-    port: u16,
+    urls: EmbeddedUrls,
+}
+
+/// Where clients reach the embedded relay, by transport.
+#[derive(Debug, Clone)]
+struct EmbeddedUrls {
+    /// `host:port` of the relay's own port (brackets around IPv6).
+    host_port: String,
+    /// TURN (and STUN) over UDP there.
+    udp: bool,
+    /// TURN over TCP there.
+    tcp: bool,
+    /// TURN over TLS on the HTTPS listener: the relay's host name and the
+    /// HTTPS port clients reach.
+    tls: Option<(TlsHost, u16)>,
+}
+
+impl EmbeddedUrls {
+    /// The STUN URL (UDP only; `None` without UDP).
+    fn stun(&self) -> Option<String> {
+        self.udp.then(|| format!("stun:{}", self.host_port))
+    }
+
+    /// The TURN URLs: UDP, TCP, TLS, those that are served.
+    fn turn(&self) -> Vec<String> {
+        let mut urls = Vec::new();
+        if self.udp {
+            urls.push(format!("turn:{}?transport=udp", self.host_port));
+        }
+        if self.tcp {
+            urls.push(format!("turn:{}?transport=tcp", self.host_port));
+        }
+        if let Some((host, port)) = &self.tls {
+            urls.push(format!("turns:{}:{port}?transport=tcp", host.as_str()));
+        }
+        urls
+    }
+}
+
+/// The relay's host name for TURN over TLS (`turn.tls_host`): a DNS name
+/// (letters, digits and hyphens in dot-separated labels; not an IP
+/// address), kept in lower case. TLS clients name it in SNI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsHost(String);
+
+/// `turn.tls_host` is not a DNS host name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("turn.tls_host must be a host name such as turn.klinik.example (no scheme, port or IP address), not {0:?}")]
+pub struct InvalidTlsHost(String);
+
+impl TlsHost {
+    /// Parses a host name (a trailing dot is dropped, case is folded).
+    pub fn parse(text: &str) -> Result<Self, InvalidTlsHost> {
+        let name = text.trim_end_matches('.').to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        let is_ip = name.parse::<IpAddr>().is_ok()
+            || name
+                .split('.')
+                .next_back()
+                .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()));
+        if name.is_empty() || name.len() > 253 || is_ip || !name.split('.').all(label_ok) {
+            return Err(InvalidTlsHost(text.to_owned()));
+        }
+        Ok(Self(name))
+    }
+
+    /// The name, in lower case.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether a TLS client's server name (SNI) is this host.
+    pub fn matches(&self, server_name: &str) -> bool {
+        server_name
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(&self.0)
+    }
 }
 
 impl std::fmt::Debug for Turn {
@@ -106,8 +195,10 @@ impl Turn {
     }
 
     /// Loads (or creates) the shared secret and starts the embedded relay
-    /// when `turn.enabled`.
-    pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
+    /// when `turn.enabled`. `https_port` is the port the server serves
+    /// HTTPS on itself (`None`: plain HTTP, or behind a proxy): with
+    /// `turn.tls_host`, TURN over TLS is offered there.
+    pub async fn start(settings: &Settings, https_port: Option<u16>) -> anyhow::Result<Self> {
         let turn = &settings.turn;
         if !turn.enabled && turn.external_urls.is_empty() {
             return Ok(Self::disabled());
@@ -127,6 +218,7 @@ impl Turn {
         };
         let mut relay_ips = external_relay_ips(&turn.external_urls).await;
         let embedded = if turn.enabled {
+            let tls = tls_offer(settings, https_port)?;
             let advertised = advertised_ip(settings)?;
             relay_ips.push(advertised);
             let mut config = RelayConfig::new(secret.clone());
@@ -138,6 +230,8 @@ impl Turn {
             config.relay_ports = turn.relay_port_range().map_err(anyhow::Error::msg)?;
             config.allocations_per_consultation = turn.allocations_per_consultation;
             config.max_allocations = turn.max_allocations;
+            config.udp = turn.udp;
+            config.tcp = turn.tcp;
             let relay = Relay::start(config)
                 .await
                 .context("cannot start the embedded TURN relay")?;
@@ -145,10 +239,17 @@ impl Turn {
             if turn.allow_loopback_peers {
                 tracing::warn!("the TURN relay may relay to loopback peers: for tests only");
             }
+            // A relay candidate over TCP or TLS still relays from a UDP
+            // socket at the advertised address: the relay-only filter's
+            // addresses are the same whichever way clients come in.
             Some(Embedded {
                 relay: RwLock::new(Some(relay)),
-                url_host: url_host(advertised),
-                port,
+                urls: EmbeddedUrls {
+                    host_port: format!("{}:{port}", url_host(advertised)),
+                    udp: turn.udp,
+                    tcp: turn.tcp,
+                    tls,
+                },
             })
         } else {
             None
@@ -210,11 +311,10 @@ impl Turn {
     pub fn urls(&self, policy: CandidatePolicy) -> Vec<String> {
         let mut urls = Vec::new();
         if let Some(embedded) = &self.embedded {
-            let host_port = format!("{}:{}", embedded.url_host, embedded.port);
             if policy == CandidatePolicy::All {
-                urls.push(format!("stun:{host_port}"));
+                urls.extend(embedded.urls.stun());
             }
-            urls.push(format!("turn:{host_port}?transport=udp"));
+            urls.extend(embedded.urls.turn());
         }
         if self.secret.is_some() {
             urls.extend(self.external_urls.iter().cloned());
@@ -223,8 +323,9 @@ impl Turn {
     }
 
     /// The ICE servers for one participant's `welcome`: the embedded relay
-    /// (`turn:` and, unless relay-only, `stun:` on the same port) and every
-    /// external URL, all with one fresh credential for the participant's
+    /// (unless relay-only, `stun:` on its port; then one entry with its
+    /// `turn:` URLs over UDP and TCP and its `turns:` URL, those served) and
+    /// every external URL, all with one fresh credential for the participant's
     /// reference, valid from `now` for `ttl` (capped at
     /// [`MAX_CREDENTIAL_TTL`], at least one second).
     pub fn ice_servers(
@@ -253,19 +354,23 @@ impl Turn {
         let credential = Some(creds.password().expose_secret().to_owned());
         let mut servers = Vec::new();
         if let Some(embedded) = &self.embedded {
-            let host_port = format!("{}:{}", embedded.url_host, embedded.port);
             if policy == CandidatePolicy::All {
+                if let Some(stun) = embedded.urls.stun() {
+                    servers.push(IceServer {
+                        urls: vec![stun],
+                        username: None,
+                        credential: None,
+                    });
+                }
+            }
+            let turn = embedded.urls.turn();
+            if !turn.is_empty() {
                 servers.push(IceServer {
-                    urls: vec![format!("stun:{host_port}")],
-                    username: None,
-                    credential: None,
+                    urls: turn,
+                    username: username.clone(),
+                    credential: credential.clone(),
                 });
             }
-            servers.push(IceServer {
-                urls: vec![format!("turn:{host_port}?transport=udp")],
-                username: username.clone(),
-                credential: credential.clone(),
-            });
         }
         if !self.external_urls.is_empty() {
             servers.push(IceServer {
@@ -385,7 +490,32 @@ impl Turn {
         guard.as_ref()?.stats().await.ok()
     }
 
-    /// The embedded relay's UDP address, if it runs.
+    /// The relay's host name for TURN over TLS, when the HTTPS listener
+    /// offers it (`turn.tls_host` on a server that serves TLS itself, with
+    /// the embedded relay): connections naming it go to
+    /// [`Turn::serve_stream`].
+    pub fn tls_host(&self) -> Option<&TlsHost> {
+        let (host, _) = self.embedded.as_ref()?.urls.tls.as_ref()?;
+        Some(host)
+    }
+
+    /// Serves TURN on the embedded relay over a stream whose TLS handshake
+    /// the HTTPS listener completed; `client` is the TCP peer's address
+    /// (the relay's to key the allocation by, never logged). Without an
+    /// embedded relay, or once it is shut down, the stream is closed.
+    pub async fn serve_stream<S>(&self, stream: S, client: SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let Some(embedded) = &self.embedded else {
+            return;
+        };
+        if let Some(relay) = embedded.relay.read().await.as_ref() {
+            relay.serve_stream(stream, client);
+        }
+    }
+
+    /// The embedded relay's listen address, if it runs.
     pub async fn relay_addr(&self) -> Option<SocketAddr> {
         let embedded = self.embedded.as_ref()?;
         let guard = embedded.relay.read().await;
@@ -459,6 +589,52 @@ fn advertised_ip(settings: &Settings) -> anyhow::Result<IpAddr> {
     anyhow::bail!(
         "turn.listen is on all interfaces: set turn.public_ip to the address clients reach the relay at"
     )
+}
+
+/// TURN over TLS, when offered: `turn.tls_host` and the HTTPS port
+/// patients reach (`public_url`'s port when it is an `https:` URL, else
+/// the port served on). `https_port` is `None` when the server does not
+/// serve TLS itself: then `turn.tls_host` is ignored, with a warning.
+fn tls_offer(
+    settings: &Settings,
+    https_port: Option<u16>,
+) -> anyhow::Result<Option<(TlsHost, u16)>> {
+    let Some(text) = &settings.turn.tls_host else {
+        return Ok(None);
+    };
+    let host = TlsHost::parse(text)?;
+    let Some(served) = https_port else {
+        tracing::warn!("turn.tls_host is ignored: this server does not serve TLS itself (tls.cert, or a public listen address)");
+        return Ok(None);
+    };
+    let public = public_https(settings);
+    if let Some((name, _)) = public {
+        if host.matches(name) {
+            anyhow::bail!(
+                "turn.tls_host must be a name of its own, not public_url's host {name}: every HTTPS connection to it would go to the relay"
+            );
+        }
+    }
+    Ok(Some((host, public.map_or(served, |(_, port)| port))))
+}
+
+/// `public_url`'s host and port when it is an `https:` URL (443 unless it
+/// names a port).
+fn public_https(settings: &Settings) -> Option<(&str, u16)> {
+    let rest = settings.public_url.as_deref()?.strip_prefix("https://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => port.parse().ok()?,
+            None => 443,
+        };
+        return Some((host, port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => Some((host, port.parse().ok()?)),
+        None => Some((authority, 443)),
+    }
 }
 
 /// How long resolving an external relay's host name may take at start-up.
@@ -598,6 +774,83 @@ mod tests {
         assert_eq!(turn_url_host("turn::3478"), None);
     }
 
+    #[test]
+    fn relay_host_names_are_dns_names_in_lower_case() {
+        let host = TlsHost::parse("TURN.Klinik.Example.").unwrap();
+        assert_eq!(host.as_str(), "turn.klinik.example");
+        assert!(host.matches("turn.klinik.example"));
+        assert!(host.matches("Turn.Klinik.Example."));
+        assert!(!host.matches("klinik.example"));
+        assert_eq!(
+            TlsHost::parse("turn.localhost").unwrap().as_str(),
+            "turn.localhost"
+        );
+        for bad in [
+            "",
+            "203.0.113.7",
+            "::1",
+            "turn.klinik.example:443",
+            "https://turn.klinik.example",
+            "turn..example",
+            "-turn.example",
+            "turn_relay.example",
+            "turn.example/x",
+        ] {
+            let err = TlsHost::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("turn.tls_host"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn embedded_urls_come_udp_then_tcp_then_tls() {
+        let mut urls = EmbeddedUrls {
+            host_port: "203.0.113.10:3478".into(),
+            udp: true,
+            tcp: true,
+            tls: Some((TlsHost::parse("turn.klinik.example").unwrap(), 443)),
+        };
+        assert_eq!(urls.stun().as_deref(), Some("stun:203.0.113.10:3478"));
+        assert_eq!(
+            urls.turn(),
+            [
+                "turn:203.0.113.10:3478?transport=udp",
+                "turn:203.0.113.10:3478?transport=tcp",
+                "turns:turn.klinik.example:443?transport=tcp",
+            ]
+        );
+        urls.udp = false;
+        urls.tls = None;
+        assert_eq!(urls.stun(), None, "STUN is UDP only");
+        assert_eq!(urls.turn(), ["turn:203.0.113.10:3478?transport=tcp"]);
+    }
+
+    #[test]
+    fn tls_is_offered_on_the_https_port_patients_reach() {
+        let mut s = Settings::default();
+        s.turn.tls_host = Some("turn.klinik.example".into());
+        let host = TlsHost::parse("turn.klinik.example").unwrap();
+        // Not served over TLS: ignored.
+        assert_eq!(tls_offer(&s, None).unwrap(), None);
+        assert_eq!(
+            tls_offer(&s, Some(8443)).unwrap(),
+            Some((host.clone(), 8443))
+        );
+        // public_url's port, 443 unless it names one.
+        s.public_url = Some("https://video.klinik.example".into());
+        assert_eq!(
+            tls_offer(&s, Some(8443)).unwrap(),
+            Some((host.clone(), 443))
+        );
+        s.public_url = Some("https://video.klinik.example:9443/".into());
+        assert_eq!(tls_offer(&s, Some(8443)).unwrap(), Some((host, 9443)));
+        // The dashboard's own name would send every visitor to the relay.
+        s.public_url = Some("https://Turn.Klinik.Example".into());
+        let err = tls_offer(&s, Some(443)).unwrap_err().to_string();
+        assert!(err.contains("public_url"), "{err}");
+        s.turn.tls_host = Some("203.0.113.7".into());
+        assert!(tls_offer(&s, Some(443)).is_err());
+    }
+
     #[tokio::test]
     async fn the_relays_are_the_embedded_and_the_external_ones() {
         let dir = tempfile::tempdir().unwrap();
@@ -606,7 +859,7 @@ mod tests {
             "turn:203.0.113.7:3478?transport=udp".into(),
             "turns:[2001:db8::7]:443?transport=tcp".into(),
         ];
-        let turn = Turn::start(&s).await.unwrap();
+        let turn = Turn::start(&s, None).await.unwrap();
         let relays: Vec<IpAddr> = turn.relays().iter().copied().collect();
         assert_eq!(
             relays,
@@ -638,7 +891,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = settings(dir.path());
         s.turn.external_urls = vec!["turn:coturn.example:3478?transport=udp".into()];
-        let turn = Turn::start(&s).await.unwrap();
+        let turn = Turn::start(&s, None).await.unwrap();
         let consultation = Uuid::from_u128(42);
         let now = SystemTime::now();
         let servers = turn.ice_servers(
@@ -654,7 +907,10 @@ mod tests {
         assert_eq!(servers[0].username, None);
         assert_eq!(
             servers[1].urls,
-            vec![format!("turn:127.0.0.1:{port}?transport=udp")]
+            vec![
+                format!("turn:127.0.0.1:{port}?transport=udp"),
+                format!("turn:127.0.0.1:{port}?transport=tcp"),
+            ]
         );
         assert_eq!(servers[2].urls, s.turn.external_urls);
         let username = servers[1].username.clone().unwrap();
@@ -700,7 +956,7 @@ mod tests {
         s.turn.enabled = false;
         s.turn.external_urls = vec!["turns:coturn.example:5349".into()];
         s.turn.secret = Some(SecretString::from("configured"));
-        let turn = Turn::start(&s).await.unwrap();
+        let turn = Turn::start(&s, None).await.unwrap();
         let a = turn.reference(Uuid::from_u128(1)).unwrap();
         assert_eq!(Some(a.clone()), turn.reference(Uuid::from_u128(1)));
         assert_ne!(Some(a.clone()), turn.reference(Uuid::from_u128(2)));
@@ -747,15 +1003,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = settings(dir.path());
         s.turn.external_urls = vec!["http://not-turn".into()];
-        assert!(Turn::start(&s).await.is_err());
+        assert!(Turn::start(&s, None).await.is_err());
         let mut s = settings(dir.path());
         s.turn.listen = "0.0.0.0:0".parse().unwrap();
         s.listen = "0.0.0.0:8443".parse().unwrap();
-        let err = Turn::start(&s).await.unwrap_err().to_string();
+        let err = Turn::start(&s, None).await.unwrap_err().to_string();
         assert!(err.contains("public_ip"), "{err}");
         let mut s = settings(dir.path());
         s.turn.enabled = false;
-        let off = Turn::start(&s).await.unwrap();
+        let off = Turn::start(&s, None).await.unwrap();
         assert!(off
             .ice_servers(
                 Uuid::nil(),
@@ -766,150 +1022,4 @@ mod tests {
             )
             .is_empty());
     }
-}
-
-/// What `konsult relay-check` found for one relay URL a patient is given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UrlCheck {
-    /// The URL, as handed out.
-    pub url: String,
-    /// The relayed address an allocation through it got, or why it failed
-    /// (or why it could not be checked from here).
-    pub outcome: Result<SocketAddr, String>,
-}
-
-/// How long one allocation through one URL may take.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Allocates through every TURN URL this installation hands to patients
-/// (the embedded relay's and each external one), with a one-minute
-/// credential of its own (`relay-check`), as a patient's browser would:
-/// `konsult relay-check`, next to a running server. Only UDP URLs can be
-/// checked so far; others are reported as such.
-pub async fn check_relays(settings: &Settings) -> anyhow::Result<Vec<UrlCheck>> {
-    let turn = &settings.turn;
-    let secret = match &turn.secret {
-        Some(secret) => secret.clone(),
-        None => {
-            let path = settings.data_dir.join(SECRET_FILE);
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "no TURN secret: set turn.secret, or start the server once so that it creates {}",
-                    path.display()
-                )
-            })?;
-            SecretString::from(text.trim().to_owned())
-        }
-    };
-    let mut urls = Vec::new();
-    if turn.enabled {
-        let host = url_host(advertised_ip(settings)?);
-        urls.push(format!("turn:{host}:{}?transport=udp", turn.listen.port()));
-    }
-    urls.extend(
-        turn.external_urls
-            .iter()
-            .filter(|u| !u.starts_with("stun:"))
-            .cloned(),
-    );
-    let reference = Reference::parse("relay-check").expect("a valid reference");
-    let creds = TurnCredentials::issue(
-        &secret,
-        &reference,
-        SystemTime::now(),
-        Duration::from_secs(60),
-    )
-    .context("cannot issue a TURN credential")?;
-    let mut checks = Vec::new();
-    for url in urls {
-        let outcome = match udp_target(&url) {
-            Some(target) => {
-                try_allocation(
-                    &target,
-                    &creds.username().to_string(),
-                    creds.password().expose_secret(),
-                )
-                .await
-            }
-            None => {
-                Err("not checked: only turn: URLs over UDP can be checked from here".to_owned())
-            }
-        };
-        checks.push(UrlCheck { url, outcome });
-    }
-    Ok(checks)
-}
-
-/// `host:port` of a `turn:` URL over UDP (the default transport).
-fn udp_target(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("turn:")?;
-    let (host_port, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if !(query.is_empty() || query == "transport=udp") {
-        return None;
-    }
-    Some(
-        if host_port
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            host_port.to_owned()
-        } else {
-            format!("{host_port}:3478")
-        },
-    )
-}
-
-/// One TURN allocation at `target` (`host:port`, UDP) with these
-/// credentials, as a browser would make it: the relayed address it got, or
-/// why not. Released at once.
-pub async fn try_allocation(
-    target: &str,
-    username: &str,
-    password: &str,
-) -> Result<SocketAddr, String> {
-    let attempt = async {
-        let bind = if target.starts_with('[') {
-            "[::]:0"
-        } else {
-            "0.0.0.0:0"
-        };
-        let socket = tokio::net::UdpSocket::bind(bind)
-            .await
-            .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
-        let client = turn::client::Client::new(turn::client::ClientConfig {
-            stun_serv_addr: target.to_owned(),
-            turn_serv_addr: target.to_owned(),
-            username: username.to_owned(),
-            password: password.to_owned(),
-            realm: String::new(),
-            software: String::new(),
-            rto_in_ms: 0,
-            conn: std::sync::Arc::new(socket),
-            vnet: None,
-        })
-        .await
-        .map_err(|e| format!("cannot reach it: {e}"))?;
-        client
-            .listen()
-            .await
-            .map_err(|e| format!("cannot listen: {e}"))?;
-        let relayed = client
-            .allocate()
-            .await
-            .map_err(|e| format!("allocation refused: {e}"));
-        let relayed = match relayed {
-            Ok(conn) => {
-                use webrtc_util::Conn as _;
-                let addr = conn.local_addr().map_err(|e| e.to_string());
-                let _ = conn.close().await;
-                addr
-            }
-            Err(e) => Err(e),
-        };
-        let _ = client.close().await;
-        relayed
-    };
-    tokio::time::timeout(CHECK_TIMEOUT, attempt)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())))
 }

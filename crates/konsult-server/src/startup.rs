@@ -114,7 +114,9 @@ pub fn audit_keyed_marker(key_file: &Path) -> PathBuf {
 }
 
 /// The rustls configuration: the configured certificate, or a self-signed
-/// one generated into the data directory on first use.
+/// one generated into the data directory on first use (for `localhost`, the
+/// listen IP and `turn.tls_host`; delete it to have it made again after
+/// changing those).
 pub async fn tls_config(
     settings: &Settings,
 ) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
@@ -128,6 +130,9 @@ pub async fn tls_config(
             if !cert.exists() || !key.exists() {
                 let mut names = vec!["localhost".to_owned()];
                 names.push(settings.listen.ip().to_string());
+                if let Some(host) = &settings.turn.tls_host {
+                    names.push(crate::relay::TlsHost::parse(host)?.as_str().to_owned());
+                }
                 let generated = rcgen::generate_simple_self_signed(names)
                     .context("cannot generate a self-signed certificate")?;
                 let _ = std::fs::remove_file(&cert);
@@ -142,6 +147,24 @@ pub async fn tls_config(
     axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
         .await
         .with_context(|| format!("cannot load the TLS certificate {}", cert.display()))
+}
+
+/// Whether the certificate in the PEM file `cert` (its first, the
+/// server's own) is valid for `host`: the relay's host name must be covered
+/// for browsers to accept TURN over TLS.
+pub fn certificate_covers(cert: &Path, host: &crate::relay::TlsHost) -> anyhow::Result<bool> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let der = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("cannot read the TLS certificate {}", cert.display()))?
+        .next()
+        .with_context(|| format!("no certificate in {}", cert.display()))?
+        .with_context(|| format!("cannot read the TLS certificate {}", cert.display()))?;
+    let end_entity = webpki::EndEntityCert::try_from(&der)
+        .map_err(|e| anyhow::anyhow!("cannot parse the TLS certificate {}: {e}", cert.display()))?;
+    let name =
+        ServerName::try_from(host.as_str()).map_err(|e| anyhow::anyhow!("turn.tls_host: {e}"))?;
+    Ok(end_entity.verify_is_valid_for_subject_name(&name).is_ok())
 }
 
 #[cfg(test)]
@@ -160,6 +183,23 @@ mod tests {
         assert!(check_listen(&s).is_ok());
         s.tls.cert = Some("cert.pem".into());
         assert!(check_listen(&s).is_err(), "cert without key");
+    }
+
+    #[test]
+    fn a_certificate_covers_the_relay_host_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let generated = rcgen::generate_simple_self_signed(vec![
+            "video.klinik.example".to_owned(),
+            "turn.klinik.example".to_owned(),
+        ])
+        .unwrap();
+        std::fs::write(&cert, generated.cert.pem()).unwrap();
+        let host = |h| crate::relay::TlsHost::parse(h).unwrap();
+        assert!(certificate_covers(&cert, &host("turn.klinik.example")).unwrap());
+        assert!(certificate_covers(&cert, &host("TURN.klinik.example")).unwrap());
+        assert!(!certificate_covers(&cert, &host("relay.klinik.example")).unwrap());
+        assert!(certificate_covers(&dir.path().join("missing.pem"), &host("a.b")).is_err());
     }
 
     #[test]

@@ -167,7 +167,8 @@ async fn a_relay_only_call_goes_through_the_embedded_turn_relay() {
 }
 
 /// `konsult relay-check` allocates through every TURN URL patients are
-/// given, as a browser would, and says which failed.
+/// given, as a browser would, over the URL's transport, and says which
+/// failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_check_allocates_through_every_url_patients_are_given() {
     let app = TestApp::spawn(common::Db::Sqlite).await;
@@ -176,11 +177,17 @@ async fn relay_check_allocates_through_every_url_patients_are_given() {
         .unwrap()
         .local_addr()
         .unwrap();
+    // A TCP port nothing listens on (bound, then closed).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mut settings = (*app.state.settings).clone();
     settings.turn.listen = relay;
     settings.turn.external_urls = vec![
         format!("turn:{nobody}?transport=udp"),
-        "turns:relay.example:443?transport=tcp".into(),
+        format!("turns:{closed}?transport=tcp"),
+        "turns:relay.example:443?transport=udp".into(),
     ];
     let checks = konsult_server::relay::check_relays(&settings)
         .await
@@ -190,17 +197,29 @@ async fn relay_check_allocates_through_every_url_patients_are_given() {
         urls,
         [
             format!("turn:127.0.0.1:{}?transport=udp", relay.port()).as_str(),
+            format!("turn:127.0.0.1:{}?transport=tcp", relay.port()).as_str(),
             format!("turn:{nobody}?transport=udp").as_str(),
-            "turns:relay.example:443?transport=tcp",
+            format!("turns:{closed}?transport=tcp").as_str(),
+            "turns:relay.example:443?transport=udp",
         ]
     );
-    let relayed = checks[0]
-        .outcome
-        .as_ref()
-        .expect("the embedded relay allocates");
-    assert_eq!(relayed.ip(), relay.ip());
-    assert!(checks[1].outcome.is_err(), "{:?}", checks[1]);
-    assert!(checks[2]
+    // The embedded relay allocates over UDP and over TCP.
+    for check in &checks[..2] {
+        let relayed = check
+            .outcome
+            .as_ref()
+            .expect("the embedded relay allocates");
+        assert_eq!(relayed.ip(), relay.ip());
+    }
+    assert!(checks[2].outcome.is_err(), "{:?}", checks[2]);
+    let refused = checks[3].outcome.as_ref().unwrap_err();
+    assert!(refused.starts_with("cannot connect"), "{refused}");
+    assert_eq!(
+        checks[3].note.as_deref(),
+        Some("certificate not checked: an external relay's")
+    );
+    // TURN over DTLS is not something this check (or a browser) speaks.
+    assert!(checks[4]
         .outcome
         .as_ref()
         .unwrap_err()
@@ -219,10 +238,14 @@ async fn relay_check_allocates_through_every_url_patients_are_given() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(": allocated, relayed address 127.0.0.1:"),
-        "{stdout}"
-    );
+    for transport in ["UDP", "TCP"] {
+        assert!(
+            stdout.contains(&format!(
+                ": allocated over {transport}, relayed address 127.0.0.1:"
+            )),
+            "{stdout}"
+        );
+    }
     assert!(
         stdout.contains(&format!("turn:{nobody}?transport=udp: FAILED")),
         "{stdout}"

@@ -1,5 +1,5 @@
-//! Real calls through the server (WebRTC peers, the embedded relay), one
-//! module per file, in one test binary.
+//! Real calls through the server (WebRTC peers, the embedded relay, TURN
+//! over TLS on the HTTPS port), one module per file, in one test binary.
 //! `hardening`, `api_logs` and `call_logs` stay binaries of their own: the
 //! first measures a server under load with timing bounds, the other two
 //! install a process-wide log subscriber.
@@ -19,3 +19,5 @@ mod call_resume;
 mod call_revocation;
 #[path = "signaling_slow_reader.rs"]
 mod signaling_slow_reader;
+#[path = "turn_over_tls.rs"]
+mod turn_over_tls;

@@ -27,9 +27,13 @@ async fn a_valid_link_joins_with_welcome_ice_servers_and_a_resume_token() {
     // the patient nor the consultation id.
     let relay = app.state.signaling.turn().relay_addr().await.unwrap();
     let turn = &welcome.ice_servers[0];
+    // UDP first, then TCP on the same port (no TLS: plain HTTP here).
     assert_eq!(
         turn.urls,
-        vec![format!("turn:127.0.0.1:{}?transport=udp", relay.port())]
+        vec![
+            format!("turn:127.0.0.1:{}?transport=udp", relay.port()),
+            format!("turn:127.0.0.1:{}?transport=tcp", relay.port()),
+        ]
     );
     let username = turn.username.as_deref().unwrap();
     let (expiry, reference) = username.split_once(':').unwrap();
