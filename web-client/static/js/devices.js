@@ -279,45 +279,69 @@ export async function playTestTone(sinkId, audioEl) {
 }
 
 /**
- * Whether the relay can be reached: gathers candidates with the relay only
- * and waits for a relay candidate. Resolves "ok", "unreachable" or
- * "unsupported". Never sends anything to a peer.
+ * Whether the relay can be reached, and which ways: gathers candidates with
+ * the relay only (one allocation per TURN URL: UDP, TCP, TLS) and collects
+ * the transport of each relay candidate. After the first one it waits
+ * `graceMs` more for the others (a blocked way can take many seconds to
+ * give up). Resolves {result, transports}: result "ok", "unreachable" or
+ * "unsupported"; transports the ways that worked, fastest first, of
+ * "udp", "tcp", "tls". Never sends anything to a peer.
  */
-export async function checkRelay(iceServers, timeoutMs = 10000) {
-  if (typeof RTCPeerConnection === 'undefined') return 'unsupported';
+export async function checkRelay(iceServers, timeoutMs = 10000, graceMs = 3000) {
+  if (typeof RTCPeerConnection === 'undefined') return { result: 'unsupported', transports: [] };
   const turn = (iceServers || []).filter((s) =>
     [].concat(s.urls).some((u) => /^turns?:/.test(u)),
   );
-  if (!turn.length) return 'unreachable';
+  if (!turn.length) return { result: 'unreachable', transports: [] };
   let pc;
   try {
     pc = new RTCPeerConnection({ iceServers: turn, iceTransportPolicy: 'relay' });
   } catch {
-    return 'unreachable';
+    return { result: 'unreachable', transports: [] };
   }
+  const found = new Set();
+  const done = () => {
+    const transports = RELAY_TRANSPORTS.filter((x) => found.has(x));
+    return { result: found.size ? 'ok' : 'unreachable', transports };
+  };
+  let timer;
+  let grace;
   try {
     return await new Promise((resolve) => {
-      const timer = setTimeout(() => resolve('unreachable'), timeoutMs);
+      timer = setTimeout(() => resolve(done()), timeoutMs);
       pc.addEventListener('icecandidate', ({ candidate }) => {
-        if (candidate && / typ relay /.test(candidate.candidate)) {
-          clearTimeout(timer);
-          resolve('ok');
-        } else if (!candidate) {
-          clearTimeout(timer);
-          resolve('unreachable');
+        if (!candidate) {
+          resolve(done());
+          return;
         }
+        if (!/ typ relay /.test(candidate.candidate)) return;
+        found.add(relayTransport(candidate));
+        if (found.size === 1) grace = setTimeout(() => resolve(done()), graceMs);
       });
       pc.createDataChannel('check');
       pc.createOffer()
         .then((offer) => pc.setLocalDescription(offer))
-        .catch(() => {
-          clearTimeout(timer);
-          resolve('unreachable');
-        });
+        .catch(() => resolve(done()));
     });
   } finally {
+    clearTimeout(timer);
+    clearTimeout(grace);
     pc.close();
   }
+}
+
+/** The ways to the relay, fastest first. */
+const RELAY_TRANSPORTS = ['udp', 'tcp', 'tls'];
+
+/**
+ * How a relay candidate reaches the relay: `relayProtocol` where the
+ * browser tells it, else from its priority's type preference (libwebrtc
+ * gives relay candidates 2 over UDP, 1 over TCP, 0 over TLS).
+ */
+function relayTransport(candidate) {
+  if (RELAY_TRANSPORTS.includes(candidate.relayProtocol)) return candidate.relayProtocol;
+  const priority = Number(candidate.priority ?? candidate.candidate.split(' ')[3]);
+  return RELAY_TRANSPORTS[2 - Math.min(2, priority >>> 24)] || 'udp';
 }
 
 /**

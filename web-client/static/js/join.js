@@ -41,6 +41,7 @@ const state = {
   micHeard: false,
   speaker: null, // null: not tested, true: heard, false: not heard
   relay: 'wait', // wait | ok | bad | later
+  relayTransports: [], // the ways to the relay that worked: udp, tcp, tls
   sel: { camera: '', mic: '', speaker: '' },
   signaling: null,
   call: null,
@@ -245,6 +246,7 @@ async function fillDeviceLists() {
 
 async function runRelayCheck() {
   state.relay = 'wait';
+  state.relayTransports = [];
   renderCheck();
   let servers = null;
   try {
@@ -257,10 +259,19 @@ async function runRelayCheck() {
     renderCheck();
     return;
   }
-  const result = await checkRelay(servers);
+  const { result, transports } = await checkRelay(servers);
   state.relay = result === 'ok' ? 'ok' : 'bad';
+  state.relayTransports = transports;
   renderCheck();
-  announce(t(state.relay === 'ok' ? 'check.net.ok' : 'check.net.bad'));
+  announce(state.relay === 'ok' ? netOkText() : t('check.net.bad'));
+}
+
+/** "The connection works", and the ways it works over, in plain words. */
+function netOkText() {
+  const ways = state.relayTransports.map((x) => t(`check.net.${x}`));
+  if (!ways.length) return t('check.net.ok');
+  const list = ways.length === 1 ? ways[0] : `${ways.slice(0, -1).join(', ')} ${t('check.net.and')} ${ways.at(-1)}`;
+  return `${t('check.net.ok')} ${t('check.net.via', { ways: list })}`;
 }
 
 function renderCheck() {
@@ -277,8 +288,14 @@ function renderCheck() {
   net.dataset.state = state.relay;
   const netHelp = $('#net-help');
   replace(netHelp);
-  if (state.relay === 'ok') setStatus(net, 'ok', t('check.net.ok'));
-  else if (state.relay === 'bad') {
+  net.dataset.transports = state.relayTransports.join(' ');
+  if (state.relay === 'ok') {
+    setStatus(net, 'ok', netOkText());
+    // Only the slower ways: it works, but the patient may notice.
+    if (state.relayTransports.length && !state.relayTransports.includes('udp')) {
+      replace(netHelp, h('p', { class: 'muted', text: t('check.net.slower') }));
+    }
+  } else if (state.relay === 'bad') {
     setStatus(net, 'bad', t('check.net.bad'));
     replace(netHelp, h('div', { class: 'notice bad' }, h('p', { text: t('check.net.badHelp') })));
   } else if (state.relay === 'later') setStatus(net, 'pending', t('check.net.later'));

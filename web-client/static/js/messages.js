@@ -107,6 +107,13 @@ export const DA = {
   'check.net': 'Forbindelse',
   'check.net.wait': 'Vi tjekker forbindelsen …',
   'check.net.ok': 'Forbindelsen til videoserveren virker.',
+  'check.net.via': 'Den virker over {ways}.',
+  'check.net.and': 'og',
+  'check.net.udp': 'UDP (den hurtigste vej)',
+  'check.net.tcp': 'TCP',
+  'check.net.tls': 'TLS (samme vej som sikre hjemmesider)',
+  'check.net.slower':
+    'Dit netværk spærrer den hurtigste vej (UDP). Samtalen virker alligevel, men billede og lyd kan komme lidt forsinket.',
   'check.net.bad': 'Vi kan ikke nå videoserveren.',
   'check.net.badHelp':
     'Tjek, at du er på internettet. På et arbejds- eller hotelnetværk kan video være spærret. Prøv et andet netværk eller mobildata.',
@@ -277,6 +284,13 @@ export const EN = {
   'check.net': 'Connection',
   'check.net.wait': 'Checking the connection …',
   'check.net.ok': 'The connection to the video server works.',
+  'check.net.via': 'It works over {ways}.',
+  'check.net.and': 'and',
+  'check.net.udp': 'UDP (the fastest way)',
+  'check.net.tcp': 'TCP',
+  'check.net.tls': 'TLS (the same way as secure websites)',
+  'check.net.slower':
+    'Your network blocks the fastest way (UDP). The call works anyway, but picture and sound may lag a little.',
   'check.net.bad': 'We cannot reach the video server.',
   'check.net.badHelp':
     'Check that you are on the internet. On a work or hotel network video may be blocked. Try another network or mobile data.',
