@@ -52,10 +52,15 @@ const TRACK_PEER_CONNECTIONS = `(() => {
   };
 })();`;
 
-/** A browser context as a Danish user in Copenhagen, with camera and microphone allowed. */
-export async function newContext(browser, { baseUrl, locale = 'da-DK' } = {}) {
+/**
+ * A browser context as a Danish user in Copenhagen, with camera and
+ * microphone allowed. `ignoreHTTPSErrors` for a server with a test
+ * certificate.
+ */
+export async function newContext(browser, { baseUrl, locale = 'da-DK', ignoreHTTPSErrors = false } = {}) {
   const context = await browser.newContext({
     baseURL: baseUrl,
+    ignoreHTTPSErrors,
     locale,
     timezoneId: 'Europe/Copenhagen',
     viewport: { width: 1280, height: 900 },
