@@ -16,7 +16,8 @@ use konsult_protocol::{
     DeniedReason, ErrorBody, ErrorCode, Features, Hello, IceCandidate, IceServer, Resume,
     ResumeToken, Role, Sdp, ServerBody, ServerMessage, Stats, Welcome, PROTOCOL_VERSION,
 };
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -1148,6 +1149,83 @@ pub struct Hub {
     next_write: u64,
     /// Rooms the current input touched (their writes go out at its end).
     touched: BTreeSet<Uuid>,
+    /// Deadlines of connections (heartbeat, then forgetting a closed one)
+    /// and rooms (grace periods, admission checks), earliest first, so a
+    /// timeout or a `poll_timeout` costs O(log n) in what is due, not a scan
+    /// of every connection and room. Entries are checked when they come
+    /// due and may be stale (see [`Timers`]).
+    timers: Timers,
+}
+
+/// What a timer entry is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Conn(ConnId),
+    Room(Uuid),
+}
+
+/// A min-heap of deadlines with lazy deletion. A connection has one entry
+/// at a time, at or before its real deadline (`last_seen` only moves
+/// forward, so a frame costs nothing here; the entry is moved when it comes
+/// due early). A room gets an entry when a step changes its deadline (most
+/// steps, a relayed offer or candidate among them, do not); an entry for a
+/// deadline the room no longer has is stale and skipped.
+#[derive(Debug, Default)]
+struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, Timer)>>,
+    /// The deadline each room's live entry is for.
+    rooms: HashMap<Uuid, Instant>,
+}
+
+impl Timers {
+    fn push(&mut self, at: Instant, timer: Timer) {
+        self.heap.push(Reverse((at, timer)));
+    }
+
+    /// Schedules `room` at `deadline` (none: no timer), unless it already
+    /// is; its earlier entry, if any, becomes stale.
+    fn schedule_room(&mut self, room: Uuid, deadline: Option<Instant>) {
+        if self.rooms.get(&room) == deadline.as_ref() {
+            return;
+        }
+        match deadline {
+            Some(at) => {
+                self.rooms.insert(room, at);
+                self.push(at, Timer::Room(room));
+            }
+            None => {
+                self.rooms.remove(&room);
+            }
+        }
+    }
+
+    /// Drops stale entries from the top, so [`Timers::next`] is a deadline
+    /// something still has (a connection's may have moved later).
+    fn prune(&mut self, conns: &BTreeMap<ConnId, Conn>) {
+        while let Some(Reverse((at, timer))) = self.heap.peek() {
+            let stale = match timer {
+                Timer::Conn(conn) => !conns.contains_key(conn),
+                Timer::Room(room) => self.rooms.get(room) != Some(at),
+            };
+            if !stale {
+                return;
+            }
+            self.heap.pop();
+        }
+    }
+
+    /// The earliest entry due at `now`, removed.
+    fn pop_due(&mut self, now: Instant) -> Option<(Instant, Timer)> {
+        let Reverse((at, _)) = self.heap.peek()?;
+        if *at > now {
+            return None;
+        }
+        self.heap.pop().map(|Reverse(entry)| entry)
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
 }
 
 impl Hub {
@@ -1161,6 +1239,7 @@ impl Hub {
             next_check: 1,
             next_write: 1,
             touched: BTreeSet::new(),
+            timers: Timers::default(),
         }
     }
 
@@ -1227,6 +1306,8 @@ impl Hub {
         if self.conns.contains_key(&conn) {
             return Err(JoinError::AlreadyJoined(conn));
         }
+        self.timers
+            .push(after(now, self.config.heartbeat_timeout), Timer::Conn(conn));
         self.conns.insert(
             conn,
             Conn {
@@ -1530,26 +1611,47 @@ impl Hub {
     pub fn handle_timeout(&mut self, now: Instant) {
         let start = self.out.len();
         let timeout = self.config.heartbeat_timeout;
-        let silent: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.closed.is_none() && after(c.last_seen, timeout) <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in silent {
-            self.drop_conn(now, conn, CloseReason::HeartbeatTimeout);
-        }
-        // Forget connections the core closed whose disconnect never came.
-        self.conns
-            .retain(|_, c| c.closed.is_none() || after(c.last_seen, timeout) > now);
-        let mut ctx = Ctx {
-            cfg: &self.config,
-            out: &mut self.out,
-        };
-        for room in self.rooms.values_mut() {
-            if room.next_deadline().is_some_and(|d| d <= now) {
-                self.touched.insert(room.id);
-                room.on_timeout(&mut ctx, now);
+        while let Some((at, timer)) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Conn(conn) => {
+                    let Some(c) = self.conns.get(&conn) else {
+                        continue;
+                    };
+                    let deadline = after(c.last_seen, timeout);
+                    if deadline > now {
+                        // Heard from since: look again then.
+                        self.timers.push(deadline, timer);
+                    } else if c.closed.is_none() {
+                        // Silent for a heartbeat timeout: closed (its
+                        // participant may resume), and forgotten a timeout
+                        // later if the disconnect never comes.
+                        self.drop_conn(now, conn, CloseReason::HeartbeatTimeout);
+                        self.timers.push(after(now, timeout), timer);
+                    } else {
+                        // Closed by the core, and its disconnect never came.
+                        self.conns.remove(&conn);
+                    }
+                }
+                Timer::Room(consultation) => {
+                    if self.timers.rooms.get(&consultation) != Some(&at) {
+                        continue;
+                    }
+                    self.timers.rooms.remove(&consultation);
+                    let Some(room) = self.rooms.get_mut(&consultation) else {
+                        continue;
+                    };
+                    match room.next_deadline() {
+                        Some(deadline) if deadline <= now => {
+                            self.touched.insert(consultation);
+                            let mut ctx = Ctx {
+                                cfg: &self.config,
+                                out: &mut self.out,
+                            };
+                            room.on_timeout(&mut ctx, now);
+                        }
+                        later => self.timers.schedule_room(consultation, later),
+                    }
+                }
             }
         }
         self.after(start, now);
@@ -1563,11 +1665,11 @@ impl Hub {
 
     /// When [`Hub::handle_timeout`] must be called next, if ever.
     #[must_use]
+    ///
+    /// It may come early (a connection heard from since, a deadline that
+    /// moved), never late; calling [`Hub::handle_timeout`] early is harmless.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let timeout = self.config.heartbeat_timeout;
-        let conns = self.conns.values().map(|c| after(c.last_seen, timeout));
-        let rooms = self.rooms.values().filter_map(Room::next_deadline);
-        conns.chain(rooms).min()
+        self.timers.next()
     }
 
     /// A view of one consultation's room, if it exists.
@@ -1811,9 +1913,14 @@ impl Hub {
             room.hold_step = false;
             if room.is_done() {
                 self.rooms.remove(&consultation);
+                self.timers.rooms.remove(&consultation);
                 self.out.push_back(Output::RoomClosed { consultation });
+            } else {
+                self.timers
+                    .schedule_room(consultation, room.next_deadline());
             }
         }
+        self.timers.prune(&self.conns);
     }
 }
 

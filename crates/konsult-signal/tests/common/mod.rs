@@ -129,9 +129,11 @@ impl Harness {
                         room,
                         hold,
                     } => {
-                        assert_eq!(consultation, self.consultation);
-                        self.events.extend(events.iter().copied());
-                        self.saved = room;
+                        // Tests of many rooms follow the harness's one.
+                        if consultation == self.consultation {
+                            self.events.extend(events.iter().copied());
+                            self.saved = room;
+                        }
                         self.pending_writes
                             .push_back((consultation, write, events, hold));
                     }
