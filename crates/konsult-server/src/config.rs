@@ -477,7 +477,11 @@ mod tests {
         let s = Settings::load(Some(&file)).unwrap();
         assert!(s.serves_tls());
         assert!(s.database_url().starts_with("postgres://"));
-        assert_eq!(s.turn.external_urls.len(), 2);
+        assert_eq!(s.turn.external_urls.len(), 1);
+        // TURN over TLS on the HTTPS port, under a name of its own.
+        assert_eq!(s.turn.tls_host.as_deref(), Some("turn.klinik.example"));
+        assert!(s.turn.udp && s.turn.tcp);
+        assert_eq!(s.listen.port(), 443);
         assert!(!s.operator.name.is_empty() && !s.operator.contact.is_empty());
         assert!(!s.operator.sub_processors.is_empty());
     }
