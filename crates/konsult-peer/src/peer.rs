@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -498,6 +498,14 @@ fn setting_engine(network: NetworkScope) -> SettingEngine {
     // No mDNS: it would multicast on the local network, and host
     // candidates with plain addresses are what a server-side peer wants.
     s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    // Nominate the first pair that works, as browsers do, instead of the
+    // ICE agent's default waits for a better one (1 s for a peer-reflexive
+    // pair, 2 s for a relayed one): call set-up times then measure the
+    // server and the network, not the test client.
+    s.set_host_acceptance_min_wait(Some(Duration::ZERO));
+    s.set_srflx_acceptance_min_wait(Some(Duration::ZERO));
+    s.set_prflx_acceptance_min_wait(Some(Duration::ZERO));
+    s.set_relay_acceptance_min_wait(Some(Duration::ZERO));
     match network {
         NetworkScope::Any => s.set_network_types(vec![NetworkType::Udp4, NetworkType::Udp6]),
         NetworkScope::Loopback => {
