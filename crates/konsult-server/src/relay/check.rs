@@ -143,8 +143,9 @@ pub async fn check_relays(settings: &Settings) -> anyhow::Result<Vec<UrlCheck>> 
             )?,
         };
         let expect = match &settings.tls.cert {
-            Some(path) => Expect::Configured(first_certificate(path)?),
-            None => Expect::Unchecked(
+            // Read only when there is a turns: URL to check with it.
+            Some(path) if embedded.tls.is_some() => Expect::Configured(first_certificate(path)?),
+            _ => Expect::Unchecked(
                 "certificate not checked: the server's generated self-signed one, which patients' browsers do not trust; configure tls.cert",
             ),
         };
