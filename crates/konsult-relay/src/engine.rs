@@ -29,7 +29,7 @@ use stun::attributes::{
 };
 use stun::error_code::{
     ErrorCode, CODE_ADDR_FAMILY_NOT_SUPPORTED, CODE_ALLOC_MISMATCH, CODE_BAD_REQUEST,
-    CODE_INSUFFICIENT_CAPACITY, CODE_PEER_ADDR_FAMILY_MISMATCH, CODE_STALE_NONCE,
+    CODE_FORBIDDEN, CODE_INSUFFICIENT_CAPACITY, CODE_PEER_ADDR_FAMILY_MISMATCH, CODE_STALE_NONCE,
     CODE_UNAUTHORIZED, CODE_UNKNOWN_ATTRIBUTE, CODE_UNSUPPORTED_TRANS_PROTO,
 };
 use stun::fingerprint::FINGERPRINT;
@@ -55,7 +55,7 @@ use turn::proto::PROTO_UDP;
 use crate::credentials::Reference;
 use crate::gate::{error_response, peer_addresses, Gate, Key, Refusal, Verdict};
 use crate::grants::{granted_lifetime, BindConflict, Grants};
-use crate::media::{self, AllocationId, Direction, Ledger, MediaCounters, Valve};
+use crate::media::{self, AllocationId, Direction, Ledger, LiveCounters, MediaCounters, Valve};
 use crate::nonce::{NonceCheck, Nonces};
 use crate::peer_policy::{is_denied_peer, PeerPolicy};
 use crate::stats::Counters;
@@ -192,6 +192,8 @@ pub(crate) struct Allocation {
     pub(crate) relays: Vec<RelaySocket>,
     state: Mutex<AllocState>,
     valve: Arc<Valve>,
+    /// Media relayed since it was last moved into the ledger.
+    media: LiveCounters,
     /// The Allocate's transaction and success answer, resent to a
     /// retransmission (RFC 8656 §7.2).
     answer: ([u8; 12], Vec<u8>),
@@ -237,29 +239,34 @@ impl Allocation {
 #[derive(Default)]
 struct Table {
     by_client: HashMap<ClientKey, Arc<Allocation>>,
-    /// Live allocations per consultation (the quota's count).
-    per_consultation: HashMap<String, usize>,
+    /// Live allocations per consultation: the quota's count, and where to
+    /// find a consultation's media counters.
+    per_consultation: HashMap<String, Vec<Arc<Allocation>>>,
 }
 
 impl Table {
     fn insert(&mut self, allocation: Arc<Allocation>) {
-        *self
-            .per_consultation
+        self.per_consultation
             .entry(allocation.reference.consultation_str().to_owned())
-            .or_default() += 1;
+            .or_default()
+            .push(Arc::clone(&allocation));
         self.by_client.insert(allocation.client, allocation);
     }
 
     fn remove(&mut self, key: &ClientKey) -> Option<Arc<Allocation>> {
         let allocation = self.by_client.remove(key)?;
         let consultation = allocation.reference.consultation_str();
-        if let Some(count) = self.per_consultation.get_mut(consultation) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(live) = self.per_consultation.get_mut(consultation) {
+            live.retain(|a| !Arc::ptr_eq(a, &allocation));
+            if live.is_empty() {
                 self.per_consultation.remove(consultation);
             }
         }
         Some(allocation)
+    }
+
+    fn of_consultation(&self, consultation: &str) -> usize {
+        self.per_consultation.get(consultation).map_or(0, Vec::len)
     }
 }
 
@@ -279,6 +286,8 @@ pub(crate) struct Engine {
     next_stream: AtomicU64,
     /// Starts the receive tasks of a new allocation's relay sockets.
     spawn: Box<Spawn>,
+    /// The instant live media counters count from.
+    epoch: Instant,
     /// Set when the relay shuts down; TCP/TLS connections end on it.
     stopping: watch::Sender<bool>,
 }
@@ -322,6 +331,7 @@ impl Engine {
             next_port: AtomicUsize::new(0),
             next_stream: AtomicU64::new(1),
             spawn,
+            epoch: Instant::now(),
             stopping: watch::Sender::new(false),
         }
     }
@@ -375,9 +385,28 @@ impl Engine {
             .count()
     }
 
-    /// See [`crate::Relay::media_counters`].
+    /// See [`crate::Relay::media_counters`]: the ledger's counts, with what
+    /// the consultation's live allocations relayed since they were last
+    /// moved there.
     pub(crate) fn counters(&self, reference: &Reference) -> HashMap<Reference, MediaCounters> {
-        self.ledger().counters(reference)
+        let live: Vec<Arc<Allocation>> = self
+            .table()
+            .per_consultation
+            .get(reference.consultation_str())
+            .cloned()
+            .unwrap_or_default();
+        let mut ledger = self.ledger();
+        for allocation in live.iter().filter(|a| reference.covers(&a.reference)) {
+            ledger.add(allocation.id, &allocation.media.take(self.epoch));
+        }
+        ledger.counters(reference)
+    }
+
+    /// Moves an allocation that is going out of the ledger's live set, with
+    /// the media it relayed last.
+    fn settle(&self, ledger: &mut Ledger, now: Instant, allocation: &Allocation) {
+        ledger.add(allocation.id, &allocation.media.take(self.epoch));
+        ledger.allocation_gone(now, allocation.id);
     }
 
     /// One frame from a client: a STUN message or ChannelData.
@@ -531,11 +560,7 @@ impl Engine {
                 let (of_consultation, total) = {
                     let table = self.table();
                     (
-                        table
-                            .per_consultation
-                            .get(reference.consultation_str())
-                            .copied()
-                            .unwrap_or(0),
+                        table.of_consultation(reference.consultation_str()),
                         table.by_client.len(),
                     )
                 };
@@ -695,6 +720,7 @@ impl Engine {
                 expires: now.instant + lifetime,
             }),
             valve,
+            media: LiveCounters::default(),
             answer: (msg.transaction_id.0, answer.clone()),
             tasks: Mutex::new(Vec::new()),
         });
@@ -827,6 +853,13 @@ impl Engine {
                 "Peer Address Family Mismatch",
             );
         }
+        if peers
+            .iter()
+            .any(|ip| is_denied_peer(*ip, &self.settings.policy))
+        {
+            // The gate answers these with 403 first; never grant one.
+            return signed_error(msg, k, CODE_FORBIDDEN, "Forbidden IP");
+        }
         let mut state = allocation.state();
         for ip in peers {
             state.grants.permit(now, ip);
@@ -856,6 +889,10 @@ impl Engine {
                 CODE_PEER_ADDR_FAMILY_MISMATCH,
                 "Peer Address Family Mismatch",
             );
+        }
+        if is_denied_peer(peer.ip, &self.settings.policy) {
+            // The gate answers these with 403 first; never grant one.
+            return signed_error(msg, k, CODE_FORBIDDEN, "Forbidden IP");
         }
         let peer = SocketAddr::new(peer.ip, peer.port);
         let bound =
@@ -910,11 +947,10 @@ impl Engine {
     }
 
     /// Writes `payload` to `peer` from the allocation's relay socket, if the
-    /// allocation is open and holds a permission for the peer.
+    /// allocation is open and holds a permission for the peer. (Permissions
+    /// are only ever granted to peers the policy allows, so this and the
+    /// peer path check nothing else per datagram.)
     fn to_peer(&self, now: Instant, allocation: &Allocation, peer: SocketAddr, payload: &[u8]) {
-        if is_denied_peer(peer.ip(), &self.settings.policy) {
-            return;
-        }
         if !allocation.state().grants.permitted(now, peer.ip()) {
             return;
         }
@@ -925,12 +961,16 @@ impl Engine {
             return;
         };
         if relay.socket.try_send_to(payload, peer).is_ok() && media::is_media(payload) {
-            self.count(allocation.id, Direction::Sent, now, payload.len());
+            self.count(allocation, Direction::Sent, now, payload.len());
         }
     }
 
-    fn count(&self, id: AllocationId, direction: Direction, now: Instant, bytes: usize) {
-        self.ledger().record(id, direction, now, bytes);
+    fn count(&self, allocation: &Allocation, direction: Direction, now: Instant, bytes: usize) {
+        let flow = match direction {
+            Direction::Sent => &allocation.media.sent,
+            Direction::Received => &allocation.media.received,
+        };
+        flow.record(self.epoch, now, bytes);
         self.totals.media(direction, bytes);
     }
 
@@ -945,9 +985,6 @@ impl Engine {
         buffer: &mut [u8],
         length: usize,
     ) {
-        if is_denied_peer(peer.ip(), &self.settings.policy) {
-            return;
-        }
         let channel = {
             let state = allocation.state();
             if !state.grants.permitted(now, peer.ip()) {
@@ -982,7 +1019,7 @@ impl Engine {
             }
         };
         if sent && payload_is_media {
-            self.count(allocation.id, Direction::Received, now, length);
+            self.count(allocation, Direction::Received, now, length);
         }
     }
 
@@ -991,7 +1028,7 @@ impl Engine {
         let removed = self.table_mut().remove(key);
         if let Some(allocation) = removed {
             allocation.retire();
-            self.ledger().allocation_gone(now, allocation.id);
+            self.settle(&mut self.ledger(), now, &allocation);
         }
     }
 
@@ -1040,7 +1077,7 @@ impl Engine {
             .iter()
             .map(|allocation| {
                 allocation.retire();
-                ledger.allocation_gone(now.instant, allocation.id);
+                self.settle(&mut ledger, now.instant, allocation);
                 Arc::clone(&allocation.valve)
             })
             .collect()

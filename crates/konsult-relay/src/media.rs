@@ -25,7 +25,7 @@
 //! bound, nor with traffic to a peer it has no permission for.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,11 +49,95 @@ impl Flow {
     ///
     /// Instants from different tasks can reach the ledger slightly out of
     /// order, so `first` only ever moves back and `last` only forward.
+    #[cfg(test)]
     fn record(&mut self, at: Instant, bytes: usize) {
         self.packets += 1;
         self.bytes += bytes as u64;
         self.first = Some(self.first.map_or(at, |first| first.min(at)));
         self.last = Some(self.last.map_or(at, |last| last.max(at)));
+    }
+}
+
+impl Flow {
+    /// Adds the datagrams of `other`.
+    fn merge(&mut self, other: &Flow) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        self.first = match (self.first, other.first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last = match (self.last, other.last) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// One direction of one live allocation's media, counted with relaxed
+/// atomics on the data path (no lock shared by allocations), and moved into
+/// the [`Ledger`] when counters are read or the allocation goes. Instants
+/// are nanoseconds after an epoch (plus one, so 0 means none).
+#[derive(Debug)]
+pub(crate) struct LiveFlow {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    first: AtomicU64,
+    last: AtomicU64,
+}
+
+impl Default for LiveFlow {
+    fn default() -> Self {
+        Self {
+            packets: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            first: AtomicU64::new(u64::MAX),
+            last: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LiveFlow {
+    /// One datagram of `bytes` payload bytes forwarded at `at`.
+    pub(crate) fn record(&self, epoch: Instant, at: Instant, bytes: usize) {
+        let at = at.saturating_duration_since(epoch).as_nanos() as u64 + 1;
+        self.packets.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.first.fetch_min(at, Ordering::Relaxed);
+        self.last.fetch_max(at, Ordering::Relaxed);
+    }
+
+    /// What was counted since the last take, reset. A datagram counted at
+    /// the same moment lands in this take or the next, never in neither.
+    fn take(&self, epoch: Instant) -> Flow {
+        let instant = |ns: u64| epoch + Duration::from_nanos(ns - 1);
+        let first = self.first.swap(u64::MAX, Ordering::Relaxed);
+        let last = self.last.swap(0, Ordering::Relaxed);
+        Flow {
+            packets: self.packets.swap(0, Ordering::Relaxed),
+            bytes: self.bytes.swap(0, Ordering::Relaxed),
+            first: (first != u64::MAX).then(|| instant(first)),
+            last: (last != 0).then(|| instant(last)),
+        }
+    }
+}
+
+/// Both directions of one live allocation's media; see [`LiveFlow`].
+#[derive(Debug, Default)]
+pub(crate) struct LiveCounters {
+    /// Client → peer.
+    pub sent: LiveFlow,
+    /// Peer → client.
+    pub received: LiveFlow,
+}
+
+impl LiveCounters {
+    /// What was counted since the last take, reset.
+    pub(crate) fn take(&self, epoch: Instant) -> MediaCounters {
+        MediaCounters {
+            sent: self.sent.take(epoch),
+            received: self.received.take(epoch),
+        }
     }
 }
 
@@ -243,25 +327,25 @@ impl Ledger {
         }
     }
 
-    /// Counts a media payload of `bytes` bytes that allocation `id` relayed
-    /// at `at`.
-    pub(crate) fn record(
-        &mut self,
-        id: AllocationId,
-        direction: Direction,
-        at: Instant,
-        bytes: usize,
-    ) {
+    /// Adds media that live allocation `id` relayed (taken from its
+    /// [`LiveCounters`]); nothing for an allocation that is gone.
+    pub(crate) fn add(&mut self, id: AllocationId, counters: &MediaCounters) {
+        if counters.sent.packets == 0 && counters.received.packets == 0 {
+            return;
+        }
         let Some(owned) = self.allocations.get(&id) else {
             return;
         };
         if let Some(tally) = self.tallies.get_mut(&owned.reference) {
-            let flow = match direction {
-                Direction::Sent => &mut tally.counters.sent,
-                Direction::Received => &mut tally.counters.received,
-            };
-            flow.record(at, bytes);
-            tally.seen = tally.seen.max(at);
+            tally.counters.sent.merge(&counters.sent);
+            tally.counters.received.merge(&counters.received);
+            let last = [counters.sent.last, counters.received.last]
+                .into_iter()
+                .flatten()
+                .max();
+            if let Some(last) = last {
+                tally.seen = tally.seen.max(last);
+            }
         }
     }
 
@@ -292,6 +376,50 @@ mod tests {
 
     fn r(s: &str) -> Reference {
         Reference::parse(s).unwrap()
+    }
+
+    /// One datagram of `bytes` bytes at `at`, in `direction`.
+    fn one(direction: Direction, at: Instant, bytes: usize) -> MediaCounters {
+        let mut flow = Flow::default();
+        flow.record(at, bytes);
+        match direction {
+            Direction::Sent => MediaCounters {
+                sent: flow,
+                ..Default::default()
+            },
+            Direction::Received => MediaCounters {
+                received: flow,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn live_flows_count_without_locks_and_move_into_the_ledger_once() {
+        let epoch = Instant::now();
+        let live = LiveCounters::default();
+        live.sent
+            .record(epoch, epoch + Duration::from_millis(20), 100);
+        live.sent
+            .record(epoch, epoch + Duration::from_millis(10), 50);
+        live.received.record(epoch, epoch, 7);
+        let taken = live.take(epoch);
+        assert_eq!(taken.sent.packets, 2);
+        assert_eq!(taken.sent.bytes, 150);
+        assert_eq!(taken.sent.first, Some(epoch + Duration::from_millis(10)));
+        assert_eq!(taken.sent.last, Some(epoch + Duration::from_millis(20)));
+        assert_eq!(taken.received.first, Some(epoch));
+        assert_eq!(live.take(epoch), MediaCounters::default(), "taken once");
+
+        let mut ledger = Ledger::new(Duration::from_secs(3600));
+        let (id, _) = ledger.allocation_made(epoch, r("c.p1"));
+        ledger.add(id, &taken);
+        live.sent.record(epoch, epoch + Duration::from_millis(5), 1);
+        ledger.add(id, &live.take(epoch));
+        let seen = ledger.counters(&r("c"))[&r("c.p1")];
+        assert_eq!((seen.sent.packets, seen.sent.bytes), (3, 151));
+        assert_eq!(seen.sent.first, Some(epoch + Duration::from_millis(5)));
+        assert_eq!(seen.sent.last, Some(epoch + Duration::from_millis(20)));
     }
 
     #[test]
@@ -331,10 +459,10 @@ mod tests {
         let (p1, _) = ledger.allocation_made(t0, r("c.p1"));
         let (p2, _) = ledger.allocation_made(t0, r("c.p2"));
         let (other, _) = ledger.allocation_made(t0, r("d.p1"));
-        ledger.record(p1, Direction::Sent, t0, 100);
-        ledger.record(p1, Direction::Sent, t0, 100);
-        ledger.record(p2, Direction::Received, t0, 100);
-        ledger.record(other, Direction::Sent, t0, 7);
+        ledger.add(p1, &one(Direction::Sent, t0, 100));
+        ledger.add(p1, &one(Direction::Sent, t0, 100));
+        ledger.add(p2, &one(Direction::Received, t0, 100));
+        ledger.add(other, &one(Direction::Sent, t0, 7));
         ledger.allocation_gone(t0, p1);
         let counters = ledger.counters(&r("c"));
         assert_eq!(counters.len(), 2);
@@ -344,7 +472,7 @@ mod tests {
         assert_eq!(counters[&r("c.p2")].received.packets, 1);
         assert_eq!(ledger.counters(&r("c.p2")).len(), 1);
         // Nothing is counted for an allocation that is gone.
-        ledger.record(p1, Direction::Sent, t0, 100);
+        ledger.add(p1, &one(Direction::Sent, t0, 100));
         assert_eq!(ledger.counters(&r("c.p1"))[&r("c.p1")].sent.packets, 2);
     }
 
@@ -367,7 +495,7 @@ mod tests {
         let mut ledger = Ledger::new(idle);
         let (live, _) = ledger.allocation_made(t0, r("live"));
         let (gone, _) = ledger.allocation_made(t0, r("gone"));
-        ledger.record(live, Direction::Sent, t0, 1);
+        ledger.add(live, &one(Direction::Sent, t0, 1));
         ledger.allocation_gone(t0, gone);
 
         // Later, a reference comes and goes every tenth of `idle`: about ten
