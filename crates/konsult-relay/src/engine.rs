@@ -238,7 +238,9 @@ impl Allocation {
 
 #[derive(Default)]
 struct Table {
-    by_client: HashMap<ClientKey, Arc<Allocation>>,
+    /// Keyed by client address, which the client picks: a hasher seeded
+    /// per process.
+    by_client: HashMap<ClientKey, Arc<Allocation>, foldhash::fast::RandomState>,
     /// Live allocations per consultation: the quota's count, and where to
     /// find a consultation's media counters.
     per_consultation: HashMap<String, Vec<Arc<Allocation>>>,
@@ -410,14 +412,21 @@ impl Engine {
     }
 
     /// One frame from a client: a STUN message or ChannelData.
-    pub(crate) fn on_client_frame(&self, now: Now, sink: &Sink, key: ClientKey, frame: &[u8]) {
+    ///
+    /// `now` is read once per frame by the caller; the wall clock only for
+    /// STUN messages, which need it (credential expiry, nonces).
+    pub(crate) fn on_client_frame(&self, now: Instant, sink: &Sink, key: ClientKey, frame: &[u8]) {
         if is_channel_data(frame) {
-            self.channel_data(now.instant, key, frame);
+            self.channel_data(now, key, frame);
             return;
         }
         if !is_message(frame) {
             return;
         }
+        let now = Now {
+            instant: now,
+            system: SystemTime::now(),
+        };
         let mut msg = Message {
             raw: frame.to_vec(),
             ..Default::default()
@@ -861,6 +870,11 @@ impl Engine {
             return signed_error(msg, k, CODE_FORBIDDEN, "Forbidden IP");
         }
         let mut state = allocation.state();
+        if state.grants.room_for(now, &peers).is_err() {
+            drop(state);
+            self.refused(&Refusal::Invalid("too many permissions"));
+            return signed_error(msg, k, CODE_INSUFFICIENT_CAPACITY, "Insufficient Capacity");
+        }
         for ip in peers {
             state.grants.permit(now, ip);
         }
@@ -902,10 +916,14 @@ impl Engine {
                 .bind(now, number.0, peer, self.settings.channel_bind_timeout);
         match bound {
             Ok(()) => success(msg, METHOD_CHANNEL_BIND, k),
+            Err(BindConflict::Full) => {
+                self.refused(&Refusal::Invalid("too many channels or permissions"));
+                signed_error(msg, k, CODE_INSUFFICIENT_CAPACITY, "Insufficient Capacity")
+            }
             Err(conflict) => {
                 self.refused(&Refusal::Invalid(match conflict {
                     BindConflict::NumberTaken => "channel number bound to another peer",
-                    BindConflict::PeerBound => "peer bound to another channel",
+                    _ => "peer bound to another channel",
                 }));
                 signed_error(msg, k, CODE_BAD_REQUEST, "Bad Request")
             }
@@ -943,7 +961,7 @@ impl Engine {
         let Some(peer) = allocation.state().grants.channel_peer(now, number) else {
             return;
         };
-        self.to_peer(now, &allocation, peer, payload);
+        self.send_to_peer(now, &allocation, peer, payload);
     }
 
     /// Writes `payload` to `peer` from the allocation's relay socket, if the
@@ -954,6 +972,17 @@ impl Engine {
         if !allocation.state().grants.permitted(now, peer.ip()) {
             return;
         }
+        self.send_to_peer(now, allocation, peer, payload);
+    }
+
+    /// [`Engine::to_peer`] once the permission is checked.
+    fn send_to_peer(
+        &self,
+        now: Instant,
+        allocation: &Allocation,
+        peer: SocketAddr,
+        payload: &[u8],
+    ) {
         let Some(relay) = allocation.relay_for(peer.ip()) else {
             return;
         };

@@ -20,6 +20,14 @@ pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 /// A channel number, once its binding expired, is not given to another
 /// peer for this long (§12).
 const CHANNEL_COOLDOWN: Duration = Duration::from_secs(300);
+/// Peers one allocation may hold permissions for, and channels it may
+/// bind: far above what a browser uses (one per remote candidate address),
+/// and a bound on what one client can make the relay keep.
+pub(crate) const MAX_PERMISSIONS: usize = 256;
+pub(crate) const MAX_CHANNELS: usize = 256;
+
+/// Maps keyed by what a client sends, with a fast hasher seeded per process.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The lifetime granted for a requested one (Allocate and a non-zero
 /// Refresh, RFC 8656 §7.2 and §7.3): the request capped to
@@ -33,14 +41,20 @@ pub(crate) fn granted_lifetime(requested: Option<Duration>) -> Duration {
         .max(DEFAULT_LIFETIME)
 }
 
-/// Why a ChannelBind cannot be granted (answered with 400, §11.2).
+/// Why a ChannelBind cannot be granted (400, §11.2; 508 when full).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BindConflict {
     /// The channel number is bound, or cooling down, to another peer.
     NumberTaken,
     /// The peer is bound to another channel number.
     PeerBound,
+    /// The allocation holds [`MAX_CHANNELS`] or [`MAX_PERMISSIONS`].
+    Full,
 }
+
+/// The allocation holds [`MAX_PERMISSIONS`] live permissions (508).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Full;
 
 #[derive(Debug, Clone, Copy)]
 struct Binding {
@@ -52,15 +66,36 @@ struct Binding {
 #[derive(Debug, Default)]
 pub(crate) struct Grants {
     /// Peer IP → when its permission expires.
-    permissions: HashMap<IpAddr, Instant>,
+    permissions: Map<IpAddr, Instant>,
     /// Channel number → binding (also expired ones, while cooling down).
-    channels: HashMap<u16, Binding>,
+    channels: Map<u16, Binding>,
     /// Peer transport address → its channel number.
-    by_peer: HashMap<SocketAddr, u16>,
+    by_peer: Map<SocketAddr, u16>,
 }
 
 impl Grants {
-    /// Installs or refreshes the permission for `ip` (CreatePermission).
+    /// Whether `count` new permissions fit (expired ones are forgotten
+    /// first).
+    pub(crate) fn room_for(&mut self, now: Instant, ips: &[IpAddr]) -> Result<(), Full> {
+        let new = ips
+            .iter()
+            .filter(|ip| !self.permissions.contains_key(ip))
+            .count();
+        if self.permissions.len() + new > MAX_PERMISSIONS {
+            self.prune(now);
+        }
+        let new = ips
+            .iter()
+            .filter(|ip| !self.permissions.contains_key(ip))
+            .count();
+        if self.permissions.len() + new > MAX_PERMISSIONS {
+            return Err(Full);
+        }
+        Ok(())
+    }
+
+    /// Installs or refreshes the permission for `ip` (CreatePermission;
+    /// check [`Grants::room_for`] first).
     pub(crate) fn permit(&mut self, now: Instant, ip: IpAddr) {
         self.permissions.insert(ip, now + PERMISSION_LIFETIME);
     }
@@ -88,6 +123,16 @@ impl Grants {
                 return Err(BindConflict::NumberTaken);
             }
         }
+        let new_number = !self.channels.contains_key(&number);
+        if new_number && self.channels.len() >= MAX_CHANNELS {
+            self.prune(now);
+            if self.channels.len() >= MAX_CHANNELS {
+                return Err(BindConflict::Full);
+            }
+        }
+        if self.room_for(now, &[peer.ip()]).is_err() {
+            return Err(BindConflict::Full);
+        }
         if let Some(bound) = self.by_peer.get(&peer) {
             let live = self
                 .channels
@@ -114,7 +159,8 @@ impl Grants {
     }
 
     /// The peer of channel `number`, if both the binding and the peer's
-    /// permission are live at `now`: ChannelData from the client goes there.
+    /// permission are live at `now`: ChannelData from the client goes there
+    /// (with no further check).
     pub(crate) fn channel_peer(&self, now: Instant, number: u16) -> Option<SocketAddr> {
         let binding = self.channels.get(&number)?;
         (now < binding.expires && self.permitted(now, binding.peer.ip())).then_some(binding.peer)
@@ -208,6 +254,32 @@ mod tests {
         // The binding itself expires after ten minutes.
         assert_eq!(g.channel_peer(t0 + BIND, 0x4000), None);
         assert_eq!(g.peer_channel(t0 + BIND, p), None);
+    }
+
+    #[test]
+    fn one_allocation_holds_a_bounded_number_of_permissions_and_channels() {
+        let t0 = Instant::now();
+        let mut g = Grants::default();
+        let ips: Vec<IpAddr> = (0..MAX_PERMISSIONS as u32)
+            .map(|i| IpAddr::from((0xC633_6400u32 + i).to_be_bytes()))
+            .collect();
+        assert_eq!(g.room_for(t0, &ips), Ok(()));
+        for ip in &ips {
+            g.permit(t0, *ip);
+        }
+        let one_more: IpAddr = "203.0.113.1".parse().unwrap();
+        assert_eq!(g.room_for(t0, &[one_more]), Err(Full));
+        // Refreshing held ones still fits; once they expire there is room.
+        assert_eq!(g.room_for(t0, &ips[..10]), Ok(()));
+        assert_eq!(g.room_for(t0 + PERMISSION_LIFETIME, &[one_more]), Ok(()));
+
+        let mut g = Grants::default();
+        for n in 0..MAX_CHANNELS as u16 {
+            let peer = SocketAddr::new(one_more, 1000 + n);
+            g.bind(t0, 0x4000 + n, peer, BIND).unwrap();
+        }
+        let peer = SocketAddr::new(one_more, 9);
+        assert_eq!(g.bind(t0, 0x5000, peer, BIND), Err(BindConflict::Full));
     }
 
     #[test]

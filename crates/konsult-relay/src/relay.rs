@@ -48,10 +48,12 @@ pub struct RelayConfig {
     pub peer_policy: PeerPolicy,
     /// How many live allocations one consultation may hold, over all its
     /// participants and credentials (a fresh credential does not buy more);
-    /// the next Allocate gets 486. Default 24: a browser allocates one per
-    /// ICE transport and restart, and each side may reconnect from a new
-    /// network while its old allocations time out, so a consultation stays
-    /// well below.
+    /// the next Allocate gets 486. Default 48: a browser allocates one per
+    /// TURN URL (UDP, TCP and TLS: three) at each gathering, and an
+    /// allocation it leaves behind lives until its lifetime (600 s) runs
+    /// out; a phone that changes networks ten times within those ten
+    /// minutes holds 3 × 11 = 33, the therapist 3 more, so 48 leaves room
+    /// and still stops one consultation from hoarding the relay.
     pub allocations_per_consultation: usize,
     /// How many live allocations the whole relay holds at most; the next
     /// Allocate gets 486. Default 10,000: each holds a UDP socket (a file
@@ -94,7 +96,7 @@ impl RelayConfig {
     /// Default [`RelayConfig::max_allocations`].
     pub const DEFAULT_MAX_ALLOCATIONS: usize = 10_000;
     /// Default [`RelayConfig::allocations_per_consultation`].
-    pub const DEFAULT_ALLOCATIONS_PER_CONSULTATION: usize = 24;
+    pub const DEFAULT_ALLOCATIONS_PER_CONSULTATION: usize = 48;
     /// Default [`RelayConfig::socket_buffer`].
     pub const DEFAULT_SOCKET_BUFFER: usize = 4 << 20;
     /// Default [`RelayConfig::max_credential_ttl`].
@@ -526,7 +528,7 @@ mod tests {
     async fn defaults_are_the_documented_ones() {
         let c = RelayConfig::new(SecretString::from("s"));
         assert_eq!(c.listen, "0.0.0.0:3478".parse().unwrap());
-        assert_eq!(c.allocations_per_consultation, 24);
+        assert_eq!(c.allocations_per_consultation, 48);
         assert!(!c.peer_policy.allow_loopback);
         let relay = Relay::start(config()).await.unwrap();
         assert!(relay.local_addr().port() != 0);

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
-use crate::engine::{is_channel_data, Allocation, ClientKey, Engine, Now, Sink, CHANNEL_HEADER};
+use crate::engine::{is_channel_data, Allocation, ClientKey, Engine, Sink, CHANNEL_HEADER};
 
 /// The largest frame: a STUN message or ChannelData of 65,535 bytes plus
 /// its header.
@@ -140,7 +140,7 @@ pub(crate) async fn serve_udp(engine: Arc<Engine>, socket: Arc<UdpSocket>) {
             addr: from,
             stream: 0,
         };
-        engine.on_client_frame(Now::read(), &sink, key, &buffer[..length]);
+        engine.on_client_frame(Instant::now(), &sink, key, &buffer[..length]);
     }
 }
 
@@ -251,7 +251,7 @@ where
                     } else {
                         frame
                     };
-                    engine.on_client_frame(Now::read(), &sink, key, frame);
+                    engine.on_client_frame(Instant::now(), &sink, key, frame);
                     start += total;
                 }
                 Ok(None) => break false,
