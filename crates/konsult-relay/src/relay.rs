@@ -166,6 +166,8 @@ pub enum RelayError {
 pub struct Relay {
     engine: Arc<Engine>,
     tasks: JoinSet<()>,
+    /// The threads serving the UDP listening sockets.
+    threads: Vec<std::thread::JoinHandle<()>>,
     local_addr: SocketAddr,
 }
 
@@ -206,17 +208,7 @@ impl Relay {
         }
 
         let mut tasks = JoinSet::new();
-        let (udp_sockets, local_addr) = bind_udp(&config).await?;
-        let tcp = if config.tcp {
-            let addr = SocketAddr::new(config.listen.ip(), local_addr.port());
-            Some(TcpListener::bind(addr).await.map_err(RelayError::Bind)?)
-        } else {
-            None
-        };
-        let local_addr = match &tcp {
-            Some(listener) if !config.udp => listener.local_addr().map_err(RelayError::Bind)?,
-            _ => local_addr,
-        };
+        let (udp_sockets, tcp, local_addr) = bind_listeners(&config).await?;
 
         let gate = Gate::new(GateConfig {
             secret: config.secret.clone(),
@@ -256,8 +248,15 @@ impl Relay {
                 }),
             )
         });
-        for socket in udp_sockets {
-            tasks.spawn(transport::serve_udp(Arc::clone(&engine), Arc::new(socket)));
+        let mut threads = Vec::with_capacity(udp_sockets.len());
+        for (index, socket) in udp_sockets.into_iter().enumerate() {
+            match transport::serve_udp_thread(Arc::clone(&engine), socket, index) {
+                Ok(thread) => threads.push(thread),
+                Err(err) => {
+                    engine.clear();
+                    return Err(RelayError::Bind(err));
+                }
+            }
         }
         if let Some(listener) = tcp {
             tasks.spawn(transport::serve_tcp(Arc::clone(&engine), listener));
@@ -272,6 +271,7 @@ impl Relay {
         Ok(Self {
             engine,
             tasks,
+            threads,
             local_addr,
         })
     }
@@ -389,6 +389,13 @@ impl Relay {
     pub async fn shutdown(mut self) -> Result<(), RelayError> {
         self.stop();
         while self.tasks.join_next().await.is_some() {}
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
         Ok(())
     }
 
@@ -417,11 +424,47 @@ async fn drain(valves: &[Arc<Valve>], max_wait: Duration) {
     }
 }
 
+/// Binds the UDP listening sockets and the TCP listener on one port. With
+/// port 0 the OS picks it for UDP, and it may be taken for TCP (another
+/// listener, an outgoing connection's local port): then another is tried.
+async fn bind_listeners(
+    config: &RelayConfig,
+) -> Result<(Vec<std::net::UdpSocket>, Option<TcpListener>, SocketAddr), RelayError> {
+    const ATTEMPTS: usize = 10;
+    let mut attempt = 1;
+    loop {
+        let (udp, addr) = bind_udp(config).await?;
+        if !config.tcp {
+            return Ok((udp, None, addr));
+        }
+        let tcp_addr = SocketAddr::new(config.listen.ip(), addr.port());
+        match TcpListener::bind(tcp_addr).await {
+            Ok(listener) => {
+                let addr = if config.udp {
+                    addr
+                } else {
+                    listener.local_addr().map_err(RelayError::Bind)?
+                };
+                return Ok((udp, Some(listener), addr));
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && config.listen.port() == 0
+                    && config.udp
+                    && attempt < ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(RelayError::Bind(e)),
+        }
+    }
+}
+
 /// Binds the UDP listening sockets (none when UDP is off: then the TCP
 /// listener picks the port).
 async fn bind_udp(
     config: &RelayConfig,
-) -> Result<(Vec<tokio::net::UdpSocket>, SocketAddr), RelayError> {
+) -> Result<(Vec<std::net::UdpSocket>, SocketAddr), RelayError> {
     if !config.udp {
         return Ok((Vec::new(), config.listen));
     }

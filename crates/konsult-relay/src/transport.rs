@@ -30,15 +30,55 @@ const STREAM_ALLOCATE_WITHIN: Duration = Duration::from_secs(30);
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// A UDP socket bound with `SO_REUSEPORT` (so several can share `addr`) and
-/// the given buffer sizes.
-pub(crate) fn listening_socket(addr: SocketAddr, buffer: usize) -> std::io::Result<UdpSocket> {
+/// the given buffer sizes, non-blocking; it is registered with the runtime
+/// of the thread that serves it ([`serve_udp_thread`]).
+pub(crate) fn listening_socket(
+    addr: SocketAddr,
+    buffer: usize,
+) -> std::io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     #[cfg(unix)]
     socket.set_reuse_port(true)?;
     set_buffers(&socket, buffer);
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
+}
+
+/// Serves one listening socket on a thread of its own with a
+/// single-threaded runtime, until the relay stops. The allocations made
+/// through it get their relay sockets and receive tasks on the same thread,
+/// so a datagram is read, relayed and answered without waking another
+/// thread or passing a task between workers; the kernel spreads clients
+/// over the sockets (`SO_REUSEPORT`), and so over the threads.
+pub(crate) fn serve_udp_thread(
+    engine: Arc<Engine>,
+    socket: std::net::UdpSocket,
+    index: usize,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(format!("turn-udp-{index}"))
+        .spawn(move || {
+            let mut stopping = engine.stopping();
+            runtime.block_on(async move {
+                let socket = match UdpSocket::from_std(socket) {
+                    Ok(socket) => Arc::new(socket),
+                    Err(err) => {
+                        tracing::error!(error = %err, "TURN listening socket unusable");
+                        return;
+                    }
+                };
+                tokio::select! {
+                    () = serve_udp(engine, socket) => {}
+                    _ = stopping.wait_for(|stopping| *stopping) => {}
+                }
+            });
+            // Dropping the runtime ends the relay tasks still on it.
+            drop(runtime);
+        })
 }
 
 /// A relay socket (one per allocation and family), non-blocking.
@@ -54,7 +94,7 @@ pub(crate) fn relay_socket(
 }
 
 /// Asks for `bytes` of receive and send buffer. The kernel caps the request
-/// at `net.core.rmem_max`/`wmem_max`; docs/operations.md says how to raise
+/// at `net.core.rmem_max`/`wmem_max`; the README says how to raise
 /// those. Failing to get it is not fatal: the socket works, with less room.
 fn set_buffers(socket: &Socket, bytes: usize) {
     if bytes == 0 {

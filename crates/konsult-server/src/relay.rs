@@ -221,6 +221,7 @@ impl Turn {
             let tls = tls_offer(settings, https_port)?;
             let advertised = advertised_ip(settings)?;
             relay_ips.push(advertised);
+            relay_ips.extend(turn.extra_public_ips.iter().copied());
             let mut config = RelayConfig::new(secret.clone());
             config.listen = turn.listen;
             config.public_ip = Some(advertised);
@@ -232,7 +233,17 @@ impl Turn {
             config.max_allocations = turn.max_allocations;
             config.udp = turn.udp;
             config.tcp = turn.tcp;
-            let relay = start_relay(config)
+            config.extra_addresses = turn
+                .extra_public_ips
+                .iter()
+                .map(|ip| konsult_relay::RelayAddress {
+                    public: *ip,
+                    bind: *ip,
+                })
+                .collect();
+            config.udp_sockets = turn.udp_sockets;
+            config.socket_buffer = turn.socket_buffer_bytes;
+            let relay = Relay::start(config)
                 .await
                 .context("cannot start the embedded TURN relay")?;
             let port = relay.local_addr().port();
@@ -534,24 +545,6 @@ impl Turn {
             } else {
                 tracing::info!("TURN relay stopped");
             }
-        }
-    }
-}
-
-/// Starts the relay. With port 0 it serves UDP and TCP on one port the OS
-/// picks for UDP: when that port is already taken for TCP (another
-/// listener, an outgoing connection's local port), it tries another.
-async fn start_relay(config: RelayConfig) -> Result<Relay, konsult_relay::RelayError> {
-    let retry = config.listen.port() == 0 && config.udp && config.tcp;
-    let mut attempts = 1;
-    loop {
-        match Relay::start(config.clone()).await {
-            Err(konsult_relay::RelayError::Bind(e))
-                if retry && e.kind() == std::io::ErrorKind::AddrInUse && attempts < 10 =>
-            {
-                attempts += 1;
-            }
-            result => return result,
         }
     }
 }
