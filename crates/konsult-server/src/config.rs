@@ -279,6 +279,19 @@ pub struct TurnSettings {
     pub allocations_per_consultation: usize,
     /// Live allocations the relay holds at most (each is a socket).
     pub max_allocations: usize,
+    /// More addresses the relay hands out relayed addresses on, each bound
+    /// as it is (no 1:1 NAT): the server's IPv6 address next to an IPv4
+    /// `public_ip` for dual-stack allocations (RFC 8656, RFC 6156; listen on
+    /// `[::]` so IPv6 clients reach the relay too), or more public IPv4
+    /// addresses to spread allocations over.
+    pub extra_public_ips: Vec<IpAddr>,
+    /// UDP listening sockets on the relay port, each served by a thread of
+    /// its own; 0: one per core.
+    pub udp_sockets: usize,
+    /// Receive and send buffer asked for each relay socket, in bytes; the
+    /// kernel caps it at `net.core.rmem_max`/`wmem_max` (raise those; the
+    /// README says how).
+    pub socket_buffer_bytes: usize,
 }
 
 impl TurnSettings {
@@ -316,6 +329,9 @@ impl Default for TurnSettings {
             allocations_per_consultation:
                 konsult_relay::RelayConfig::DEFAULT_ALLOCATIONS_PER_CONSULTATION,
             max_allocations: konsult_relay::RelayConfig::DEFAULT_MAX_ALLOCATIONS,
+            extra_public_ips: Vec::new(),
+            udp_sockets: 0,
+            socket_buffer_bytes: konsult_relay::RelayConfig::DEFAULT_SOCKET_BUFFER,
         }
     }
 }
