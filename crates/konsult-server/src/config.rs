@@ -497,6 +497,20 @@ mod tests {
         // TURN over TLS on the HTTPS port, under a name of its own.
         assert_eq!(s.turn.tls_host.as_deref(), Some("turn.klinik.example"));
         assert!(s.turn.udp && s.turn.tcp);
+        // Dual-stack relay, buffers the sysctl file lets the kernel grant.
+        assert!(s.turn.listen.ip().is_unspecified() && s.turn.listen.is_ipv6());
+        assert!(s.turn.public_ip.is_some_and(|ip| ip.is_ipv4()));
+        assert!(s.turn.extra_public_ips.iter().any(|ip| ip.is_ipv6()));
+        let sysctl = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/sysctl-konsult.conf");
+        let sysctl = std::fs::read_to_string(sysctl).unwrap();
+        for key in ["net.core.rmem_max", "net.core.wmem_max"] {
+            let granted: usize = sysctl
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|rest| rest.trim_start_matches([' ', '=']).trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in deploy/sysctl-konsult.conf"));
+            assert!(granted >= s.turn.socket_buffer_bytes, "{key}");
+        }
         assert_eq!(s.listen.port(), 443);
         assert!(!s.operator.name.is_empty() && !s.operator.contact.is_empty());
         assert!(!s.operator.sub_processors.is_empty());
@@ -517,10 +531,13 @@ mod tests {
                 .to_owned()
         };
         let nofile: u64 = value("LimitNOFILE").parse().unwrap();
-        let cap = u64::from(Settings::default().http.max_connections);
+        let defaults = Settings::default();
+        // Connections, and a relay socket per family for each allocation.
+        let cap =
+            u64::from(defaults.http.max_connections) + 2 * defaults.turn.max_allocations as u64;
         assert!(
             nofile >= cap + 1024,
-            "LimitNOFILE={nofile} leaves no room above {cap} connections"
+            "LimitNOFILE={nofile} leaves no room above {cap} connections and relay sockets"
         );
         for (key, expected) in [
             ("NoNewPrivileges", "true"),
