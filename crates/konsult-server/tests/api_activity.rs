@@ -62,6 +62,38 @@ async fn activity_says_who_waits_without_patient_data_or_audit() {
     app.stop().await;
 }
 
+/// The day view (`GET /api/consultations`) shows patient names, so a
+/// patient's access log says who saw them there, but once per viewer in
+/// twelve hours: the dashboard reloads the list on every change, and a
+/// reload writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_day_view_is_audited_once_per_viewer_not_per_reload() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let fx = clinic(&app, "Nord").await;
+    book(&app, &fx, Duration::minutes(5), true).await;
+    let listed = |v: &serde_json::Value| {
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "consultation.list")
+            .count()
+    };
+    let (_, before) = api(&app, &fx, Method::GET, "/api/audit?limit=1000", None).await;
+    for _ in 0..5 {
+        let (status, day) = api(&app, &fx, Method::GET, "/api/consultations", None).await;
+        assert_eq!(status, StatusCode::OK, "{day}");
+        assert_eq!(day.as_array().map(Vec::len), Some(1), "{day}");
+    }
+    let (_, after) = api(&app, &fx, Method::GET, "/api/audit?limit=1000", None).await;
+    assert_eq!(
+        listed(&after) - listed(&before),
+        1,
+        "five reloads, one entry: {after}"
+    );
+    app.stop().await;
+}
+
 /// The next `activity` event of a server-sent event stream, as JSON.
 async fn next_activity(res: &mut reqwest::Response, buf: &mut String) -> serde_json::Value {
     loop {

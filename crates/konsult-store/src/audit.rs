@@ -44,7 +44,7 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         match self {
             Actor::Therapist(id) => format!("therapist:{id}"),
             Actor::PatientLink(id) => format!("patient-link:{id}"),

@@ -286,6 +286,12 @@ impl Store {
     }
 }
 
+/// How long a day-view listing of a patient stays audited for one viewer:
+/// the list is reloaded on every change, and the access log should say
+/// "saw the consultation in the day view" once per working day, not once
+/// per reload.
+pub const LIST_AUDIT_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(12);
+
 const CONSULTATION_COLUMNS: &str =
     "c.id, c.patient_id, c.course_id, c.therapist_id, c.scheduled_start, c.length_minutes,
     c.state, c.relay_only, c.started_at, c.two_way_at, c.two_way_evidence, c.ended_at, c.completed_at,
@@ -871,6 +877,11 @@ impl Store {
 
     /// The clinic's consultations that start in `[from, to)`, by start, with
     /// each patient's name (for the day view).
+    ///
+    /// A list the dashboard reloads whenever something changes is read, not
+    /// written: each patient shown is audited (`consultation.list`, in the
+    /// patient's access log) once per viewer within [`LIST_AUDIT_EVERY`],
+    /// not on every reload. Only a first view in that time writes.
     pub async fn consultations_between(
         &self,
         clinic: ClinicId,
@@ -879,7 +890,6 @@ impl Store {
         to: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<(Consultation, String)>> {
-        let mut tx = self.begin().await?;
         let rows = sqlx::query(&format!(
             "SELECT {CONSULTATION_COLUMNS}, p.name_enc FROM consultations c
              JOIN courses co ON co.id = c.course_id JOIN patients p ON p.id = c.patient_id
@@ -889,7 +899,7 @@ impl Store {
         .bind(clinic.to_string())
         .bind(ms(from))
         .bind(ms(to))
-        .fetch_all(tx.conn())
+        .fetch_all(&self.pool)
         .await?;
         let mut list = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -899,6 +909,33 @@ impl Store {
                 .cipher()
                 .open_opt(&format!("patients.name:{}", c.patient), sealed.as_deref())?
                 .unwrap_or_default();
+            list.push((c, name));
+        }
+        if list.is_empty() {
+            return Ok(list);
+        }
+        let seen: std::collections::HashSet<String> = sqlx::query(
+            "SELECT DISTINCT patient_id FROM audit_log
+             WHERE clinic_id = $1 AND at >= $2 AND actor = $3 AND action = 'consultation.list'",
+        )
+        .bind(clinic.to_string())
+        .bind(ms(now - LIST_AUDIT_EVERY))
+        .bind(actor.encode())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .filter_map(|r| r.try_get::<Option<String>, _>("patient_id").ok().flatten())
+        .collect();
+        let unseen: Vec<&Consultation> = list
+            .iter()
+            .map(|(c, _)| c)
+            .filter(|c| !seen.contains(&c.patient.to_string()))
+            .collect();
+        if unseen.is_empty() {
+            return Ok(list);
+        }
+        let mut tx = self.begin().await?;
+        for c in unseen {
             audit::append(
                 &mut tx,
                 clinic,
@@ -909,7 +946,6 @@ impl Store {
                 Some(&c.id.to_string()),
             )
             .await?;
-            list.push((c, name));
         }
         tx.commit().await?;
         Ok(list)
