@@ -34,9 +34,9 @@ use stun::error_code::{
 };
 use stun::fingerprint::FINGERPRINT;
 use stun::message::{
-    is_message, Getter, Message, MessageType, Method, Setter, CLASS_INDICATION, CLASS_REQUEST,
+    is_message, Getter, Message, MessageType, Method, Setter, CLASS_REQUEST,
     CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_BINDING, METHOD_CHANNEL_BIND,
-    METHOD_CREATE_PERMISSION, METHOD_DATA, METHOD_REFRESH, METHOD_SEND,
+    METHOD_CREATE_PERMISSION, METHOD_REFRESH,
 };
 use stun::textattrs::TextAttribute;
 use stun::uattrs::UnknownAttributes;
@@ -45,7 +45,6 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
 use turn::proto::channum::ChannelNumber;
-use turn::proto::data::Data;
 use turn::proto::lifetime::Lifetime;
 use turn::proto::peeraddr::PeerAddress;
 use turn::proto::relayaddr::RelayedAddress;
@@ -53,11 +52,12 @@ use turn::proto::reqtrans::RequestedTransport;
 use turn::proto::PROTO_UDP;
 
 use crate::credentials::Reference;
+use crate::framing::{self, HEADROOM};
 use crate::gate::{error_response, peer_addresses, Gate, Key, Refusal, Verdict};
 use crate::grants::{granted_lifetime, BindConflict, Grants};
 use crate::media::{self, AllocationId, Direction, Ledger, LiveCounters, MediaCounters, Valve};
 use crate::nonce::{NonceCheck, Nonces};
-use crate::peer_policy::{is_denied_peer, PeerPolicy};
+use crate::peer_policy::{denied_range, is_denied_peer, PeerPolicy};
 use crate::stats::Counters;
 
 /// ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §18.11): also an IPv6 relayed
@@ -145,7 +145,7 @@ impl Sink {
     /// socket buffer or queue, or a closed connection).
     fn send(&self, frame: &[u8]) -> bool {
         match self {
-            Sink::Udp { socket, to } => socket.try_send_to(frame, *to).is_ok(),
+            Sink::Udp { socket, to } => send_now(socket, frame, *to),
             Sink::Stream { frames, .. } => {
                 // Over TCP and TLS, ChannelData is padded to a multiple of
                 // four bytes (RFC 8656 §12.5).
@@ -164,6 +164,19 @@ impl Sink {
             close.notify_one();
         }
     }
+}
+
+/// Sends one datagram now, without waiting: `false` if the socket's buffer
+/// is full (the datagram is dropped, as the network would) or it failed.
+///
+/// This is the send syscall itself, not Tokio's `try_send_to`, which first
+/// consults the readiness its reactor last saw: a socket made a moment ago
+/// on a runtime whose thread has not yet polled its reactor counts as not
+/// writable, and a datagram sent right after the Allocate would be dropped.
+fn send_now(socket: &UdpSocket, datagram: &[u8], to: SocketAddr) -> bool {
+    socket2::SockRef::from(socket)
+        .send_to(datagram, &to.into())
+        .is_ok()
 }
 
 /// Whether a frame is ChannelData (first two bits 01, RFC 8656 §12.4).
@@ -288,6 +301,10 @@ pub(crate) struct Engine {
     next_stream: AtomicU64,
     /// Starts the receive tasks of a new allocation's relay sockets.
     spawn: Box<Spawn>,
+    /// Data indications sent, and the key their transaction ids are mixed
+    /// with.
+    transactions: AtomicU64,
+    transaction_key: u64,
     /// The instant live media counters count from.
     epoch: Instant,
     /// Set when the relay shuts down; TCP/TLS connections end on it.
@@ -333,6 +350,8 @@ impl Engine {
             next_port: AtomicUsize::new(0),
             next_stream: AtomicU64::new(1),
             spawn,
+            transactions: AtomicU64::new(0),
+            transaction_key: random_u64(),
             epoch: Instant::now(),
             stopping: watch::Sender::new(false),
         }
@@ -420,6 +439,10 @@ impl Engine {
             self.channel_data(now, key, frame);
             return;
         }
+        if framing::is_send_indication(frame) {
+            self.send_indication(now, key, frame);
+            return;
+        }
         if !is_message(frame) {
             return;
         }
@@ -435,7 +458,6 @@ impl Engine {
             return;
         }
         match (msg.typ.class, msg.typ.method) {
-            (CLASS_INDICATION, METHOD_SEND) => self.send_indication(now, key, &msg),
             (CLASS_REQUEST, METHOD_BINDING) => {
                 let answer = build(&[
                     Box::new(msg.clone()),
@@ -931,21 +953,33 @@ impl Engine {
     }
 
     /// A Send indication: relay its DATA to its peer, if permitted.
-    fn send_indication(&self, now: Now, key: ClientKey, msg: &Message) {
-        if let Verdict::Drop(why) = self.gate().screen(now.system, msg) {
-            self.refused(&why);
+    /// Read in place: a Send indication carries media before a channel is
+    /// bound, so it takes the data path's care (no decode, no copy).
+    fn send_indication(&self, now: Instant, key: ClientKey, frame: &[u8]) {
+        let Some((peer, data)) = framing::send_parts(frame) else {
+            return;
+        };
+        if let Some(range) = denied_range(peer.ip(), &self.settings.policy) {
+            self.refused(&Refusal::ForbiddenPeer(range));
             return;
         }
         let Some(allocation) = self.allocation(&key) else {
             return;
         };
-        let mut peer = PeerAddress::default();
-        let mut data = Data::default();
-        if peer.get_from(msg).is_err() || data.get_from(msg).is_err() {
-            return;
-        }
-        let peer = SocketAddr::new(peer.ip, peer.port);
-        self.to_peer(now.instant, &allocation, peer, &data.0);
+        self.to_peer(now, &allocation, peer, data);
+    }
+
+    /// A fresh transaction id for a Data indication: a keyed mix of a
+    /// counter (unique within the relay's life, unpredictable without the
+    /// key), without a random draw per datagram.
+    fn next_transaction(&self) -> [u8; 12] {
+        let n = self.transactions.fetch_add(1, Ordering::Relaxed);
+        let a = splitmix64(self.transaction_key ^ n);
+        let b = splitmix64(a);
+        let mut id = [0u8; 12];
+        id[..8].copy_from_slice(&a.to_be_bytes());
+        id[8..].copy_from_slice(&b.to_be_bytes()[..4]);
+        id
     }
 
     /// ChannelData from a client: relay the payload to the channel's peer.
@@ -989,7 +1023,7 @@ impl Engine {
         let Some(_passing) = allocation.valve.pass() else {
             return;
         };
-        if relay.socket.try_send_to(payload, peer).is_ok() && media::is_media(payload) {
+        if send_now(&relay.socket, payload, peer) && media::is_media(payload) {
             self.count(allocation, Direction::Sent, now, payload.len());
         }
     }
@@ -1004,8 +1038,9 @@ impl Engine {
     }
 
     /// A datagram from `peer` on one of the allocation's relay sockets:
-    /// `buffer[CHANNEL_HEADER..CHANNEL_HEADER + length]` holds it, with room
-    /// in front to frame it as ChannelData in place.
+    /// `buffer[HEADROOM..HEADROOM + length]` holds it, with room in front
+    /// (and [`framing::TAILROOM`] behind) to frame it as ChannelData or a
+    /// Data indication in place.
     pub(crate) fn on_peer_datagram(
         &self,
         now: Instant,
@@ -1024,27 +1059,16 @@ impl Engine {
         let Some(_passing) = allocation.valve.pass() else {
             return;
         };
-        let payload_is_media = media::is_media(&buffer[CHANNEL_HEADER..CHANNEL_HEADER + length]);
+        let payload_is_media = media::is_media(&buffer[HEADROOM..HEADROOM + length]);
         let sent = match channel {
-            Some(number) => {
-                buffer[..2].copy_from_slice(&number.to_be_bytes());
-                buffer[2..4].copy_from_slice(&(length as u16).to_be_bytes());
-                allocation.sink.send(&buffer[..CHANNEL_HEADER + length])
-            }
+            Some(number) => allocation
+                .sink
+                .send(framing::channel_data(buffer, number, length)),
             None => {
-                let indication = build(&[
-                    Box::new(stun::agent::TransactionId::new()),
-                    Box::new(MessageType::new(METHOD_DATA, CLASS_INDICATION)),
-                    Box::new(PeerAddress {
-                        ip: peer.ip(),
-                        port: peer.port(),
-                    }),
-                    Box::new(Data(
-                        buffer[CHANNEL_HEADER..CHANNEL_HEADER + length].to_vec(),
-                    )),
-                    Box::new(FINGERPRINT),
-                ]);
-                allocation.sink.send(&indication)
+                let transaction = self.next_transaction();
+                allocation
+                    .sink
+                    .send(framing::data_indication(buffer, peer, length, transaction))
             }
         };
         if sent && payload_is_media {
@@ -1197,4 +1221,22 @@ fn signed_error(msg: &Message, k: &Key, code: ErrorCode, reason: &str) -> Vec<u8
         reason,
         vec![Box::new(k.0.clone())],
     )
+}
+
+/// SplitMix64's finaliser: a fast, well-mixed bijection of 64 bits.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// 64 bits from the system's random generator.
+fn random_u64() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the system random generator works");
+    u64::from_be_bytes(bytes)
 }

@@ -131,6 +131,7 @@
 
 pub mod credentials;
 mod engine;
+mod framing;
 mod gate;
 mod grants;
 mod media;

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
 use crate::engine::{is_channel_data, Allocation, ClientKey, Engine, Sink, CHANNEL_HEADER};
+use crate::framing::{HEADROOM, TAILROOM};
 
 /// The largest frame: a STUN message or ChannelData of 65,535 bytes plus
 /// its header.
@@ -188,9 +189,12 @@ pub(crate) async fn serve_udp(engine: Arc<Engine>, socket: Arc<UdpSocket>) {
 /// long as the allocation lives (its retirement aborts this task).
 pub(crate) async fn serve_relay(engine: Arc<Engine>, allocation: Arc<Allocation>, index: usize) {
     let socket = Arc::clone(&allocation.relays[index].socket);
-    let mut buffer = vec![0u8; CHANNEL_HEADER + MAX_FRAME];
+    let mut buffer = vec![0u8; HEADROOM + MAX_FRAME + TAILROOM];
     loop {
-        let (length, from) = match socket.recv_from(&mut buffer[CHANNEL_HEADER..]).await {
+        let (length, from) = match socket
+            .recv_from(&mut buffer[HEADROOM..HEADROOM + MAX_FRAME])
+            .await
+        {
             Ok(read) => read,
             Err(err) if is_transient(&err) => continue,
             Err(err) => {
