@@ -100,28 +100,35 @@ impl Counters {
     }
 }
 
-/// The `drops` of the UDP socket bound to local `port`, from the text of
+/// The `drops` of the UDP sockets bound to local `port`, summed (the relay
+/// listens on several sockets of one port), from the text of
 /// `/proc/net/udp` or `/proc/net/udp6` (hexadecimal `address:port` in the
-/// second column, `drops` in the last).
+/// second column, `drops` in the last); `None` if no socket is on the port.
 pub(crate) fn udp_drops(table: &str, port: u16) -> Option<u64> {
     let wanted = format!(":{port:04X}");
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let local = fields.get(1)?;
-        if !local.ends_with(&wanted) {
-            return None;
-        }
-        fields.last()?.parse().ok()
-    })
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = fields.get(1)?;
+            if !local.ends_with(&wanted) {
+                return None;
+            }
+            fields.last()?.parse::<u64>().ok()
+        })
+        .reduce(|a, b| a + b)
 }
 
-/// The kernel's receive-buffer drops of the UDP socket on `port` (IPv4 and
+/// The kernel's receive-buffer drops of the UDP sockets on `port` (IPv4 and
 /// IPv6 tables), where the system tells.
 pub(crate) fn kernel_drops(port: u16) -> Option<u64> {
-    ["/proc/net/udp", "/proc/net/udp6"]
+    let tables: Vec<u64> = ["/proc/net/udp", "/proc/net/udp6"]
         .iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())
-        .find_map(|table| udp_drops(&table, port))
+        .filter_map(|table| udp_drops(&table, port))
+        .collect();
+    (!tables.is_empty()).then(|| tables.iter().sum())
 }
 
 #[cfg(test)]
@@ -135,9 +142,10 @@ mod tests {
 
     #[test]
     fn drops_are_read_for_the_listening_port() {
-        // 0x0D96 = 3478; the first matching line is the one bound.
-        assert_eq!(udp_drops(TABLE, 3478), Some(0));
-        assert_eq!(udp_drops(&TABLE.replace(" 0\n", " 7\n"), 3478), Some(7));
+        // 0x0D96 = 3478: the relay's listening sockets share the port, and
+        // their drops add up.
+        assert_eq!(udp_drops(TABLE, 3478), Some(1932));
+        assert_eq!(udp_drops(&TABLE.replace(" 0\n", " 7\n"), 3478), Some(1939));
         assert_eq!(udp_drops(TABLE, 3479), None);
         assert_eq!(udp_drops("", 3478), None);
     }
