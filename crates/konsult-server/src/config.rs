@@ -84,6 +84,12 @@ pub struct SignalingSettings {
     /// A connection silent this long is closed as dropped (announced as
     /// `heartbeat_timeout_ms`).
     pub heartbeat_timeout_seconds: u32,
+    /// Bytes each signaling WebSocket reads at a time. A larger frame is
+    /// read in several reads, so this is memory per connection, not a
+    /// limit: 4 KiB holds most signaling frames (an SDP offer is 3–6 KiB)
+    /// where the WebSocket library's default, 128 KiB, is allocated for
+    /// every waiting patient.
+    pub ws_read_buffer_bytes: usize,
 }
 
 impl Default for SignalingSettings {
@@ -96,6 +102,7 @@ impl Default for SignalingSettings {
             resume_grace_seconds: u32::try_from(core.resume_grace.as_secs()).unwrap_or(30),
             heartbeat_timeout_seconds: u32::try_from(core.heartbeat_timeout.as_secs())
                 .unwrap_or(30),
+            ws_read_buffer_bytes: 4096,
         }
     }
 }

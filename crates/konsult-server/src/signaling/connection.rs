@@ -62,6 +62,10 @@ pub async fn ws_handler(
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(state.settings.signaling.ws_read_buffer_bytes.max(256))
+        // Each message is written at once (the pump sends frame by frame),
+        // not gathered into a 128 KiB buffer per connection.
+        .write_buffer_size(0)
         .on_upgrade(move |socket| run(socket, state, session_token))
 }
 
