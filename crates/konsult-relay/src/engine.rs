@@ -505,17 +505,7 @@ impl Engine {
         if !msg.contains(ATTR_MESSAGE_INTEGRITY) {
             // The first request of every client: the challenge. Cheap and
             // stateless, since anyone can send it from any address.
-            let nonce = self.nonces.mint(now.unix(), key.addr);
-            sink.send(&error_response(
-                msg,
-                method,
-                CODE_UNAUTHORIZED,
-                "Unauthorized",
-                vec![
-                    Box::new(TextAttribute::new(ATTR_REALM, self.settings.realm.clone())),
-                    Box::new(TextAttribute::new(ATTR_NONCE, nonce)),
-                ],
-            ));
+            self.challenge(now, sink, key, msg, CODE_UNAUTHORIZED, "Unauthorized");
             return;
         }
         let Ok(nonce) = TextAttribute::get_from_as(msg, ATTR_NONCE) else {
@@ -529,17 +519,7 @@ impl Engine {
             return;
         };
         if self.nonces.check(&nonce.text, now.unix(), key.addr) != NonceCheck::Valid {
-            let nonce = self.nonces.mint(now.unix(), key.addr);
-            sink.send(&error_response(
-                msg,
-                method,
-                CODE_STALE_NONCE,
-                "Stale Nonce",
-                vec![
-                    Box::new(TextAttribute::new(ATTR_REALM, self.settings.realm.clone())),
-                    Box::new(TextAttribute::new(ATTR_NONCE, nonce)),
-                ],
-            ));
+            self.challenge(now, sink, key, msg, CODE_STALE_NONCE, "Stale Nonce");
             return;
         }
         let verdict = self.gate().screen(now.system, msg);
@@ -630,6 +610,30 @@ impl Engine {
                 sink.send(&answer);
             }
         }
+    }
+
+    /// A challenge (401 for a first request, 438 for a stale or unknown
+    /// nonce): REALM and a fresh nonce for this client's address.
+    fn challenge(
+        &self,
+        now: Now,
+        sink: &Sink,
+        key: ClientKey,
+        msg: &Message,
+        code: ErrorCode,
+        reason: &str,
+    ) {
+        let nonce = self.nonces.mint(now.unix(), key.addr);
+        sink.send(&error_response(
+            msg,
+            msg.typ.method,
+            code,
+            reason,
+            vec![
+                Box::new(TextAttribute::new(ATTR_REALM, self.settings.realm.clone())),
+                Box::new(TextAttribute::new(ATTR_NONCE, nonce)),
+            ],
+        ));
     }
 
     fn refused(&self, why: &Refusal) {
