@@ -90,6 +90,8 @@ pub struct SignalingSettings {
     /// where the WebSocket library's default, 128 KiB, is allocated for
     /// every waiting patient.
     pub ws_read_buffer_bytes: usize,
+    /// Hub tasks serving the rooms, each a shard of them; 0: one per core.
+    pub hub_shards: usize,
 }
 
 impl Default for SignalingSettings {
@@ -103,6 +105,7 @@ impl Default for SignalingSettings {
             heartbeat_timeout_seconds: u32::try_from(core.heartbeat_timeout.as_secs())
                 .unwrap_or(30),
             ws_read_buffer_bytes: 4096,
+            hub_shards: 0,
         }
     }
 }
@@ -143,6 +146,14 @@ impl Default for AlertSettings {
 }
 
 impl SignalingSettings {
+    /// How many hub tasks serve the rooms: `hub_shards`, or one per core.
+    pub fn hub_shards(&self) -> usize {
+        match self.hub_shards {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => n,
+        }
+    }
+
     /// The signaling core's configuration with these settings.
     pub fn core_config(&self) -> konsult_signal::Config {
         let defaults = konsult_signal::Config::default();

@@ -91,6 +91,7 @@ impl Application {
         }
         let signaling = signaling::Signaling::start(
             settings.signaling.core_config(),
+            settings.signaling.hub_shards(),
             store.clone(),
             clock.clone(),
             Arc::clone(&turn),

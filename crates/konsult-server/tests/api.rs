@@ -63,6 +63,8 @@ mod signaling_admission;
 mod signaling_auth;
 #[path = "signaling_bad_input.rs"]
 mod signaling_bad_input;
+#[path = "signaling_shards.rs"]
+mod signaling_shards;
 #[path = "tls.rs"]
 mod tls;
 #[path = "web_rehearsal.rs"]

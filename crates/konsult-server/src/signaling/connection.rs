@@ -173,18 +173,20 @@ async fn run(socket: WebSocket, state: AppState, session_token: Option<String>) 
         writer: writer_tx,
     };
     tracing::info!(%conn, consultation = %consultation, role = %who.role, "joined");
-    if signaling.send(join).await.is_err() {
+    // Everything of this connection goes to the hub task of its room.
+    let hub = signaling.hub(consultation).clone();
+    if hub.send(join).await.is_err() {
         return;
     }
 
     // 4. Pump until either side ends.
     let mut writer = tokio::spawn(write(sink, writer_rx, signaling.shutdown_signal()));
-    let mut reader = tokio::spawn(read(stream, conn, signaling.clone(), own_writer));
+    let mut reader = tokio::spawn(read(stream, conn, hub.clone(), own_writer));
     tokio::select! {
         _ = &mut writer => reader.abort(),
         _ = &mut reader => writer.abort(),
     }
-    let _ = signaling.send(HubInput::Gone { conn }).await;
+    let _ = hub.send(HubInput::Gone { conn }).await;
     tracing::debug!(%conn, "connection ended");
 }
 
@@ -219,7 +221,7 @@ async fn reject(sink: &mut Sink, message: &ServerMessage, code: ErrorCode) {
 async fn read(
     mut stream: Stream,
     conn: ConnId,
-    signaling: super::Signaling,
+    hub: mpsc::Sender<HubInput>,
     writer: mpsc::WeakSender<Outbound>,
 ) {
     let mut closing = false;
@@ -230,7 +232,7 @@ async fn read(
                     conn,
                     text: text.to_string(),
                 };
-                if signaling.send(input).await.is_err() {
+                if hub.send(input).await.is_err() {
                     return;
                 }
             }

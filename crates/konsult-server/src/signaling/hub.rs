@@ -1,7 +1,8 @@
-//! The hub task: the one owner of the `konsult_signal::Hub`.
+//! A hub task: the one owner of a `konsult_signal::Hub`, which holds one
+//! shard of the node's rooms (`super::shard_of`).
 //!
-//! Connection tasks and the API send [`HubInput`]s over one channel; the
-//! task feeds each to the core with the real monotonic `Instant`, and
+//! Connection tasks and the API send [`HubInput`]s over the shard's
+//! channel; the task feeds each to the core with the real monotonic `Instant`, and
 //! carries out the core's outputs: frames and closes to the connections'
 //! channels, admission checks to spawned store queries, writes to the
 //! [`Recorder`]. Every second it feeds the core what the embedded relay
@@ -142,6 +143,31 @@ pub enum Outbound {
     },
 }
 
+/// The way back to the hub tasks for answers (admission checks, writes):
+/// each to the shard of its consultation. Weak, so the tasks end when every
+/// connection and the server are gone.
+#[derive(Clone)]
+pub struct Feedback {
+    shards: Arc<[mpsc::WeakSender<HubInput>]>,
+}
+
+impl Feedback {
+    /// The shards' senders, by shard.
+    pub fn new(shards: Vec<mpsc::WeakSender<HubInput>>) -> Self {
+        Self {
+            shards: shards.into(),
+        }
+    }
+
+    /// Sends `input` to the hub task of `consultation`'s room, if it runs.
+    async fn send(&self, consultation: Uuid, input: HubInput) {
+        let shard = super::shard_of(consultation, self.shards.len());
+        if let Some(hub) = self.shards[shard].upgrade() {
+            let _ = hub.send(input).await;
+        }
+    }
+}
+
 /// Sessions ended within [`ENDED_SESSION_MEMORY`], oldest first.
 #[derive(Default)]
 struct EndedSessions {
@@ -201,7 +227,7 @@ pub struct HubTask {
     inputs: mpsc::Receiver<HubInput>,
     /// For admission checks and writes to answer; weak, so the task ends
     /// when every connection and the server are gone.
-    feedback: mpsc::WeakSender<HubInput>,
+    feedback: Feedback,
     writers: HashMap<ConnId, mpsc::Sender<Outbound>>,
     /// The login session of each therapist's connection: the core knows
     /// participants by role, not by account.
@@ -223,7 +249,7 @@ impl HubTask {
     pub fn new(
         hub: Hub,
         inputs: mpsc::Receiver<HubInput>,
-        feedback: mpsc::WeakSender<HubInput>,
+        feedback: Feedback,
         deps: HubDeps,
         saved: Vec<konsult_store::consultations::SavedRoom>,
     ) -> Self {
@@ -269,7 +295,7 @@ impl HubTask {
             }
             task.drain();
         }
-        tracing::info!(rooms = task.hub.room_count(), "signaling rooms restored");
+        tracing::debug!(rooms = task.hub.room_count(), "signaling rooms restored");
         task
     }
 
@@ -501,15 +527,16 @@ impl HubTask {
                 // therapist `admission_check_failed`.
                 return;
             };
-            if let Some(hub) = feedback.upgrade() {
-                let _ = hub
-                    .send(HubInput::Checked {
+            feedback
+                .send(
+                    consultation,
+                    HubInput::Checked {
                         consultation,
                         check,
                         result,
-                    })
-                    .await;
-            }
+                    },
+                )
+                .await;
         });
     }
 }
@@ -573,7 +600,7 @@ struct Pending {
 impl Recorder {
     /// Starts the workers. They answer through `feedback` and close the
     /// relay of consultations whose call ended.
-    pub fn start(store: Store, turn: Arc<Turn>, feedback: mpsc::WeakSender<HubInput>) -> Self {
+    pub fn start(store: Store, turn: Arc<Turn>, feedback: Feedback) -> Self {
         let pending = Arc::new(Pending::default());
         let workers = (0..WRITE_WORKERS)
             .map(|_| {
@@ -630,20 +657,21 @@ async fn work(
     mut jobs: mpsc::UnboundedReceiver<WriteJob>,
     store: Store,
     turn: Arc<Turn>,
-    feedback: mpsc::WeakSender<HubInput>,
+    feedback: Feedback,
     pending: Arc<Pending>,
 ) {
     while let Some(job) = jobs.recv().await {
         let result = commit(&store, &turn, &job).await;
-        if let Some(hub) = feedback.upgrade() {
-            let _ = hub
-                .send(HubInput::Written {
+        feedback
+            .send(
+                job.consultation,
+                HubInput::Written {
                     consultation: job.consultation,
                     write: job.write,
                     result,
-                })
-                .await;
-        }
+                },
+            )
+            .await;
         pending.done();
     }
 }

@@ -8,13 +8,17 @@
 //!   servers with fresh TURN credentials ([`crate::relay::Turn`]) and a
 //!   fresh resume token, and hands the connection to the hub task. Then a
 //!   reader and a writer move frames; `select!` ends both when one ends.
-//! - [`hub`]: the one task that owns the `Hub`. It feeds it inputs with the
-//!   real monotonic time, writes its outputs, runs admission checks against
-//!   the store, feeds it what the embedded relay counted, and hands its
-//!   writes (the consultation's call events and the room's record) to a
-//!   recorder that commits them in order and answers each: the core holds
-//!   back what clients may hear only after a commit. At start-up it restores
-//!   the rooms saved before a restart.
+//! - [`hub`]: the hub tasks, each the one owner of a `Hub` holding a shard
+//!   of the rooms (a consultation's room always lives on the same shard, by
+//!   its id; one shard per core by default, `signaling.hub_shards`), so
+//!   rooms are served in parallel and no room waits behind the node's
+//!   others. Each feeds its core inputs with the real monotonic time,
+//!   writes its outputs, runs admission checks against the store, feeds it
+//!   what the embedded relay counted, and hands its writes (the
+//!   consultation's call events and the room's record) to a recorder that
+//!   commits them in order and answers each: the core holds back what
+//!   clients may hear only after a commit. At start-up each restores the
+//!   rooms saved before a restart that fall in its shard.
 //!
 //! Nothing here logs or stores SDP, candidates, chat or addresses: log
 //! lines carry connection numbers, consultation ids, roles, message types
@@ -34,18 +38,26 @@ use konsult_signal::{Config, ConnId, HelloRejected, Hub, LinkRef};
 use konsult_store::therapists::SessionKey;
 use konsult_store::Store;
 use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
 
 pub use connection::ws_handler;
 
 use crate::relay::Turn;
 use crate::state::Clock;
-use hub::{HubDeps, HubInput, HubTask, Recorder};
+use hub::{Feedback, HubDeps, HubInput, HubTask, Recorder};
 
 /// How long a graceful shutdown waits for the room writes still queued.
 const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 
-/// Inputs queued for the hub task before connections wait.
+/// Inputs queued for each hub task before connections wait.
 const HUB_QUEUE: usize = 4096;
+
+/// The shard of `consultation`'s room among `shards` hub tasks. Ids are
+/// random (UUID v4), so their low bits spread rooms evenly.
+pub fn shard_of(consultation: Uuid, shards: usize) -> usize {
+    let low = consultation.as_u64_pair().1;
+    (low % shards.max(1) as u64) as usize
+}
 
 /// The running signaling service; cheap to clone (one per handler).
 #[derive(Clone)]
@@ -54,7 +66,8 @@ pub struct Signaling {
 }
 
 struct Inner {
-    hub: mpsc::Sender<HubInput>,
+    /// Each hub task's inputs, by shard ([`shard_of`]).
+    hubs: Box<[mpsc::Sender<HubInput>]>,
     /// An empty hub with the same configuration, only for
     /// `Hub::parse_hello`, which is pure: connection tasks check their hello
     /// by the core's rules without a round trip to the hub task.
@@ -72,7 +85,8 @@ impl std::fmt::Debug for Signaling {
 }
 
 impl Signaling {
-    /// Starts the hub task (and its recorder) on the current runtime, after
+    /// Starts `hub_shards` hub tasks (at least one) and their recorder on
+    /// the current runtime, after
     /// settling what a previous run left: the rooms it saved are restored
     /// (their participants resume without a new admission), a consultation
     /// left waiting or in its call with no room to restore is settled, and
@@ -80,6 +94,7 @@ impl Signaling {
     /// closed recently (it forgot them with the restart).
     pub async fn start(
         config: Config,
+        hub_shards: usize,
         store: Store,
         clock: Clock,
         turn: Arc<Turn>,
@@ -112,25 +127,35 @@ impl Signaling {
                 "settled what the previous run left"
             );
         }
-        let (tx, rx) = mpsc::channel(HUB_QUEUE);
-        let recorder = Recorder::start(store.clone(), Arc::clone(&turn), tx.downgrade());
-        let task = HubTask::new(
-            Hub::new(config.clone()),
-            rx,
-            tx.downgrade(),
-            HubDeps {
-                store,
-                clock,
-                turn: Arc::clone(&turn),
-                recorder: recorder.clone(),
-            },
-            saved,
-        );
-        tokio::spawn(task.run());
+        let shards = hub_shards.max(1);
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..shards).map(|_| mpsc::channel(HUB_QUEUE)).unzip();
+        let feedback = Feedback::new(senders.iter().map(mpsc::Sender::downgrade).collect());
+        let recorder = Recorder::start(store.clone(), Arc::clone(&turn), feedback.clone());
+        let mut saved_by_shard: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
+        for room in saved {
+            saved_by_shard[shard_of(room.consultation.as_uuid(), shards)].push(room);
+        }
+        for (inputs, saved) in receivers.into_iter().zip(saved_by_shard) {
+            let task = HubTask::new(
+                Hub::new(config.clone()),
+                inputs,
+                feedback.clone(),
+                HubDeps {
+                    store: store.clone(),
+                    clock: clock.clone(),
+                    turn: Arc::clone(&turn),
+                    recorder: recorder.clone(),
+                },
+                saved,
+            );
+            tokio::spawn(task.run());
+        }
+        tracing::info!(shards, "signaling hub started");
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
             inner: Arc::new(Inner {
-                hub: tx,
+                hubs: senders.into_boxed_slice(),
                 hello_rules: Hub::new(config),
                 turn,
                 recorder,
@@ -171,7 +196,10 @@ impl Signaling {
     /// connection of it at once and close it on the relay.
     pub async fn consultation_closed(&self, consultation: ConsultationId) {
         let consultation = consultation.as_uuid();
-        let _ = self.send(HubInput::Closed { consultation }).await;
+        let _ = self
+            .hub(consultation)
+            .send(HubInput::Closed { consultation })
+            .await;
         if let Err(error) = self.inner.turn.close_consultation(consultation).await {
             tracing::warn!(%consultation, %error, "could not close the consultation on the relay");
         }
@@ -183,6 +211,7 @@ impl Signaling {
         let consultation = consultation.as_uuid();
         for link in links {
             let _ = self
+                .hub(consultation)
                 .send(HubInput::LinkRevoked {
                     consultation,
                     link: LinkRef(link.clone()),
@@ -197,8 +226,16 @@ impl Signaling {
     /// Login sessions ended (and that was committed): end the signaling
     /// connections that rest on them (`error` `unauthorized`, close 1008).
     pub async fn sessions_ended(&self, sessions: Vec<SessionKey>) {
-        if !sessions.is_empty() {
-            let _ = self.send(HubInput::SessionsEnded { sessions }).await;
+        if sessions.is_empty() {
+            return;
+        }
+        // A therapist's connections may be in any shard.
+        for hub in self.inner.hubs.iter() {
+            let _ = hub
+                .send(HubInput::SessionsEnded {
+                    sessions: sessions.clone(),
+                })
+                .await;
         }
     }
 
@@ -219,7 +256,8 @@ impl Signaling {
         self.inner.shutdown.subscribe()
     }
 
-    async fn send(&self, input: HubInput) -> Result<(), ()> {
-        self.inner.hub.send(input).await.map_err(|_| ())
+    /// The input channel of the hub task that holds `consultation`'s room.
+    fn hub(&self, consultation: Uuid) -> &mpsc::Sender<HubInput> {
+        &self.inner.hubs[shard_of(consultation, self.inner.hubs.len())]
     }
 }
