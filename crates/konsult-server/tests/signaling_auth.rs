@@ -49,6 +49,34 @@ async fn a_valid_link_joins_with_welcome_ice_servers_and_a_resume_token() {
     app.stop().await;
 }
 
+/// A hello is checked with reads only: hellos again and again (every
+/// network change of a call makes one) add nothing to the audit log; what
+/// happens in the call is in its events.
+#[tokio::test]
+async fn hellos_write_nothing_to_the_audit_log() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let fx = clinic(&app, "Nord").await;
+    let b = book(&app, &fx, Duration::minutes(5), false).await;
+    let audit = || async {
+        app.state
+            .store
+            .audit_entries(fx.clinic, 0, 100_000)
+            .await
+            .unwrap()
+            .len()
+    };
+    let before = audit().await;
+    for _ in 0..3 {
+        let mut therapist = connect(&app, Some(&fx.cookie)).await;
+        join(&mut therapist, therapist_hello(b.id())).await;
+        let mut patient = connect(&app, None).await;
+        join(&mut patient, patient_hello(&b.token)).await;
+        expect(&mut patient, "waiting").await;
+    }
+    assert_eq!(audit().await, before);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn unknown_withdrawn_expired_and_not_yet_open_links_are_refused() {
     let app = TestApp::spawn(Db::Sqlite).await;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use konsult_domain::{
     eligibility, BillingDecision, BillingLineId, CallFacts, ClinicId, ConsultationEvent,
     ConsultationId, ConsultationState, CourseId, Effects, Eligibility, EndReason, Evidence,
-    Failure, JournalNote, PatientId, Speciale, TherapistId,
+    EvidencePolicy, Failure, JournalNote, PatientId, Speciale, TherapistId,
 };
 
 /// The events of a consultation's call: the domain's one name table.
@@ -86,6 +86,16 @@ pub struct Consultation {
     pub ended_at: Option<DateTime<Utc>>,
     /// When the journal note was written.
     pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// What a signaling hello reads of its consultation
+/// ([`Store::call_context`]).
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The consultation.
+    pub consultation: Consultation,
+    /// Its clinic's evidence policy.
+    pub evidence_policy: EvidencePolicy,
 }
 
 /// A join link as handed out (the token exists only here and in the link).
@@ -778,6 +788,64 @@ impl Store {
         Ok(match now_eligible {
             Eligibility::Eligible => Ok(()),
             Eligibility::NotEligible(failures) => Err(failures),
+        })
+    }
+
+    /// What a signaling hello needs of its consultation: the consultation
+    /// and its clinic's evidence policy, read in one snapshot without the
+    /// writer lock and without an audit entry. The hello's answer shows no
+    /// patient data (the join page and the dashboard, which do, are
+    /// audited), and a call's connections come and go with every network
+    /// change, so a hello must cost a read, not a write.
+    pub async fn call_context(&self, clinic: ClinicId, id: ConsultationId) -> Result<CallContext> {
+        let mut tx = self.begin_read().await?;
+        let context = self.call_context_in(&mut tx, clinic, id).await?;
+        tx.commit().await?;
+        Ok(context)
+    }
+
+    /// [`Store::call_context`] for a patient's hello, with the eligibility
+    /// gate's answer at `now` from the same snapshot. Errors as
+    /// [`Store::admission_check`]: `Conflict` for a consultation that is
+    /// over, `Refused` for an erased or merged patient.
+    pub async fn patient_call_context(
+        &self,
+        clinic: ClinicId,
+        id: ConsultationId,
+        now: DateTime<Utc>,
+    ) -> Result<(CallContext, std::result::Result<(), Vec<Failure>>)> {
+        let mut tx = self.begin_read().await?;
+        let context = self.call_context_in(&mut tx, clinic, id).await?;
+        let c = &context.consultation;
+        if c.state.is_final() || c.state == ConsultationState::Ended {
+            return Err(StoreError::Conflict(format!(
+                "the consultation is {}",
+                c.state
+            )));
+        }
+        self.require_patient(&mut tx, clinic, c.patient).await?;
+        let eligibility = match self
+            .eligibility_in(&mut tx, clinic, c.patient, c.course, now)
+            .await?
+        {
+            Eligibility::Eligible => Ok(()),
+            Eligibility::NotEligible(failures) => Err(failures),
+        };
+        tx.commit().await?;
+        Ok((context, eligibility))
+    }
+
+    async fn call_context_in(
+        &self,
+        tx: &mut Tx,
+        clinic: ClinicId,
+        id: ConsultationId,
+    ) -> Result<CallContext> {
+        let consultation = self.consultation_in(tx, clinic, id).await?;
+        let evidence_policy = Store::clinic_in(tx, clinic).await?.evidence_policy;
+        Ok(CallContext {
+            consultation,
+            evidence_policy,
         })
     }
 

@@ -278,6 +278,19 @@ impl Store {
         })
     }
 
+    /// Starts a transaction that only reads: one consistent snapshot,
+    /// without the writer lock (SQLite's write-ahead log lets readers run
+    /// beside the one writer). Nothing may be written through it.
+    pub async fn begin_read(&self) -> Result<Tx> {
+        Ok(Tx {
+            inner: self.pool.begin().await?,
+            _writer: None,
+            cipher: self.cipher.clone(),
+            touched: Vec::new(),
+            changes: self.changes.clone(),
+        })
+    }
+
     /// The clinics whose consultations are added or change state in this
     /// process, each sent once its transaction is committed. A receiver
     /// that falls behind gets `Lagged` and should re-read what it shows;

@@ -6,8 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use konsult_domain::{ClinicId, ConsultationId, ConsultationState, EvidencePolicy};
 use konsult_protocol::{Auth, CandidatePolicy, ErrorCode, Role, ServerMessage};
-use konsult_store::audit::Actor;
-use konsult_store::consultations::{Consultation, LinkStatus};
+use konsult_store::consultations::{CallContext, Consultation, LinkStatus};
 use konsult_store::therapists::SessionKey;
 use konsult_store::{Store, StoreError};
 
@@ -140,20 +139,11 @@ async fn patient(store: &Store, token: &str, now: DateTime<Utc>) -> Result<Authe
                 ))
             }
         };
-    let c = store
-        .consultation(clinic, Actor::PatientLink(consultation), consultation, now)
-        .await
-        .map_err(internal)?;
-    match store.admission_check(clinic, consultation, now).await {
-        Ok(Ok(())) => {}
+    let (context, eligibility) = match store.patient_call_context(clinic, consultation, now).await {
+        Ok(found) => found,
         // The failed criteria are the clinic's assessment of the patient:
         // the therapist sees them, a holder of the link does not.
-        Ok(Err(_)) | Err(StoreError::Refused { .. }) => {
-            return Err(Refusal::new(
-                ErrorCode::NotEligible,
-                "a video consultation is not possible now; please contact the clinic",
-            ))
-        }
+        Err(StoreError::Refused { .. }) => return Err(not_eligible()),
         Err(StoreError::Conflict(_)) => {
             return Err(Refusal::new(
                 ErrorCode::LinkExpired,
@@ -161,8 +151,14 @@ async fn patient(store: &Store, token: &str, now: DateTime<Utc>) -> Result<Authe
             ))
         }
         Err(e) => return Err(internal(e)),
+    };
+    if eligibility.is_err() {
+        return Err(not_eligible());
     }
-    let evidence_policy = evidence_policy(store, clinic).await?;
+    let CallContext {
+        consultation: c,
+        evidence_policy,
+    } = context;
     Ok(Authenticated {
         clinic,
         consultation,
@@ -201,16 +197,11 @@ async fn therapist(
             "a secretary's account cannot run a call",
         ));
     }
-    let c = match store
-        .consultation(
-            session.clinic,
-            Actor::Therapist(session.therapist),
-            consultation,
-            now,
-        )
-        .await
-    {
-        Ok(c) => c,
+    let CallContext {
+        consultation: c,
+        evidence_policy,
+    } = match store.call_context(session.clinic, consultation).await {
+        Ok(context) => context,
         // Another clinic's consultation is indistinguishable from none.
         Err(StoreError::NotFound(_)) => {
             return Err(Refusal::new(
@@ -226,7 +217,6 @@ async fn therapist(
             format!("the consultation is {}", c.state),
         ));
     }
-    let evidence_policy = evidence_policy(store, session.clinic).await?;
     Ok(Authenticated {
         clinic: session.clinic,
         consultation,
@@ -241,12 +231,11 @@ async fn therapist(
     })
 }
 
-async fn evidence_policy(store: &Store, clinic: ClinicId) -> Result<EvidencePolicy, Refusal> {
-    Ok(store
-        .clinic(clinic)
-        .await
-        .map_err(internal)?
-        .evidence_policy)
+fn not_eligible() -> Refusal {
+    Refusal::new(
+        ErrorCode::NotEligible,
+        "a video consultation is not possible now; please contact the clinic",
+    )
 }
 
 /// Relay-only when the consultation was scheduled so, or when the clinic
