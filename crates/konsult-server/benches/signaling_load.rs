@@ -1,0 +1,1185 @@
+//! Konsult's signaling server under load, beside a bare WebSocket forwarder
+//! measured in the same run on the same machine (issue 14).
+//!
+//! ```sh
+//! cargo bench -p konsult-server --bench signaling_load              # full, ~10 min
+//! cargo bench -p konsult-server --bench signaling_load -- --smoke   # every scenario, small
+//! cargo test  -p konsult-server --bench signaling_load -- --smoke   # the same in the test profile
+//! ```
+//!
+//! Konsult is the real `konsult` binary (`serve --demo`, on a data
+//! directory of its own, 127.0.0.1: plain HTTP and WebSocket); the bare
+//! forwarder is this binary run again with `--bare-forwarder` (see
+//! `signaling_load/bare.rs`: pairing, welcome, pong and forwarding, nothing
+//! else). Each step starts both afresh, Konsult first, and gives them the
+//! same load from this process; their CPU time and memory are read from
+//! `/proc/<pid>`. Rooms are made as a practice would, through the HTTP API:
+//! the demo therapist logs in, creates one eligible patient and schedules
+//! every consultation of the run up front (overlapping, starting in five
+//! minutes), so each step joins rooms nobody joined before.
+//!
+//! The scenarios, each per server and as a Konsult/bare ratio:
+//!
+//! 1. Idle: N participants in N/2 rooms (therapist and waiting patient),
+//!    heartbeating. Join rate (welcomes a second, 64 joins in flight), join
+//!    errors, resident memory per participant, CPU over an idle window.
+//! 2. Relay: admitted pairs (one real SDP offer and answer each, then
+//!    trickled candidates) at 5,000 and 20,000 candidates a second, and at
+//!    5,000 with `--waiting` other participants in waiting rooms: latency
+//!    p50/p99/max, delivered, achieved rate, server CPU per message.
+//! 3. Saturation: 1,000 pairs, the rate raised step by step up to the
+//!    per-connection limit (20 a second) until p99 > 50 ms or less than
+//!    99 % is delivered: the highest rate that held.
+//!
+//! `--smoke` (or `KONSULT_BENCH_SMOKE=1`) runs every scenario small, once,
+//! and fails (exit 1) unless the protocol worked: every participant
+//! welcomed, every pair admitted and negotiated, every relayed candidate
+//! delivered once and in order, no error from the server. `--only 1,3`,
+//! `--participants 1000,5000`, `--waiting N` and `--saturation-pairs N`
+//! change what runs. The load generator shares the machine with the server
+//! under test; its own CPU is printed beside the server's.
+
+#[path = "signaling_load/mod.rs"]
+mod load;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use load::participants::{Control, Endpoint, Population};
+use load::process::{machine, raise_open_files_limit, ProcessSample};
+use load::servers::{
+    schedule_consultations, Api, Installation, Kind, Room, Server, THERAPIST_EMAIL,
+};
+
+/// A relay step: `pairs` admitted pairs at `rate` candidates a second in
+/// all, with `waiting` more participants in waiting rooms.
+#[derive(Debug, Clone, Copy)]
+struct RelayStep {
+    pairs: usize,
+    rate: u32,
+    waiting: usize,
+}
+
+/// What runs, and how much.
+#[derive(Debug, Clone)]
+struct Plan {
+    smoke: bool,
+    /// Scenarios to run, bit n for scenario n; 0: all.
+    only: u8,
+    idle_participants: Vec<usize>,
+    idle_window: Duration,
+    relay_steps: Vec<RelayStep>,
+    relay_window: Duration,
+    saturation_pairs: usize,
+    saturation_rates: Vec<u32>,
+    /// Time for messages in flight to arrive after a sending window.
+    drain: Duration,
+    /// Joins (connect, upgrade, hello, welcome) in flight.
+    join_concurrency: usize,
+    /// Scheduling requests in flight while seeding.
+    seed_concurrency: usize,
+    /// Most connections one step may hold (file descriptors).
+    max_connections: usize,
+    /// Why `max_connections` is what it is.
+    cap_reason: String,
+}
+
+/// Latency above which a saturation step failed.
+const SATURATION_P99: Duration = Duration::from_millis(50);
+/// Share delivered below which a saturation step failed.
+const SATURATION_DELIVERED: f64 = 99.0;
+
+impl Plan {
+    fn full(waiting: usize) -> Self {
+        Self {
+            smoke: false,
+            only: 0,
+            idle_participants: vec![1000, 5000, 10_000],
+            idle_window: Duration::from_secs(30),
+            relay_steps: vec![
+                RelayStep {
+                    pairs: 250,
+                    rate: 5000,
+                    waiting: 0,
+                },
+                RelayStep {
+                    pairs: 1000,
+                    rate: 20_000,
+                    waiting: 0,
+                },
+                RelayStep {
+                    pairs: 250,
+                    rate: 5000,
+                    waiting,
+                },
+            ],
+            relay_window: Duration::from_secs(10),
+            saturation_pairs: 1000,
+            saturation_rates: vec![5000, 10_000, 20_000, 30_000, 40_000],
+            drain: Duration::from_secs(1),
+            join_concurrency: 64,
+            seed_concurrency: 32,
+            max_connections: 0,
+            cap_reason: String::new(),
+        }
+    }
+
+    fn smoke() -> Self {
+        Self {
+            smoke: true,
+            idle_participants: vec![100],
+            idle_window: Duration::from_secs(3),
+            relay_steps: vec![
+                RelayStep {
+                    pairs: 25,
+                    rate: 500,
+                    waiting: 0,
+                },
+                RelayStep {
+                    pairs: 25,
+                    rate: 500,
+                    waiting: 200,
+                },
+            ],
+            relay_window: Duration::from_secs(2),
+            saturation_pairs: 50,
+            saturation_rates: vec![500, 2000],
+            drain: Duration::from_millis(500),
+            ..Self::full(0)
+        }
+    }
+
+    fn runs(&self, scenario: u8) -> bool {
+        self.only == 0 || self.only & (1 << scenario) != 0
+    }
+
+    /// Consultations the run joins, each once.
+    fn rooms_needed(&self) -> usize {
+        let mut rooms = 0;
+        if self.runs(1) {
+            rooms += self.idle_participants.iter().map(|n| n / 2).sum::<usize>();
+        }
+        if self.runs(2) {
+            rooms += self
+                .relay_steps
+                .iter()
+                .map(|s| s.pairs + s.waiting / 2)
+                .sum::<usize>();
+        }
+        if self.runs(3) {
+            rooms += self.saturation_pairs;
+        }
+        rooms
+    }
+
+    /// From the command line (`--bench`, which `cargo bench` passes, is
+    /// accepted) and the open-files limit.
+    fn from_args(args: &[String], open_files: u64) -> anyhow::Result<Self> {
+        let mut smoke = std::env::var("KONSULT_BENCH_SMOKE").is_ok_and(|v| v == "1");
+        let mut only = 0u8;
+        let mut participants: Option<Vec<usize>> = None;
+        let mut waiting: Option<usize> = None;
+        let mut saturation_pairs: Option<usize> = None;
+        let mut args = args.iter();
+        let number = |value: Option<&String>, what: &str| -> anyhow::Result<usize> {
+            value
+                .with_context(|| format!("{what} needs a number"))?
+                .trim()
+                .replace('_', "")
+                .parse()
+                .with_context(|| format!("{what} needs a number"))
+        };
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--smoke" => smoke = true,
+                "--bench" => {}
+                "--only" => {
+                    let list = args.next().context("--only needs scenarios, e.g. 1,3")?;
+                    for n in list.split(',') {
+                        let n: u8 = n.trim().parse().context("--only takes 1, 2 and 3")?;
+                        if !(1..=3).contains(&n) {
+                            bail!("--only takes 1, 2 and 3");
+                        }
+                        only |= 1 << n;
+                    }
+                }
+                "--participants" => {
+                    let list = args.next().context("--participants needs counts")?;
+                    let mut counts = Vec::new();
+                    for n in list.split(',') {
+                        let n = number(Some(&n.to_owned()), "--participants")?;
+                        if n < 2 {
+                            bail!("--participants: at least 2 (a therapist and a patient)");
+                        }
+                        counts.push(n / 2 * 2);
+                    }
+                    participants = Some(counts);
+                }
+                "--waiting" => waiting = Some(number(args.next(), "--waiting")? / 2 * 2),
+                "--saturation-pairs" => {
+                    saturation_pairs = Some(number(args.next(), "--saturation-pairs")?.max(1))
+                }
+                other => bail!(
+                    "unknown argument {other:?} (known: --smoke, --only 1,3, \
+                     --participants 1000,5000, --waiting N, --saturation-pairs N)"
+                ),
+            }
+        }
+        // Each connection is a descriptor in the server and one in this
+        // process: leave room for the database, the relay, the log files
+        // and the HTTP clients.
+        let max_connections = (open_files as usize).saturating_sub(1500).max(100);
+        let cap_reason = format!(
+            "RLIMIT_NOFILE is {open_files} (the hard limit; raising it needs CAP_SYS_RESOURCE) \
+             for the server and for this process alike, less 1500 for the database, relay, \
+             logs and HTTP clients"
+        );
+        let mut plan = if smoke {
+            Self::smoke()
+        } else {
+            let relay_pairs = 250;
+            let default_waiting = 16_000.min(max_connections.saturating_sub(2 * relay_pairs));
+            Self::full(waiting.unwrap_or(default_waiting))
+        };
+        plan.only = only;
+        plan.max_connections = max_connections;
+        plan.cap_reason = cap_reason;
+        if let Some(participants) = participants {
+            plan.idle_participants = participants;
+        }
+        if let Some(waiting) = waiting {
+            for step in plan.relay_steps.iter_mut().filter(|s| s.waiting > 0) {
+                step.waiting = waiting;
+            }
+        }
+        if let Some(pairs) = saturation_pairs {
+            plan.saturation_pairs = pairs;
+        }
+        plan.cap_to_connections();
+        Ok(plan)
+    }
+
+    /// Caps every step at `max_connections`, saying so.
+    fn cap_to_connections(&mut self) {
+        let max = self.max_connections / 2 * 2;
+        for n in self.idle_participants.iter_mut() {
+            if *n > max {
+                println!(
+                    "note: {n} idle participants capped at {max}: {}",
+                    self.cap_reason
+                );
+                *n = max;
+            }
+        }
+        for step in self.relay_steps.iter_mut() {
+            if 2 * step.pairs + step.waiting > max {
+                let waiting = max.saturating_sub(2 * step.pairs) / 2 * 2;
+                println!(
+                    "note: {} waiting participants beside {} pairs capped at {waiting}: {}",
+                    step.waiting, step.pairs, self.cap_reason
+                );
+                step.waiting = waiting;
+            }
+        }
+        if 2 * self.saturation_pairs > max {
+            println!(
+                "note: {} saturation pairs capped at {}: {}",
+                self.saturation_pairs,
+                max / 2,
+                self.cap_reason
+            );
+            self.saturation_pairs = max / 2;
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Re-executed as the bare forwarder.
+    if args.first().map(String::as_str) == Some("--bare-forwarder") {
+        let listen = match args.get(1..3) {
+            Some([flag, addr]) if flag == "--listen" => addr.clone(),
+            _ => {
+                eprintln!("usage: --bare-forwarder --listen ADDR");
+                return ExitCode::from(2);
+            }
+        };
+        return match load::bare::serve(&listen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bare forwarder: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let open_files = match raise_open_files_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            eprintln!("signaling_load: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let plan = match Plan::from_args(&args, open_files) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("signaling_load: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    // The load generator: two workers (this machine's cores are shared
+    // with the server under test).
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("signaling_load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = Instant::now();
+    let outcome = runtime.block_on(run(&plan, open_files));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    match outcome {
+        Ok(failures) => {
+            println!();
+            println!(
+                "all scenarios ran in {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            if failures.is_empty() {
+                println!("protocol checks: all passed");
+                ExitCode::SUCCESS
+            } else {
+                println!("protocol checks FAILED:");
+                for failure in &failures {
+                    println!("  - {failure}");
+                }
+                if plan.smoke {
+                    ExitCode::FAILURE
+                } else {
+                    // Under full load a failed check is a result, reported.
+                    ExitCode::SUCCESS
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("signaling_load: a scenario could not run: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything the scenarios share.
+struct Run {
+    plan: Plan,
+    installation: Installation,
+    scratch: tempfile::TempDir,
+    cookie: String,
+    rooms: VecDeque<Room>,
+    bare_rooms: usize,
+    /// Protocol checks that failed.
+    failures: Vec<String>,
+    /// Rows of the summary: (metric, konsult, bare).
+    summary: Vec<(String, f64, f64)>,
+}
+
+impl Run {
+    /// `count` rooms nobody joined before.
+    fn rooms(&mut self, kind: Kind, count: usize) -> anyhow::Result<Vec<Room>> {
+        match kind {
+            Kind::Konsult => {
+                if self.rooms.len() < count {
+                    bail!(
+                        "only {} seeded consultations left, {count} needed",
+                        self.rooms.len()
+                    );
+                }
+                Ok(self.rooms.drain(..count).collect())
+            }
+            Kind::Bare => {
+                let first = self.bare_rooms;
+                self.bare_rooms += count;
+                Ok((first..first + count)
+                    .map(|n| Room {
+                        consultation: format!("pair-{n}"),
+                        token: format!("pair-{n}"),
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    fn endpoint(&self, server: &Server) -> Endpoint {
+        Endpoint {
+            kind: server.kind,
+            addr: server.addr,
+            cookie: (server.kind == Kind::Konsult).then(|| self.cookie.clone()),
+        }
+    }
+
+    fn check(&mut self, held: bool, what: impl FnOnce() -> String) {
+        if !held {
+            let what = what();
+            println!("   CHECK FAILED: {what}");
+            self.failures.push(what);
+        }
+    }
+
+    fn row(&mut self, metric: String, konsult: f64, bare: f64) {
+        self.summary.push((metric, konsult, bare));
+    }
+}
+
+async fn run(plan: &Plan, open_files: u64) -> anyhow::Result<Vec<String>> {
+    print_header(plan, open_files);
+    let mut installation = Installation::new()?;
+    let scratch = tempfile::Builder::new()
+        .prefix("konsult-signaling-load-bare-")
+        .tempdir()?;
+
+    // Seeding, through the API of a first Konsult start.
+    let needed = plan.rooms_needed();
+    println!();
+    println!(
+        "== Seeding: the demo therapist logs in, creates one eligible patient and schedules \
+         {needed} consultations (POST /api/consultations, allow_overlap, {} in flight) ==",
+        plan.seed_concurrency
+    );
+    let server = Server::konsult(&mut installation).await?;
+    let password = installation.password.clone().context("the demo password")?;
+    let api = Api::login(server.addr, THERAPIST_EMAIL, &password).await?;
+    let began = Instant::now();
+    let (patient, course) = api.eligible_patient().await?;
+    println!(
+        "  1 eligible patient (visit, course, assessment) in {:.2} s",
+        began.elapsed().as_secs_f64()
+    );
+    let (rooms, seeding) =
+        schedule_consultations(&api, &patient, &course, needed, plan.seed_concurrency).await?;
+    println!(
+        "  {} consultations in {:.1} s = {:.0}/s; request p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; \
+         {} answered 429 (rate-limited){}",
+        seeding.scheduled,
+        seeding.elapsed.as_secs_f64(),
+        seeding.scheduled as f64 / seeding.elapsed.as_secs_f64().max(1e-9),
+        ms(seeding.p50),
+        ms(seeding.p99),
+        ms(seeding.max),
+        seeding.rate_limited,
+        if seeding.rate_limited > 0 {
+            " — POST /api/consultations IS RATE-LIMITED"
+        } else if seeding.p99 > Duration::from_millis(500) {
+            " — POST /api/consultations IS SLOW under concurrency"
+        } else {
+            ""
+        }
+    );
+    let seeded_rss = server.sample()?.rss_kib;
+    println!(
+        "  konsult RSS after seeding {:.1} MiB",
+        seeded_rss as f64 / 1024.0
+    );
+    server.stop();
+
+    let mut cx = Run {
+        plan: plan.clone(),
+        installation,
+        scratch,
+        cookie: api.cookie.clone(),
+        rooms: rooms.into(),
+        bare_rooms: 0,
+        failures: Vec::new(),
+        summary: Vec::new(),
+    };
+    let outcome = async {
+        if plan.runs(1) {
+            idle(&mut cx).await?;
+        }
+        if plan.runs(2) {
+            relay(&mut cx).await?;
+        }
+        if plan.runs(3) {
+            saturation(&mut cx).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        bail!(
+            "{e:#}\nkonsult's log (last 3000 bytes):\n{}",
+            load::process::log_tail(&cx.installation.log(), 3000)
+        );
+    }
+    print_summary(&cx);
+    Ok(cx.failures)
+}
+
+fn print_header(plan: &Plan, open_files: u64) {
+    let profile = if cfg!(debug_assertions) {
+        "debug (test profile: figures mean little)"
+    } else {
+        "release"
+    };
+    println!(
+        "signaling_load: {} run, {profile} build; scenarios {}",
+        if plan.smoke { "smoke" } else { "full" },
+        (1..=3u8)
+            .filter(|n| plan.runs(*n))
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    println!("machine: {}", machine());
+    println!(
+        "open files: soft limit raised to {open_files} (children inherit it); \
+         at most {} connections a step",
+        plan.max_connections
+    );
+    println!(
+        "konsult: {} serve --demo on 127.0.0.1 (plain HTTP/WS), fresh process each step",
+        env!("CARGO_BIN_EXE_konsult")
+    );
+    println!(
+        "bare: this binary --bare-forwarder (Tokio multi-thread, tokio-tungstenite, 4 KiB read \
+         buffer, no write buffer, TCP_NODELAY), fresh process each step"
+    );
+    println!(
+        "load generator: this process, 2 Tokio workers, sockets from 127.0.0.2–254; \
+         servers and generator share the machine's cores"
+    );
+}
+
+/// Scenario 1.
+async fn idle(cx: &mut Run) -> anyhow::Result<()> {
+    let plan = cx.plan.clone();
+    println!();
+    println!(
+        "== 1. Idle: N participants in N/2 rooms (therapist + waiting patient, not admitted), \
+         heartbeating; {} joins in flight; {} s idle window ==",
+        plan.join_concurrency,
+        plan.idle_window.as_secs()
+    );
+    println!(
+        "  {:>6}  {:<7}  {:>13}  {:>8}  {:>7}  {:>6}  {:>20}  {:>8}  {:>8}  {:>9}  {:>6}",
+        "N",
+        "server",
+        "welcomed",
+        "ramp s",
+        "join/s",
+        "errors",
+        "RSS before→after MiB",
+        "KiB/part",
+        "idle CPU",
+        "µs/ping",
+        "gen CPU"
+    );
+    for &n in &plan.idle_participants {
+        let mut results = Vec::new();
+        for kind in Kind::BOTH {
+            results.push(idle_step(cx, kind, n).await?);
+        }
+        let (k, b) = (&results[0], &results[1]);
+        cx.row(
+            format!("1. idle N={n}: join rate (welcomes/s)"),
+            k.join_rate(),
+            b.join_rate(),
+        );
+        cx.row(
+            format!("1. idle N={n}: join errors"),
+            k.failed as f64,
+            b.failed as f64,
+        );
+        cx.row(
+            format!("1. idle N={n}: RSS per participant (KiB)"),
+            k.kib_per_participant(),
+            b.kib_per_participant(),
+        );
+        cx.row(
+            format!("1. idle N={n}: idle CPU (% of one core)"),
+            k.cpu_percent,
+            b.cpu_percent,
+        );
+    }
+    Ok(())
+}
+
+struct IdleResult {
+    n: usize,
+    welcomed: usize,
+    failed: usize,
+    ramp: Duration,
+    rss_before_kib: u64,
+    rss_after_kib: u64,
+    cpu_percent: f64,
+}
+
+impl IdleResult {
+    fn join_rate(&self) -> f64 {
+        self.welcomed as f64 / self.ramp.as_secs_f64().max(1e-9)
+    }
+
+    fn kib_per_participant(&self) -> f64 {
+        (self.rss_after_kib as f64 - self.rss_before_kib as f64) / self.n.max(1) as f64
+    }
+}
+
+async fn idle_step(cx: &mut Run, kind: Kind, n: usize) -> anyhow::Result<IdleResult> {
+    let plan = cx.plan.clone();
+    let mut server = Server::start(kind, &mut cx.installation, cx.scratch.path()).await?;
+    let before = server.sample()?;
+    let rooms = cx.rooms(kind, n / 2)?;
+    let population = Population::join(
+        &cx.endpoint(&server),
+        &rooms,
+        false,
+        plan.join_concurrency,
+        0,
+    );
+    let ramp = population.joined().await;
+    let shared = population.shared.clone();
+    let welcomed = shared.welcomed.load(Relaxed);
+    let failed = shared.join_failed.load(Relaxed);
+    if kind == Kind::Konsult {
+        // The waiting rooms are written before `waiting` is sent.
+        population
+            .wait_for(Duration::from_secs(30), |s| {
+                s.waiting.load(Relaxed) >= n / 2 - failed.min(n / 2)
+            })
+            .await;
+    }
+    tokio::time::sleep(if plan.smoke {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(2)
+    })
+    .await;
+    let after = server.sample()?;
+    let generator_before = ProcessSample::read(0)?;
+    let pongs_before = shared.pongs.load(Relaxed);
+    tokio::time::sleep(plan.idle_window).await;
+    let end = server.sample()?;
+    let generator_after = ProcessSample::read(0)?;
+    let pongs = shared.pongs.load(Relaxed) - pongs_before;
+    server.ensure_running()?;
+    let cpu_percent = after.cpu_percent_until(&end);
+    let cpu_per_ping_us =
+        end.cpu.saturating_sub(after.cpu).as_secs_f64() * 1e6 / pongs.max(1) as f64;
+    let result = IdleResult {
+        n,
+        welcomed,
+        failed,
+        ramp,
+        rss_before_kib: before.rss_kib,
+        rss_after_kib: after.rss_kib,
+        cpu_percent,
+    };
+    println!(
+        "  {:>6}  {:<7}  {:>13}  {:>8.2}  {:>7.0}  {:>6}  {:>20}  {:>8.1}  {:>7.2}%  {:>9.1}  {:>5.1}%",
+        n,
+        kind.to_string(),
+        format!("{welcomed}/{n}"),
+        ramp.as_secs_f64(),
+        result.join_rate(),
+        failed,
+        format!(
+            "{:.1} → {:.1}",
+            before.rss_kib as f64 / 1024.0,
+            after.rss_kib as f64 / 1024.0
+        ),
+        result.kib_per_participant(),
+        cpu_percent,
+        cpu_per_ping_us,
+        generator_before.cpu_percent_until(&generator_after),
+    );
+    for (why, count) in shared.join_failures() {
+        println!("      join failed ×{count}: {why}");
+    }
+    let events = shared.events();
+    for (what, count) in &events {
+        println!("      ×{count}: {what}");
+    }
+    let waiting = shared.waiting.load(Relaxed);
+    let left = population.leave(Duration::from_secs(60)).await;
+    let left_count = shared.left.load(Relaxed);
+    if !plan.smoke || left > Duration::from_secs(5) {
+        println!(
+            "      {left_count} left in {:.1} s; {pongs} pongs in the window",
+            left.as_secs_f64()
+        );
+    }
+    server.ensure_running()?;
+    cx.check(welcomed == n, || {
+        format!("1. {kind} N={n}: {welcomed}/{n} participants welcomed")
+    });
+    if kind == Kind::Konsult {
+        cx.check(waiting == n / 2, || {
+            format!(
+                "1. {kind} N={n}: {waiting}/{} patients told `waiting`",
+                n / 2
+            )
+        });
+        cx.check(shared.not_all_policy.load(Relaxed) == 0, || {
+            format!("1. {kind}: candidate_policy is not `all`")
+        });
+    }
+    cx.check(events.is_empty(), || {
+        format!("1. {kind} N={n}: unexpected server messages or closes: {events:?}")
+    });
+    cx.check(left_count == welcomed, || {
+        format!("1. {kind} N={n}: {left_count}/{welcomed} left cleanly")
+    });
+    server.stop();
+    Ok(result)
+}
+
+/// Admitted, negotiated pairs (and waiting rooms beside them) on a fresh
+/// server.
+struct Calls {
+    server: Server,
+    waiting: Option<Population>,
+    pairs: Population,
+    /// Joining and negotiating the pairs took this long.
+    setup: Duration,
+}
+
+async fn calls(cx: &mut Run, kind: Kind, pairs: usize, waiting: usize) -> anyhow::Result<Calls> {
+    let plan = cx.plan.clone();
+    let server = Server::start(kind, &mut cx.installation, cx.scratch.path()).await?;
+    let endpoint = cx.endpoint(&server);
+    let background = if waiting > 0 {
+        let rooms = cx.rooms(kind, waiting / 2)?;
+        let population = Population::join(&endpoint, &rooms, false, plan.join_concurrency, 0);
+        let ramp = population.joined().await;
+        let shared = &population.shared;
+        let welcomed = shared.welcomed.load(Relaxed);
+        if kind == Kind::Konsult {
+            population
+                .wait_for(Duration::from_secs(30), |s| {
+                    s.waiting.load(Relaxed) >= waiting / 2
+                })
+                .await;
+        }
+        println!(
+            "    {kind}: {welcomed}/{waiting} waiting participants joined in {:.1} s ({:.0}/s)",
+            ramp.as_secs_f64(),
+            welcomed as f64 / ramp.as_secs_f64().max(1e-9)
+        );
+        for (why, count) in shared.join_failures() {
+            println!("      join failed ×{count}: {why}");
+        }
+        cx.check(welcomed == waiting, || {
+            format!("{kind}: {welcomed}/{waiting} waiting participants welcomed")
+        });
+        Some(population)
+    } else {
+        None
+    };
+    let rooms = cx.rooms(kind, pairs)?;
+    let population = Population::join(&endpoint, &rooms, true, plan.join_concurrency, waiting);
+    population.joined().await;
+    if kind == Kind::Bare {
+        population.tell(Control::Negotiate);
+    }
+    let patience = Duration::from_secs(60) + Duration::from_millis(20 * pairs as u64);
+    population
+        .wait_for(patience, |s| s.ready_pairs.load(Relaxed) >= pairs)
+        .await;
+    let setup = population.began.elapsed();
+    let shared = &population.shared;
+    let welcomed = shared.welcomed.load(Relaxed);
+    let ready = shared.ready_pairs.load(Relaxed);
+    for (why, count) in shared.join_failures() {
+        println!("      join failed ×{count}: {why}");
+    }
+    cx.check(welcomed == 2 * pairs, || {
+        format!(
+            "{kind}: {welcomed}/{} call participants welcomed",
+            2 * pairs
+        )
+    });
+    cx.check(ready == pairs, || {
+        format!("{kind}: {ready}/{pairs} pairs admitted and negotiated (offer answered)")
+    });
+    if kind == Kind::Konsult {
+        let admitted = shared.admitted.load(Relaxed);
+        cx.check(admitted == pairs, || {
+            format!("{kind}: {admitted}/{pairs} patients told `admitted`")
+        });
+        cx.check(shared.not_all_policy.load(Relaxed) == 0, || {
+            format!("{kind}: candidate_policy is not `all`")
+        });
+    }
+    Ok(Calls {
+        server,
+        waiting: background,
+        pairs: population,
+        setup,
+    })
+}
+
+impl Calls {
+    /// Everyone leaves; the server stops. Checks that nothing unexpected
+    /// happened to anyone.
+    async fn end(self, cx: &mut Run, label: &str) -> anyhow::Result<()> {
+        let Calls {
+            mut server,
+            waiting,
+            pairs,
+            ..
+        } = self;
+        let kind = server.kind;
+        let mut populations = vec![pairs];
+        populations.extend(waiting);
+        for population in populations {
+            let shared = population.shared.clone();
+            population.leave(Duration::from_secs(60)).await;
+            let events = shared.events();
+            for (what, count) in &events {
+                println!("      {kind} ×{count}: {what}");
+            }
+            cx.check(events.is_empty(), || {
+                format!("{label} {kind}: unexpected server messages or closes: {events:?}")
+            });
+            let (left, welcomed) = (shared.left.load(Relaxed), shared.welcomed.load(Relaxed));
+            cx.check(left == welcomed, || {
+                format!("{label} {kind}: {left}/{welcomed} left cleanly")
+            });
+        }
+        server.ensure_running()?;
+        server.stop();
+        Ok(())
+    }
+}
+
+/// One window of streamed candidates.
+#[derive(Debug, Clone, Default)]
+struct Streamed {
+    target: u32,
+    sent: u64,
+    received: u64,
+    late: u64,
+    out_of_order: u64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    window: Duration,
+    server_cpu: Duration,
+    server_cpu_percent: f64,
+    generator_cpu_percent: f64,
+}
+
+impl Streamed {
+    fn delivered_percent(&self) -> f64 {
+        if self.sent == 0 {
+            0.0
+        } else {
+            self.received as f64 * 100.0 / self.sent as f64
+        }
+    }
+
+    fn achieved(&self) -> f64 {
+        self.received as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+
+    fn cpu_per_message_us(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.received.max(1) as f64
+    }
+
+    fn held(&self) -> bool {
+        self.p99 <= SATURATION_P99 && self.delivered_percent() >= SATURATION_DELIVERED
+    }
+
+    fn print(&self, label: &str, kind: Kind) {
+        println!(
+            "  {label:<22} {:<7} {:>7}/s  achieved {:>8.0}/s  delivered {:>7.3} %  \
+             p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.1} ms  server CPU {:>5.1} % = {:>6.1} µs/msg  \
+             gen CPU {:>5.1} %",
+            kind.to_string(),
+            self.target,
+            self.achieved(),
+            self.delivered_percent(),
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.max),
+            self.server_cpu_percent,
+            self.cpu_per_message_us(),
+            self.generator_cpu_percent,
+        );
+        if self.late > 0 || self.out_of_order > 0 {
+            println!(
+                "      {} arrived after the window, {} out of order",
+                self.late, self.out_of_order
+            );
+        }
+    }
+}
+
+/// Streams candidates through every pair of `calls` at `rate` in all.
+async fn stream(
+    calls: &Calls,
+    phase: u32,
+    rate: u32,
+    window: Duration,
+    drain: Duration,
+) -> anyhow::Result<Streamed> {
+    let population = &calls.pairs;
+    let shared = &population.shared;
+    let senders = 2 * shared.ready_pairs.load(Relaxed);
+    if senders == 0 {
+        bail!("no pair is ready to stream");
+    }
+    let per_sender_hz = rate as f64 / senders as f64;
+    shared.begin_phase(phase);
+    let server_before = calls.server.sample()?;
+    let generator_before = ProcessSample::read(0)?;
+    let start = Instant::now() + Duration::from_millis(200);
+    let until = start + window;
+    population.tell(Control::Stream {
+        phase,
+        per_sender_hz,
+        start,
+        until,
+    });
+    tokio::time::sleep_until((until + drain).into()).await;
+    let mut latencies = population.report(Duration::from_secs(10)).await;
+    let server_after = calls.server.sample()?;
+    let generator_after = ProcessSample::read(0)?;
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(Duration::ZERO, |us| Duration::from_micros(u64::from(*us)))
+    };
+    let streamed = Streamed {
+        target: rate,
+        sent: shared.sent.load(Relaxed),
+        received: shared.received.load(Relaxed),
+        late: shared.late.swap(0, Relaxed),
+        out_of_order: shared.out_of_order.load(Relaxed),
+        p50: at(0.50),
+        p99: at(0.99),
+        max: latencies
+            .last()
+            .map_or(Duration::ZERO, |us| Duration::from_micros(u64::from(*us))),
+        window,
+        server_cpu: server_after.cpu.saturating_sub(server_before.cpu),
+        server_cpu_percent: server_before.cpu_percent_until(&server_after),
+        generator_cpu_percent: generator_before.cpu_percent_until(&generator_after),
+    };
+    // Let every token bucket refill before the next window.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(streamed)
+}
+
+/// Scenario 2.
+async fn relay(cx: &mut Run) -> anyhow::Result<()> {
+    let plan = cx.plan.clone();
+    println!();
+    println!(
+        "== 2. Relay: admitted pairs (one SDP offer/answer each), candidates streamed both ways \
+         for {} s; latency = send → receipt by the peer ==",
+        plan.relay_window.as_secs()
+    );
+    for step in &plan.relay_steps {
+        let label = if step.waiting > 0 {
+            format!("{}/s + {} waiting", step.rate, step.waiting)
+        } else {
+            format!("{}/s", step.rate)
+        };
+        println!(
+            "  -- {} pairs ({} connections), {} msg/s in all = {:.1}/s per sender{}",
+            step.pairs,
+            2 * step.pairs + step.waiting,
+            step.rate,
+            step.rate as f64 / (2 * step.pairs) as f64,
+            if step.waiting > 0 {
+                format!(", beside {} participants in waiting rooms", step.waiting)
+            } else {
+                String::new()
+            }
+        );
+        let mut results = Vec::new();
+        for kind in Kind::BOTH {
+            let calls = calls(cx, kind, step.pairs, step.waiting).await?;
+            let limit = calls.pairs.shared.rate_per_second.load(Relaxed);
+            let per_sender = step.rate as f64 / (2 * step.pairs) as f64;
+            if limit > 0 && per_sender > limit as f64 / 2.0 {
+                println!(
+                    "      note: {per_sender:.1}/s per sender is above half the announced limit \
+                     ({limit}/s)"
+                );
+            }
+            let idle_before = calls.server.sample()?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let idle_cpu = idle_before.cpu_percent_until(&calls.server.sample()?);
+            let streamed = stream(&calls, 1, step.rate, plan.relay_window, plan.drain).await?;
+            streamed.print(&label, kind);
+            println!(
+                "      {} pairs joined, admitted and negotiated in {:.1} s; server CPU idle before: {:.1} %",
+                step.pairs,
+                calls.setup.as_secs_f64(),
+                idle_cpu
+            );
+            cx.check(
+                streamed.sent > 0
+                    && streamed.received == streamed.sent
+                    && streamed.late == 0
+                    && streamed.out_of_order == 0,
+                || {
+                    format!(
+                        "2. {label} {kind}: {}/{} candidates delivered ({} late, {} out of order)",
+                        streamed.received, streamed.sent, streamed.late, streamed.out_of_order
+                    )
+                },
+            );
+            calls.end(cx, &format!("2. {label}")).await?;
+            results.push(streamed);
+        }
+        let (k, b) = (&results[0], &results[1]);
+        cx.row(format!("2. relay {label}: p50 (ms)"), ms(k.p50), ms(b.p50));
+        cx.row(format!("2. relay {label}: p99 (ms)"), ms(k.p99), ms(b.p99));
+        cx.row(format!("2. relay {label}: max (ms)"), ms(k.max), ms(b.max));
+        cx.row(
+            format!("2. relay {label}: delivered (%)"),
+            k.delivered_percent(),
+            b.delivered_percent(),
+        );
+        cx.row(
+            format!("2. relay {label}: achieved (msg/s)"),
+            k.achieved(),
+            b.achieved(),
+        );
+        cx.row(
+            format!("2. relay {label}: server CPU per message (µs)"),
+            k.cpu_per_message_us(),
+            b.cpu_per_message_us(),
+        );
+    }
+    Ok(())
+}
+
+/// Scenario 3.
+async fn saturation(cx: &mut Run) -> anyhow::Result<()> {
+    let plan = cx.plan.clone();
+    let pairs = plan.saturation_pairs;
+    println!();
+    println!(
+        "== 3. Saturation: {pairs} pairs ({} connections); the rate raised step by step \
+         ({} s each) until p99 > {} ms or delivered < {} % ==",
+        2 * pairs,
+        plan.relay_window.as_secs(),
+        SATURATION_P99.as_millis(),
+        SATURATION_DELIVERED
+    );
+    let mut highest = BTreeMap::new();
+    for kind in Kind::BOTH {
+        let calls = calls(cx, kind, pairs, 0).await?;
+        println!(
+            "      {pairs} pairs joined, admitted and negotiated in {:.1} s",
+            calls.setup.as_secs_f64()
+        );
+        let limit = calls.pairs.shared.rate_per_second.load(Relaxed);
+        let mut held = 0u32;
+        for (n, &rate) in plan.saturation_rates.iter().enumerate() {
+            let per_sender = rate as f64 / (2 * pairs) as f64;
+            if limit > 0 && per_sender > limit as f64 {
+                println!(
+                    "  {rate}/s would be {per_sender:.1}/s per sender, above the announced \
+                     limit of {limit}/s: not run (--saturation-pairs raises the ceiling)"
+                );
+                break;
+            }
+            let streamed =
+                stream(&calls, n as u32 + 1, rate, plan.relay_window, plan.drain).await?;
+            streamed.print(&format!("{rate}/s"), kind);
+            if streamed.held() {
+                held = rate;
+            } else {
+                println!(
+                    "      did not hold (p99 {:.1} ms, delivered {:.3} %)",
+                    ms(streamed.p99),
+                    streamed.delivered_percent()
+                );
+                break;
+            }
+            if plan.smoke && n == 0 {
+                cx.check(
+                    streamed.received == streamed.sent && streamed.sent > 0,
+                    || {
+                        format!(
+                            "3. {kind} {rate}/s: {}/{} candidates delivered",
+                            streamed.received, streamed.sent
+                        )
+                    },
+                );
+            }
+        }
+        let top = plan.saturation_rates.last().copied().unwrap_or(0);
+        println!(
+            "  {kind}: highest rate held {held}/s{}",
+            if held == top && top > 0 {
+                " (the highest step: the real ceiling is above)"
+            } else {
+                ""
+            }
+        );
+        highest.insert(kind.to_string(), held);
+        calls.end(cx, "3. saturation").await?;
+    }
+    let (k, b) = (highest["konsult"], highest["bare"]);
+    cx.row(
+        format!("3. saturation {pairs} pairs: highest rate held (msg/s)"),
+        f64::from(k),
+        f64::from(b),
+    );
+    Ok(())
+}
+
+fn print_summary(cx: &Run) {
+    println!();
+    println!("== Summary (ratio = Konsult / bare) ==");
+    if cx.plan.smoke {
+        println!("(smoke run: counts far too small to judge; it shows that everything runs)");
+    }
+    println!(
+        "  {:<58} {:>12} {:>12} {:>8}",
+        "metric", "konsult", "bare", "ratio"
+    );
+    for (metric, konsult, bare) in &cx.summary {
+        let ratio = if *bare == 0.0 {
+            if *konsult == 0.0 {
+                "-".to_owned()
+            } else {
+                "∞".to_owned()
+            }
+        } else {
+            format!("{:.2}", konsult / bare)
+        };
+        println!(
+            "  {metric:<58} {:>12} {:>12} {ratio:>8}",
+            figure(*konsult),
+            figure(*bare)
+        );
+    }
+}
+
+/// A figure with as many decimals as it needs.
+fn figure(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
