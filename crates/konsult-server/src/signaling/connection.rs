@@ -10,8 +10,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use konsult_protocol::{CloseCode, ErrorCode, ResumeToken, ServerMessage};
 use konsult_signal::{ConnId, JoinRequest, LinkRef};
 use rand::RngCore;
@@ -90,37 +88,70 @@ pub fn same_origin(public_url: &str, origin: &str) -> bool {
     }
 }
 
-type Sink = SplitSink<WebSocket, Message>;
-type Stream = SplitStream<WebSocket>;
+/// A joined connection: what its pump needs.
+struct Joined {
+    conn: ConnId,
+    /// The hub task of its room.
+    hub: mpsc::Sender<HubInput>,
+    /// Frames from the hub task.
+    frames: mpsc::Receiver<Outbound>,
+    /// The connection's own way into `frames`, weak: the hub task holds the
+    /// only strong sender, and when it drops it (a client that does not
+    /// read), `frames` ends and the socket closes.
+    own_writer: mpsc::WeakSender<Outbound>,
+}
 
-async fn run(socket: WebSocket, state: AppState, session_token: Option<String>) {
-    let (mut sink, mut stream) = socket.split();
-    let signaling = state.signaling.clone();
+async fn run(mut socket: WebSocket, state: AppState, session_token: Option<String>) {
+    // The hello's state (the store's queries among it) lives in an
+    // allocation of its own, freed once the connection joins: the task of a
+    // connection that waits for hours holds only the pump's.
+    let joined = Box::pin(hello(&mut socket, &state, session_token)).await;
+    if let Some(joined) = joined {
+        let conn = joined.conn;
+        let hub = joined.hub.clone();
+        pump(socket, joined, state.signaling.shutdown_signal()).await;
+        let _ = hub.send(HubInput::Gone { conn }).await;
+        tracing::debug!(%conn, "connection ended");
+    }
+}
+
+/// Reads, checks and authenticates the hello and joins the connection to
+/// its room; `None` when it was refused (answered already) or the socket
+/// ended.
+async fn hello(
+    socket: &mut WebSocket,
+    state: &AppState,
+    session_token: Option<String>,
+) -> Option<Joined> {
+    let signaling = &state.signaling;
 
     // 1. The hello.
-    let text = match tokio::time::timeout(HELLO_TIMEOUT, first_frame(&mut stream)).await {
+    let text = match tokio::time::timeout(HELLO_TIMEOUT, first_frame(socket)).await {
         Ok(Some(Ok(text))) => text,
         Ok(Some(Err(()))) => {
             let refusal = Refusal {
                 code: ErrorCode::Malformed,
                 message: "frames must be JSON text frames".into(),
             };
-            return reject(&mut sink, &refusal.to_message(), refusal.code).await;
+            reject(socket, &refusal.to_message(), refusal.code).await;
+            return None;
         }
-        Ok(None) => return,
+        Ok(None) => return None,
         Err(_) => {
             let message = ServerMessage::error(
                 ErrorCode::HelloRequired,
                 format!("no hello within {} seconds", HELLO_TIMEOUT.as_secs()),
             );
-            return reject(&mut sink, &message, ErrorCode::HelloRequired).await;
+            reject(socket, &message, ErrorCode::HelloRequired).await;
+            return None;
         }
     };
     let hello = match signaling.parse_hello(&text) {
         Ok(hello) => hello,
         Err(rejected) => {
             tracing::info!(code = %rejected.code, "refused a hello");
-            return reject(&mut sink, &rejected.to_message(), rejected.code).await;
+            reject(socket, &rejected.to_message(), rejected.code).await;
+            return None;
         }
     };
 
@@ -130,7 +161,8 @@ async fn run(socket: WebSocket, state: AppState, session_token: Option<String>) 
         Ok(who) => who,
         Err(refusal) => {
             tracing::info!(code = %refusal.code, "refused a hello");
-            return reject(&mut sink, &refusal.to_message(), refusal.code).await;
+            reject(socket, &refusal.to_message(), refusal.code).await;
+            return None;
         }
     };
 
@@ -160,40 +192,32 @@ async fn run(socket: WebSocket, state: AppState, session_token: Option<String>) 
         resume: hello.resume,
         features: hello.features,
     };
-    let (writer_tx, writer_rx) = mpsc::channel(OUTBOUND_CAPACITY);
-    // The hub holds the only strong sender: when it drops it (a client
-    // that does not read), the writer ends and the socket closes.
-    let own_writer = writer_tx.downgrade();
+    let (writer, frames) = mpsc::channel(OUTBOUND_CAPACITY);
+    let own_writer = writer.downgrade();
     let join = HubInput::Join {
         conn,
         request,
         clinic: who.clinic,
         closes_at: who.closes_at,
         session: who.session.clone(),
-        writer: writer_tx,
+        writer,
     };
     tracing::info!(%conn, consultation = %consultation, role = %who.role, "joined");
     // Everything of this connection goes to the hub task of its room.
     let hub = signaling.hub(consultation).clone();
-    if hub.send(join).await.is_err() {
-        return;
-    }
-
-    // 4. Pump until either side ends.
-    let mut writer = tokio::spawn(write(sink, writer_rx, signaling.shutdown_signal()));
-    let mut reader = tokio::spawn(read(stream, conn, hub.clone(), own_writer));
-    tokio::select! {
-        _ = &mut writer => reader.abort(),
-        _ = &mut reader => writer.abort(),
-    }
-    let _ = hub.send(HubInput::Gone { conn }).await;
-    tracing::debug!(%conn, "connection ended");
+    hub.send(join).await.ok()?;
+    Some(Joined {
+        conn,
+        hub,
+        frames,
+        own_writer,
+    })
 }
 
 /// The first data frame: `Ok(text)`, `Err(())` for a binary frame, `None`
 /// when the socket ended first.
-async fn first_frame(stream: &mut Stream) -> Option<Result<String, ()>> {
-    while let Some(frame) = stream.next().await {
+async fn first_frame(socket: &mut WebSocket) -> Option<Result<String, ()>> {
+    while let Some(frame) = socket.recv().await {
         match frame {
             Ok(Message::Text(text)) => return Some(Ok(text.to_string())),
             Ok(Message::Binary(_)) => return Some(Err(())),
@@ -205,11 +229,11 @@ async fn first_frame(stream: &mut Stream) -> Option<Result<String, ()>> {
 }
 
 /// Answers a refused hello with `error` and close 1008.
-async fn reject(sink: &mut Sink, message: &ServerMessage, code: ErrorCode) {
-    let _ = sink
+async fn reject(socket: &mut WebSocket, message: &ServerMessage, code: ErrorCode) {
+    let _ = socket
         .send(Message::Text(Utf8Bytes::from(message.to_json())))
         .await;
-    let _ = sink
+    let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code: CloseCode::REJECTED,
             reason: Utf8Bytes::from_static(code.as_str()),
@@ -217,84 +241,104 @@ async fn reject(sink: &mut Sink, message: &ServerMessage, code: ErrorCode) {
         .await;
 }
 
-/// Socket → hub.
-async fn read(
-    mut stream: Stream,
-    conn: ConnId,
-    hub: mpsc::Sender<HubInput>,
-    writer: mpsc::WeakSender<Outbound>,
-) {
+/// Moves frames both ways until either side ends, in the connection's one
+/// task: socket → hub as [`HubInput::Text`] (the frame's bytes, not a
+/// copy), hub → socket each write bounded by [`WRITE_TIMEOUT`]. While a
+/// write waits for a client that does not read, its frames wait too.
+/// Returning drops the socket, which closes it.
+async fn pump(mut socket: WebSocket, joined: Joined, mut shutdown: watch::Receiver<bool>) {
+    let Joined {
+        conn,
+        hub,
+        mut frames,
+        own_writer,
+    } = joined;
+    // A binary frame was refused: the frames already queued go out, then
+    // the close; nothing more is read.
     let mut closing = false;
-    while let Some(frame) = stream.next().await {
-        match frame {
-            Ok(Message::Text(text)) if !closing => {
-                let input = HubInput::Text {
-                    conn,
-                    text: text.to_string(),
-                };
-                if hub.send(input).await.is_err() {
-                    return;
-                }
-            }
-            Ok(Message::Binary(_)) if !closing => {
-                // The protocol is JSON text only.
-                closing = true;
-                if let Some(writer) = writer.upgrade() {
-                    let _ = writer
-                        .send(Outbound::Close {
-                            code: UNSUPPORTED_DATA,
-                            reason: "binary frames are not accepted",
-                        })
-                        .await;
-                }
-            }
-            Ok(Message::Close(_)) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-}
-
-/// Hub → socket. Every write is bounded by [`WRITE_TIMEOUT`]; when the
-/// writer returns, [`run`] stops the reader and both halves of the socket
-/// are dropped, which closes it.
-async fn write(
-    mut sink: Sink,
-    mut frames: mpsc::Receiver<Outbound>,
-    mut shutdown: watch::Receiver<bool>,
-) {
     loop {
-        let next = tokio::select! {
+        let outbound = tokio::select! {
+            biased;
             next = frames.recv() => next,
-            _ = shutdown.wait_for(|stop| *stop) => Some(Outbound::Close {
+            () = stopping(&mut shutdown) => Some(Outbound::Close {
                 code: GOING_AWAY,
                 reason: "server shutting down",
             }),
+            frame = socket.recv(), if !closing => {
+                match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        if hub.send(HubInput::Text { conn, text }).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        // The protocol is JSON text only.
+                        closing = true;
+                        let close = Outbound::Close {
+                            code: UNSUPPORTED_DATA,
+                            reason: "binary frames are not accepted",
+                        };
+                        // Behind what is queued; with the queue full or the
+                        // hub gone, at once.
+                        let queued = own_writer
+                            .upgrade()
+                            .is_some_and(|writer| writer.try_send(close.clone()).is_ok());
+                        if !queued {
+                            close_with(&mut socket, close).await;
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                }
+                continue;
+            }
         };
-        let frame = match next {
-            Some(Outbound::Frame(text)) => Message::Text(Utf8Bytes::from(text)),
-            Some(Outbound::Close { code, reason }) => {
-                let close = Message::Close(Some(CloseFrame {
-                    code,
-                    reason: Utf8Bytes::from_static(reason),
-                }));
-                let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(close)).await;
+        match outbound {
+            Some(Outbound::Frame(text)) => {
+                let frame = Message::Text(Utf8Bytes::from(text));
+                match tokio::time::timeout(WRITE_TIMEOUT, socket.send(frame)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        tracing::warn!(%conn, "connection does not read; closing it");
+                        return;
+                    }
+                }
+            }
+            Some(close @ Outbound::Close { .. }) => {
+                close_with(&mut socket, close).await;
                 return;
             }
             // The hub dropped this connection (it does not keep up).
             None => {
-                let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
-                return;
-            }
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, sink.send(frame)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
-            Err(_) => {
-                tracing::warn!("connection does not read; closing it");
+                let _ =
+                    tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Close(None))).await;
                 return;
             }
         }
     }
+}
+
+/// Returns when the server begins to shut down.
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        // The server's signal is gone with the server: nothing to wait for.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Sends the close frame of `close` (an [`Outbound::Close`]), bounded by
+/// [`WRITE_TIMEOUT`].
+async fn close_with(socket: &mut WebSocket, close: Outbound) {
+    let Outbound::Close { code, reason } = close else {
+        return;
+    };
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }));
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.send(frame)).await;
 }
 
 /// 32 random bytes, base64url: the token for a new device session.

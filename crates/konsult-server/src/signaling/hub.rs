@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use konsult_domain::{CallEvent, ClinicId, ConsultationId};
 use konsult_protocol::{CloseCode, ErrorCode, ServerMessage};
@@ -83,8 +84,8 @@ pub enum HubInput {
     Text {
         /// The connection.
         conn: ConnId,
-        /// The frame.
-        text: String,
+        /// The frame, as the WebSocket read it.
+        text: Utf8Bytes,
     },
     /// The connection ended.
     Gone {
@@ -354,7 +355,7 @@ impl HubTask {
                     }
                 }
             }
-            HubInput::Text { conn, text } => self.hub.handle_text(now, conn, &text),
+            HubInput::Text { conn, text } => self.hub.handle_text(now, conn, text.as_str()),
             HubInput::Gone { conn } => {
                 self.writers.remove(&conn);
                 self.sessions.remove(&conn);
