@@ -77,6 +77,12 @@ struct Plan {
     saturation_rates: Vec<u32>,
     /// Time for messages in flight to arrive after a sending window.
     drain: Duration,
+    /// The empty server's CPU is measured over this long.
+    base_window: Duration,
+    /// After a ramp, the server is given this long at least, and at most
+    /// `settle_max`, to become quiet.
+    settle_min: Duration,
+    settle_max: Duration,
     /// Joins (connect, upgrade, hello, welcome) in flight.
     join_concurrency: usize,
     /// Scheduling requests in flight while seeding.
@@ -120,6 +126,9 @@ impl Plan {
             saturation_pairs: 1000,
             saturation_rates: vec![5000, 10_000, 20_000, 30_000, 40_000],
             drain: Duration::from_secs(1),
+            base_window: Duration::from_secs(3),
+            settle_min: Duration::from_secs(2),
+            settle_max: Duration::from_secs(60),
             join_concurrency: 64,
             seed_concurrency: 32,
             max_connections: 0,
@@ -148,6 +157,9 @@ impl Plan {
             saturation_pairs: 50,
             saturation_rates: vec![500, 2000],
             drain: Duration::from_millis(500),
+            base_window: Duration::from_secs(1),
+            settle_min: Duration::from_secs(2),
+            settle_max: Duration::from_secs(10),
             ..Self::full(0)
         }
     }
@@ -257,6 +269,16 @@ impl Plan {
         }
         if let Some(pairs) = saturation_pairs {
             plan.saturation_pairs = pairs;
+        }
+        if !plan.smoke {
+            // 5k, 10k, then steps of 10k up to the per-connection limit
+            // (20 a second per sender, two senders a pair).
+            let ceiling = 40 * plan.saturation_pairs as u32;
+            plan.saturation_rates = [5000, 10_000]
+                .into_iter()
+                .chain((20_000..).step_by(10_000))
+                .take_while(|rate| *rate <= ceiling)
+                .collect();
         }
         plan.cap_to_connections();
         Ok(plan)
@@ -632,7 +654,11 @@ impl IdleResult {
 async fn idle_step(cx: &mut Run, kind: Kind, n: usize) -> anyhow::Result<IdleResult> {
     let plan = cx.plan.clone();
     let mut server = Server::start(kind, &mut cx.installation, cx.scratch.path()).await?;
+    // What the server costs with nobody connected.
+    let empty = server.sample()?;
+    tokio::time::sleep(plan.base_window).await;
     let before = server.sample()?;
+    let base_cpu_percent = empty.cpu_percent_until(&before);
     let rooms = cx.rooms(kind, n / 2)?;
     let population = Population::join(
         &cx.endpoint(&server),
@@ -646,19 +672,15 @@ async fn idle_step(cx: &mut Run, kind: Kind, n: usize) -> anyhow::Result<IdleRes
     let welcomed = shared.welcomed.load(Relaxed);
     let failed = shared.join_failed.load(Relaxed);
     if kind == Kind::Konsult {
-        // The waiting rooms are written before `waiting` is sent.
         population
             .wait_for(Duration::from_secs(30), |s| {
                 s.waiting.load(Relaxed) >= n / 2 - failed.min(n / 2)
             })
             .await;
     }
-    tokio::time::sleep(if plan.smoke {
-        Duration::from_millis(500)
-    } else {
-        Duration::from_secs(2)
-    })
-    .await;
+    // The joins leave work behind (Konsult writes each waiting room):
+    // the idle window starts once the server is quiet.
+    let (settled, readings) = settle(&server, &plan).await?;
     let after = server.sample()?;
     let generator_before = ProcessSample::read(0)?;
     let pongs_before = shared.pongs.load(Relaxed);
@@ -696,6 +718,16 @@ async fn idle_step(cx: &mut Run, kind: Kind, n: usize) -> anyhow::Result<IdleRes
         cpu_percent,
         cpu_per_ping_us,
         generator_before.cpu_percent_until(&generator_after),
+    );
+    println!(
+        "      empty server {base_cpu_percent:.2} % CPU; after the ramp quiet in {:.0} s \
+         (CPU % each second: {})",
+        settled.as_secs_f64(),
+        readings
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     for (why, count) in shared.join_failures() {
         println!("      join failed ×{count}: {why}");
@@ -738,14 +770,49 @@ async fn idle_step(cx: &mut Run, kind: Kind, n: usize) -> anyhow::Result<IdleRes
     Ok(result)
 }
 
+/// Waits until the server's CPU has settled after a burst of joins: two
+/// consecutive one-second readings alike (within 2 points and 20 %) and
+/// under half a core, at least `plan.settle_min`, at most
+/// `plan.settle_max`. Returns how long it took and the readings (% of one
+/// core).
+async fn settle(server: &Server, plan: &Plan) -> anyhow::Result<(Duration, Vec<f64>)> {
+    let began = Instant::now();
+    let mut readings: Vec<f64> = Vec::new();
+    let mut last = server.sample()?;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = server.sample()?;
+        readings.push(last.cpu_percent_until(&now));
+        last = now;
+        let elapsed = began.elapsed();
+        if elapsed >= plan.settle_max {
+            return Ok((elapsed, readings));
+        }
+        if let [.., a, b] = readings[..] {
+            let alike = (a - b).abs() <= 2.0 + 0.2 * a.max(b);
+            if elapsed >= plan.settle_min && alike && b < 50.0 {
+                return Ok((elapsed, readings));
+            }
+        }
+    }
+}
+
 /// Admitted, negotiated pairs (and waiting rooms beside them) on a fresh
 /// server.
 struct Calls {
     server: Server,
     waiting: Option<Population>,
     pairs: Population,
-    /// Joining and negotiating the pairs took this long.
-    setup: Duration,
+}
+
+/// p50, p99 and max of `µs`, as durations.
+fn percentiles(us: &mut [u32]) -> (Duration, Duration, Duration) {
+    us.sort_unstable();
+    let at = |q: f64| {
+        us.get(((us.len() as f64 * q) as usize).min(us.len().saturating_sub(1)))
+            .map_or(Duration::ZERO, |us| Duration::from_micros(u64::from(*us)))
+    };
+    (at(0.5), at(0.99), at(1.0))
 }
 
 async fn calls(cx: &mut Run, kind: Kind, pairs: usize, waiting: usize) -> anyhow::Result<Calls> {
@@ -792,6 +859,23 @@ async fn calls(cx: &mut Run, kind: Kind, pairs: usize, waiting: usize) -> anyhow
         .await;
     let setup = population.began.elapsed();
     let shared = &population.shared;
+    let mut admissions = shared.admissions();
+    let (p50, p99, max) = percentiles(&mut admissions);
+    println!(
+        "      {kind}: {} pairs joined, admitted and negotiated in {:.1} s{}",
+        shared.ready_pairs.load(Relaxed),
+        setup.as_secs_f64(),
+        if admissions.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; admission (admit → peer_joined) p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                ms(p50),
+                ms(p99),
+                ms(max)
+            )
+        }
+    );
     let welcomed = shared.welcomed.load(Relaxed);
     let ready = shared.ready_pairs.load(Relaxed);
     for (why, count) in shared.join_failures() {
@@ -819,7 +903,6 @@ async fn calls(cx: &mut Run, kind: Kind, pairs: usize, waiting: usize) -> anyhow
         server,
         waiting: background,
         pairs: population,
-        setup,
     })
 }
 
@@ -1020,12 +1103,7 @@ async fn relay(cx: &mut Run) -> anyhow::Result<()> {
             let idle_cpu = idle_before.cpu_percent_until(&calls.server.sample()?);
             let streamed = stream(&calls, 1, step.rate, plan.relay_window, plan.drain).await?;
             streamed.print(&label, kind);
-            println!(
-                "      {} pairs joined, admitted and negotiated in {:.1} s; server CPU idle before: {:.1} %",
-                step.pairs,
-                calls.setup.as_secs_f64(),
-                idle_cpu
-            );
+            println!("      {kind}: server CPU before streaming {idle_cpu:.1} %");
             cx.check(
                 streamed.sent > 0
                     && streamed.received == streamed.sent
@@ -1080,10 +1158,6 @@ async fn saturation(cx: &mut Run) -> anyhow::Result<()> {
     let mut highest = BTreeMap::new();
     for kind in Kind::BOTH {
         let calls = calls(cx, kind, pairs, 0).await?;
-        println!(
-            "      {pairs} pairs joined, admitted and negotiated in {:.1} s",
-            calls.setup.as_secs_f64()
-        );
         let limit = calls.pairs.shared.rate_per_second.load(Relaxed);
         let mut held = 0u32;
         for (n, &rate) in plan.saturation_rates.iter().enumerate() {

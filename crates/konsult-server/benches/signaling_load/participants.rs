@@ -121,6 +121,8 @@ pub struct Shared {
     /// Participants that reported since the last phase began.
     pub reported: AtomicUsize,
     latencies_us: Mutex<Vec<u32>>,
+    /// Therapists' `admit` sent → `peer_joined` received (µs).
+    admissions_us: Mutex<Vec<u32>>,
 }
 
 impl Shared {
@@ -155,6 +157,11 @@ impl Shared {
     /// Ends the phase: what arrives from now on is late.
     pub fn end_phase(&self) {
         self.current_phase.store(NO_PHASE, Relaxed);
+    }
+
+    /// How long each admission took (µs), `admit` to `peer_joined`.
+    pub fn admissions(&self) -> Vec<u32> {
+        self.admissions_us.lock().unwrap().clone()
     }
 
     /// The latencies (µs) reported for the phase.
@@ -533,6 +540,7 @@ async fn converse(
     let mut ready = false;
     let mut expected: Option<(u32, u64)> = None;
     let mut latencies: Vec<u32> = Vec::new();
+    let mut admit_sent: Option<u64> = None;
     let leaving = |control: &watch::Receiver<Control>| matches!(*control.borrow(), Control::Leave);
     loop {
         tokio::select! {
@@ -633,6 +641,7 @@ async fn converse(
                     }
                     "patient_waiting" => {
                         if spec.admit {
+                            admit_sent.get_or_insert_with(now_us);
                             ws.send(Message::text(r#"{"type":"admit"}"#)).await?;
                         }
                     }
@@ -640,6 +649,10 @@ async fn converse(
                         shared.admitted.fetch_add(1, Relaxed);
                     }
                     "peer_joined" => {
+                        if let Some(sent) = admit_sent.take() {
+                            let took = now_us().saturating_sub(sent).min(u32::MAX as u64) as u32;
+                            shared.admissions_us.lock().unwrap().push(took);
+                        }
                         if therapist && !offered {
                             offered = true;
                             ws.send(offer()).await?;
