@@ -173,7 +173,6 @@ struct Participant {
     /// The latest sequenced messages, oldest first, contiguous seqs ending
     /// at `next_seq - 1`.
     buffer: VecDeque<ServerMessage>,
-    ice_servers: Vec<IceServer>,
     /// The patient's join link.
     link_ref: Option<LinkRef>,
     /// Restored from a saved record: the client may have seen messages
@@ -190,7 +189,6 @@ impl Participant {
             next_seq: 1,
             released: 0,
             buffer: VecDeque::new(),
-            ice_servers: req.ice_servers.clone(),
             link_ref: req.link.clone(),
             restored: false,
         }
@@ -456,13 +454,13 @@ impl Room {
         conn: ConnId,
         token: ResumeToken,
         resumed: bool,
+        ice_servers: Vec<IceServer>,
     ) {
-        let Some(p) = self.get(role) else { return };
         let welcome = Welcome {
             version: PROTOCOL_VERSION,
             role,
             consultation: self.id,
-            ice_servers: p.ice_servers.clone(),
+            ice_servers,
             candidate_policy: self.policy,
             peer_present: self.get(role.other()).is_some(),
             polite: role == Role::Patient,
@@ -473,7 +471,7 @@ impl Room {
         ctx.send_conn(conn, ServerBody::Welcome(welcome));
     }
 
-    fn join(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, req: JoinRequest) {
+    fn join(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, mut req: JoinRequest) {
         let role = req.role;
         self.call_started |= req.call_started;
         if self.over {
@@ -511,7 +509,8 @@ impl Room {
             ctx.close(old, CloseReason::Replaced);
         }
         p.link = Presence::Connected(conn);
-        p.ice_servers = req.ice_servers.clone();
+        // Fresh credentials for this connection, in its welcome only.
+        let ice_servers = std::mem::take(&mut req.ice_servers);
         match own {
             Some((_, resume)) if p.restored => {
                 // Back after a restart: nothing to replay (messages are not
@@ -523,19 +522,19 @@ impl Room {
                     p.next_seq = p.next_seq.max(resume.last_seq.saturating_add(1));
                     p.released = p.next_seq - 1;
                     p.buffer.clear();
-                    self.welcome(ctx, role, conn, token, true);
+                    self.welcome(ctx, role, conn, token, true, ice_servers);
                 } else {
                     p.restored = false;
                     p.buffer.clear();
                     p.released = p.next_seq - 1;
-                    self.welcome(ctx, role, conn, token, false);
+                    self.welcome(ctx, role, conn, token, false, ice_servers);
                     self.resync_after_gap(ctx, role);
                 }
             }
             Some((_, resume)) if p.can_replay(resume.last_seq) => {
                 let token = resume.token.clone();
                 let last_seq = resume.last_seq;
-                self.welcome(ctx, role, conn, token, true);
+                self.welcome(ctx, role, conn, token, true, ice_servers);
                 let p = self.get(role).expect("participant present");
                 for message in p
                     .buffer
@@ -558,7 +557,7 @@ impl Room {
                 p.buffer.clear();
                 p.released = p.next_seq - 1;
                 self.dirty = true;
-                self.welcome(ctx, role, conn, token, false);
+                self.welcome(ctx, role, conn, token, false, ice_servers);
                 self.resync_new_device(ctx, role);
             }
         }
@@ -569,7 +568,7 @@ impl Room {
         let token = req.resume_token_for_new.clone();
         *self.slot(role) = Some(Participant::new(conn, TokenHash::of(&token), &req));
         self.dirty = true;
-        self.welcome(ctx, role, conn, token, false);
+        self.welcome(ctx, role, conn, token, false, req.ice_servers);
         match role {
             Role::Patient => {
                 self.admission = Admission::Waiting;
@@ -1013,7 +1012,6 @@ impl Room {
                 next_seq,
                 released: next_seq - 1,
                 buffer: VecDeque::with_capacity(replay_buffer.min(16)),
-                ice_servers: Vec::new(),
                 link_ref: p.link.clone(),
                 restored: true,
             });
