@@ -91,6 +91,8 @@ struct Plan {
     max_connections: usize,
     /// Why `max_connections` is what it is.
     cap_reason: String,
+    /// The bare forwarder leaves Nagle's algorithm on, as Konsult does.
+    bare_nagle: bool,
 }
 
 /// Latency above which a saturation step failed.
@@ -133,6 +135,7 @@ impl Plan {
             seed_concurrency: 32,
             max_connections: 0,
             cap_reason: String::new(),
+            bare_nagle: false,
         }
     }
 
@@ -195,6 +198,7 @@ impl Plan {
         let mut participants: Option<Vec<usize>> = None;
         let mut waiting: Option<usize> = None;
         let mut saturation_pairs: Option<usize> = None;
+        let mut bare_nagle = false;
         let mut args = args.iter();
         let number = |value: Option<&String>, what: &str| -> anyhow::Result<usize> {
             value
@@ -208,6 +212,7 @@ impl Plan {
             match arg.as_str() {
                 "--smoke" => smoke = true,
                 "--bench" => {}
+                "--bare-nagle" => bare_nagle = true,
                 "--only" => {
                     let list = args.next().context("--only needs scenarios, e.g. 1,3")?;
                     for n in list.split(',') {
@@ -236,7 +241,7 @@ impl Plan {
                 }
                 other => bail!(
                     "unknown argument {other:?} (known: --smoke, --only 1,3, \
-                     --participants 1000,5000, --waiting N, --saturation-pairs N)"
+                     --participants 1000,5000, --waiting N, --saturation-pairs N, --bare-nagle)"
                 ),
             }
         }
@@ -257,6 +262,7 @@ impl Plan {
             Self::full(waiting.unwrap_or(default_waiting))
         };
         plan.only = only;
+        plan.bare_nagle = bare_nagle;
         plan.max_connections = max_connections;
         plan.cap_reason = cap_reason;
         if let Some(participants) = participants {
@@ -325,11 +331,12 @@ fn main() -> ExitCode {
         let listen = match args.get(1..3) {
             Some([flag, addr]) if flag == "--listen" => addr.clone(),
             _ => {
-                eprintln!("usage: --bare-forwarder --listen ADDR");
+                eprintln!("usage: --bare-forwarder --listen ADDR [--nagle]");
                 return ExitCode::from(2);
             }
         };
-        return match load::bare::serve(&listen) {
+        let nagle = args.get(3).is_some_and(|a| a == "--nagle");
+        return match load::bare::serve(&listen, nagle) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("bare forwarder: {e:#}");
@@ -407,8 +414,8 @@ struct Run {
     bare_rooms: usize,
     /// Protocol checks that failed.
     failures: Vec<String>,
-    /// Rows of the summary: (metric, konsult, bare).
-    summary: Vec<(String, f64, f64)>,
+    /// Rows of the summary: (metric, konsult, bare, ratio) as printed.
+    summary: Vec<(String, String, String, String)>,
 }
 
 impl Run {
@@ -454,7 +461,13 @@ impl Run {
     }
 
     fn row(&mut self, metric: String, konsult: f64, bare: f64) {
-        self.summary.push((metric, konsult, bare));
+        let ratio = if bare == 0.0 {
+            if konsult == 0.0 { "-" } else { "∞" }.to_owned()
+        } else {
+            format!("{:.2}", konsult / bare)
+        };
+        self.summary
+            .push((metric, figure(konsult), figure(bare), ratio));
     }
 }
 
@@ -569,7 +582,12 @@ fn print_header(plan: &Plan, open_files: u64) {
     );
     println!(
         "bare: this binary --bare-forwarder (Tokio multi-thread, tokio-tungstenite, 4 KiB read \
-         buffer, no write buffer, TCP_NODELAY), fresh process each step"
+         buffer, no write buffer, {}), fresh process each step",
+        if plan.bare_nagle {
+            "Nagle on, as Konsult's sockets (--bare-nagle)"
+        } else {
+            "TCP_NODELAY, which Konsult's sockets do not set"
+        }
     );
     println!(
         "load generator: this process, 2 Tokio workers, sockets from 127.0.0.2–254; \
@@ -653,7 +671,13 @@ impl IdleResult {
 
 async fn idle_step(cx: &mut Run, kind: Kind, n: usize) -> anyhow::Result<IdleResult> {
     let plan = cx.plan.clone();
-    let mut server = Server::start(kind, &mut cx.installation, cx.scratch.path()).await?;
+    let mut server = Server::start(
+        kind,
+        &mut cx.installation,
+        cx.scratch.path(),
+        plan.bare_nagle,
+    )
+    .await?;
     // What the server costs with nobody connected.
     let empty = server.sample()?;
     tokio::time::sleep(plan.base_window).await;
@@ -817,7 +841,13 @@ fn percentiles(us: &mut [u32]) -> (Duration, Duration, Duration) {
 
 async fn calls(cx: &mut Run, kind: Kind, pairs: usize, waiting: usize) -> anyhow::Result<Calls> {
     let plan = cx.plan.clone();
-    let server = Server::start(kind, &mut cx.installation, cx.scratch.path()).await?;
+    let server = Server::start(
+        kind,
+        &mut cx.installation,
+        cx.scratch.path(),
+        plan.bare_nagle,
+    )
+    .await?;
     let endpoint = cx.endpoint(&server);
     let background = if waiting > 0 {
         let rooms = cx.rooms(kind, waiting / 2)?;
@@ -1156,6 +1186,7 @@ async fn saturation(cx: &mut Run) -> anyhow::Result<()> {
         SATURATION_DELIVERED
     );
     let mut highest = BTreeMap::new();
+    let mut steps: BTreeMap<Kind, Vec<Streamed>> = BTreeMap::new();
     for kind in Kind::BOTH {
         let calls = calls(cx, kind, pairs, 0).await?;
         let limit = calls.pairs.shared.rate_per_second.load(Relaxed);
@@ -1172,6 +1203,7 @@ async fn saturation(cx: &mut Run) -> anyhow::Result<()> {
             let streamed =
                 stream(&calls, n as u32 + 1, rate, plan.relay_window, plan.drain).await?;
             streamed.print(&format!("{rate}/s"), kind);
+            steps.entry(kind).or_default().push(streamed.clone());
             if streamed.held() {
                 held = rate;
             } else {
@@ -1203,15 +1235,58 @@ async fn saturation(cx: &mut Run) -> anyhow::Result<()> {
                 ""
             }
         );
-        highest.insert(kind.to_string(), held);
+        highest.insert(kind, held);
         calls.end(cx, "3. saturation").await?;
     }
-    let (k, b) = (highest["konsult"], highest["bare"]);
-    cx.row(
+    let top = plan.saturation_rates.last().copied().unwrap_or(0);
+    let held = |kind| {
+        let rate = highest[&kind];
+        if rate == top {
+            format!("≥{rate}")
+        } else {
+            rate.to_string()
+        }
+    };
+    let (k, b) = (highest[&Kind::Konsult], highest[&Kind::Bare]);
+    let ratio = if k == top && b == top {
+        "?".to_owned()
+    } else if b == 0 {
+        "-".to_owned()
+    } else {
+        format!(
+            "{}{:.2}",
+            if k == top { "≥" } else { "" },
+            f64::from(k) / f64::from(b)
+        )
+    };
+    cx.summary.push((
         format!("3. saturation {pairs} pairs: highest rate held (msg/s)"),
-        f64::from(k),
-        f64::from(b),
-    );
+        held(Kind::Konsult),
+        held(Kind::Bare),
+        ratio,
+    ));
+    // The highest step both servers ran.
+    let common = steps[&Kind::Konsult].iter().rev().find_map(|k| {
+        steps[&Kind::Bare]
+            .iter()
+            .find(|b| b.target == k.target)
+            .map(|b| (k, b))
+    });
+    if let Some((k, b)) = common {
+        cx.row(
+            format!("3. saturation {pairs} pairs: p99 at {}/s (ms)", k.target),
+            ms(k.p99),
+            ms(b.p99),
+        );
+        cx.row(
+            format!(
+                "3. saturation {pairs} pairs: server CPU at {}/s (%)",
+                k.target
+            ),
+            k.server_cpu_percent,
+            b.server_cpu_percent,
+        );
+    }
     Ok(())
 }
 
@@ -1225,20 +1300,13 @@ fn print_summary(cx: &Run) {
         "  {:<58} {:>12} {:>12} {:>8}",
         "metric", "konsult", "bare", "ratio"
     );
-    for (metric, konsult, bare) in &cx.summary {
-        let ratio = if *bare == 0.0 {
-            if *konsult == 0.0 {
-                "-".to_owned()
-            } else {
-                "∞".to_owned()
-            }
-        } else {
-            format!("{:.2}", konsult / bare)
-        };
+    for (metric, konsult, bare, ratio) in &cx.summary {
+        println!("  {metric:<58} {konsult:>12} {bare:>12} {ratio:>8}");
+    }
+    if cx.summary.iter().any(|row| row.1.starts_with('≥')) {
         println!(
-            "  {metric:<58} {:>12} {:>12} {ratio:>8}",
-            figure(*konsult),
-            figure(*bare)
+            "  (≥: the highest step held, so the ceiling is above it; \
+             --saturation-pairs N raises the steps to 40 × N msg/s)"
         );
     }
 }

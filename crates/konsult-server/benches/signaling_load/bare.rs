@@ -3,8 +3,8 @@
 //!
 //! It does the least a signaling server must: Tokio (multi-thread) and
 //! tokio-tungstenite with the WebSocket buffers Konsult uses (4 KiB read
-//! buffer, no write buffer), one task per connection reading and an mpsc
-//! to a writer task. A connection's first text frame is a hello carrying a
+//! buffer, no write buffer), `TCP_NODELAY` (unless `--nagle`), one task per
+//! connection reading and an mpsc to a writer task. A connection's first text frame is a hello carrying a
 //! pairing key (`{"type":"hello",…,"key":"…"}`), answered with
 //! `{"type":"welcome"}`; the two connections with the same key are paired.
 //! `{"type":"ping"}` (compared as bytes, not parsed) is answered with
@@ -26,8 +26,9 @@ type Slot = Arc<Mutex<Option<UnboundedSender<Message>>>>;
 /// Connections waiting for their pair: key → (its queue, its slot).
 type Waiting = Arc<Mutex<HashMap<String, (UnboundedSender<Message>, Slot)>>>;
 
-/// Serves until killed.
-pub fn serve(listen: &str) -> anyhow::Result<()> {
+/// Serves until killed; `nagle`: leave Nagle's algorithm on (no
+/// `TCP_NODELAY`), as Konsult's listener does.
+pub fn serve(listen: &str, nagle: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -36,13 +37,15 @@ pub fn serve(listen: &str) -> anyhow::Result<()> {
         let waiting: Waiting = Arc::default();
         loop {
             let (stream, _) = listener.accept().await?;
+            if !nagle {
+                let _ = stream.set_nodelay(true);
+            }
             tokio::spawn(connection(stream, waiting.clone()));
         }
     })
 }
 
 async fn connection(stream: TcpStream, waiting: Waiting) {
-    let _ = stream.set_nodelay(true);
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use super::process::{free_tcp_port, free_udp_port, log_tail, ChildGuard, ProcessSample};
 
 /// Which server a run measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     /// The `konsult` binary.
     Konsult,
@@ -172,13 +172,17 @@ impl Server {
         Ok(server)
     }
 
-    /// Starts the bare forwarder (this binary again).
-    pub async fn bare(scratch: &std::path::Path) -> anyhow::Result<Self> {
+    /// Starts the bare forwarder (this binary again); `nagle`: without
+    /// `TCP_NODELAY`.
+    pub async fn bare(scratch: &std::path::Path, nagle: bool) -> anyhow::Result<Self> {
         let port = free_tcp_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = scratch.join("bare.log");
         let mut command = Command::new(std::env::current_exe()?);
         command.args(["--bare-forwarder", "--listen", &addr.to_string()]);
+        if nagle {
+            command.arg("--nagle");
+        }
         let child = ChildGuard::spawn("bare forwarder", &mut command, &log)?;
         let mut server = Self {
             kind: Kind::Bare,
@@ -203,10 +207,11 @@ impl Server {
         kind: Kind,
         installation: &mut Installation,
         scratch: &std::path::Path,
+        bare_nagle: bool,
     ) -> anyhow::Result<Self> {
         match kind {
             Kind::Konsult => Self::konsult(installation).await,
-            Kind::Bare => Self::bare(scratch).await,
+            Kind::Bare => Self::bare(scratch, bare_nagle).await,
         }
     }
 
