@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use axum_server::accept::Accept;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
@@ -45,19 +46,22 @@ impl Guard {
     }
 }
 
-impl<I, S> Accept<I, S> for Guard
-where
-    I: AsyncRead + AsyncWrite + Unpin,
-{
-    type Stream = Guarded<I>;
+impl<S> Accept<TcpStream, S> for Guard {
+    type Stream = Guarded<TcpStream>;
     type Service = MarkFirstRequest<S>;
     type Future = Ready<io::Result<(Self::Stream, Self::Service)>>;
 
-    fn accept(&self, stream: I, service: S) -> Self::Future {
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             // Dropping the stream closes it: the descriptor comes back now.
             return ready(Err(io::Error::other("connection limit reached")));
         };
+        // Signaling frames are small and each one is written when it is
+        // due: Nagle's algorithm would hold a frame back until the previous
+        // one is acknowledged (up to the peer's delayed-ACK time, 40 ms).
+        if let Err(error) = stream.set_nodelay(true) {
+            return ready(Err(error));
+        }
         let served = Arc::new(AtomicBool::new(false));
         ready(Ok((
             Guarded {
