@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use load::participants::{Control, Endpoint, Population};
-use load::process::{machine, raise_open_files_limit, ProcessSample};
+use load::process::{machine, raise_open_files_limit, MachineSample, ProcessSample};
 use load::servers::{
     schedule_consultations, Api, Installation, Kind, Room, Server, THERAPIST_EMAIL,
 };
@@ -985,6 +985,9 @@ struct Streamed {
     server_cpu: Duration,
     server_cpu_percent: f64,
     generator_cpu_percent: f64,
+    /// The whole machine: busy and stolen, in % of all its cores.
+    machine_busy_percent: f64,
+    machine_steal_percent: f64,
 }
 
 impl Streamed {
@@ -1012,7 +1015,7 @@ impl Streamed {
         println!(
             "  {label:<22} {:<7} {:>7}/s  achieved {:>8.0}/s  delivered {:>7.3} %  \
              p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.1} ms  server CPU {:>5.1} % = {:>6.1} µs/msg  \
-             gen CPU {:>5.1} %",
+             gen CPU {:>5.1} %  machine busy {:>3.0} % (steal {:.0} %)",
             kind.to_string(),
             self.target,
             self.achieved(),
@@ -1023,6 +1026,8 @@ impl Streamed {
             self.server_cpu_percent,
             self.cpu_per_message_us(),
             self.generator_cpu_percent,
+            self.machine_busy_percent,
+            self.machine_steal_percent,
         );
         if self.late > 0 || self.out_of_order > 0 {
             println!(
@@ -1051,6 +1056,7 @@ async fn stream(
     shared.begin_phase(phase);
     let server_before = calls.server.sample()?;
     let generator_before = ProcessSample::read(0)?;
+    let machine_before = MachineSample::read()?;
     let start = Instant::now() + Duration::from_millis(200);
     let until = start + window;
     population.tell(Control::Stream {
@@ -1063,6 +1069,8 @@ async fn stream(
     let mut latencies = population.report(Duration::from_secs(10)).await;
     let server_after = calls.server.sample()?;
     let generator_after = ProcessSample::read(0)?;
+    let (machine_busy_percent, machine_steal_percent) =
+        machine_before.busy_and_steal_until(&MachineSample::read()?);
     latencies.sort_unstable();
     let at = |q: f64| {
         latencies
@@ -1084,6 +1092,8 @@ async fn stream(
         server_cpu: server_after.cpu.saturating_sub(server_before.cpu),
         server_cpu_percent: server_before.cpu_percent_until(&server_after),
         generator_cpu_percent: generator_before.cpu_percent_until(&generator_after),
+        machine_busy_percent,
+        machine_steal_percent,
     };
     // Let every token bucket refill before the next window.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -238,3 +238,47 @@ pub fn log_tail(path: &Path, bytes: usize) -> String {
     let start = log.len().saturating_sub(bytes);
     String::from_utf8_lossy(&log[start..]).into_owned()
 }
+
+/// The whole machine's CPU time at one instant (`/proc/stat`, all cores).
+#[derive(Debug, Clone, Copy)]
+pub struct MachineSample {
+    busy: u64,
+    steal: u64,
+    total: u64,
+}
+
+impl MachineSample {
+    /// Reads the `cpu` line of `/proc/stat`.
+    pub fn read() -> anyhow::Result<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").context("/proc/stat")?;
+        let line = stat
+            .lines()
+            .find(|l| l.starts_with("cpu "))
+            .context("no cpu line in /proc/stat")?;
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|t| t.parse().unwrap_or(0))
+            .collect();
+        let field = |n: usize| ticks.get(n).copied().unwrap_or(0);
+        // user nice system idle iowait irq softirq steal (guest time is
+        // already in user).
+        let busy = field(0) + field(1) + field(2) + field(5) + field(6);
+        let steal = field(7);
+        Ok(Self {
+            busy,
+            steal,
+            total: busy + steal + field(3) + field(4),
+        })
+    }
+
+    /// (busy, stolen by the hypervisor) between `self` and a later sample,
+    /// in % of all the machine's cores.
+    pub fn busy_and_steal_until(&self, later: &MachineSample) -> (f64, f64) {
+        let total = later.total.saturating_sub(self.total).max(1) as f64;
+        (
+            later.busy.saturating_sub(self.busy) as f64 * 100.0 / total,
+            later.steal.saturating_sub(self.steal) as f64 * 100.0 / total,
+        )
+    }
+}
