@@ -83,6 +83,8 @@ struct Plan {
     /// `settle_max`, to become quiet.
     settle_min: Duration,
     settle_max: Duration,
+    /// The CPU readings of the settling are this long each.
+    settle_step: Duration,
     /// Joins (connect, upgrade, hello, welcome) in flight.
     join_concurrency: usize,
     /// Scheduling requests in flight while seeding.
@@ -131,6 +133,7 @@ impl Plan {
             base_window: Duration::from_secs(3),
             settle_min: Duration::from_secs(2),
             settle_max: Duration::from_secs(60),
+            settle_step: Duration::from_secs(1),
             join_concurrency: 64,
             seed_concurrency: 32,
             max_connections: 0,
@@ -161,8 +164,9 @@ impl Plan {
             saturation_rates: vec![500, 2000],
             drain: Duration::from_millis(500),
             base_window: Duration::from_secs(1),
-            settle_min: Duration::from_secs(2),
+            settle_min: Duration::from_secs(1),
             settle_max: Duration::from_secs(10),
+            settle_step: Duration::from_millis(500),
             ..Self::full(0)
         }
     }
@@ -707,10 +711,13 @@ async fn idle_step(cx: &mut Run, kind: Kind, n: usize) -> anyhow::Result<IdleRes
     let (settled, readings) = settle(&server, &plan).await?;
     let after = server.sample()?;
     let generator_before = ProcessSample::read(0)?;
+    let machine_before = MachineSample::read()?;
     let pongs_before = shared.pongs.load(Relaxed);
     tokio::time::sleep(plan.idle_window).await;
     let end = server.sample()?;
     let generator_after = ProcessSample::read(0)?;
+    let (machine_busy, machine_steal) =
+        machine_before.busy_and_steal_until(&MachineSample::read()?);
     let pongs = shared.pongs.load(Relaxed) - pongs_before;
     server.ensure_running()?;
     let cpu_percent = after.cpu_percent_until(&end);
@@ -745,14 +752,25 @@ async fn idle_step(cx: &mut Run, kind: Kind, n: usize) -> anyhow::Result<IdleRes
     );
     println!(
         "      empty server {base_cpu_percent:.2} % CPU; after the ramp quiet in {:.0} s \
-         (CPU % each second: {})",
+         (CPU % each {} ms: {})",
         settled.as_secs_f64(),
+        plan.settle_step.as_millis(),
         readings
             .iter()
             .map(|r| format!("{r:.0}"))
             .collect::<Vec<_>>()
             .join(" ")
     );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let others =
+        machine_busy - (cpu_percent + generator_before.cpu_percent_until(&generator_after)) / cores;
+    if others > 20.0 || machine_steal > 10.0 {
+        println!(
+            "      WARNING: {others:.0} % of the machine went to other processes and \
+             {machine_steal:.0} % was stolen by the hypervisor in the idle window: \
+             its figures are disturbed"
+        );
+    }
     for (why, count) in shared.join_failures() {
         println!("      join failed ×{count}: {why}");
     }
@@ -795,8 +813,8 @@ async fn idle_step(cx: &mut Run, kind: Kind, n: usize) -> anyhow::Result<IdleRes
 }
 
 /// Waits until the server's CPU has settled after a burst of joins: two
-/// consecutive one-second readings alike (within 2 points and 20 %) and
-/// under half a core, at least `plan.settle_min`, at most
+/// consecutive readings (`plan.settle_step` each) alike (within 2 points
+/// and 20 %) and under half a core, at least `plan.settle_min`, at most
 /// `plan.settle_max`. Returns how long it took and the readings (% of one
 /// core).
 async fn settle(server: &Server, plan: &Plan) -> anyhow::Result<(Duration, Vec<f64>)> {
@@ -804,7 +822,7 @@ async fn settle(server: &Server, plan: &Plan) -> anyhow::Result<(Duration, Vec<f
     let mut readings: Vec<f64> = Vec::new();
     let mut last = server.sample()?;
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(plan.settle_step).await;
         let now = server.sample()?;
         readings.push(last.cpu_percent_until(&now));
         last = now;
@@ -888,6 +906,9 @@ async fn calls(cx: &mut Run, kind: Kind, pairs: usize, waiting: usize) -> anyhow
         .wait_for(patience, |s| s.ready_pairs.load(Relaxed) >= pairs)
         .await;
     let setup = population.began.elapsed();
+    // Joins and admissions leave writes behind: stream once the server is
+    // quiet.
+    let (settled, readings) = settle(&server, &plan).await?;
     let shared = &population.shared;
     let mut admissions = shared.admissions();
     let (p50, p99, max) = percentiles(&mut admissions);
@@ -905,6 +926,16 @@ async fn calls(cx: &mut Run, kind: Kind, pairs: usize, waiting: usize) -> anyhow
                 ms(max)
             )
         }
+    );
+    println!(
+        "      {kind}: quiet {:.0} s later (CPU % each {} ms: {})",
+        settled.as_secs_f64(),
+        plan.settle_step.as_millis(),
+        readings
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let welcomed = shared.welcomed.load(Relaxed);
     let ready = shared.ready_pairs.load(Relaxed);
@@ -1011,11 +1042,19 @@ impl Streamed {
         self.p99 <= SATURATION_P99 && self.delivered_percent() >= SATURATION_DELIVERED
     }
 
+    /// The machine's CPU that neither the server nor the generator used,
+    /// in % of all its cores (the kernel's own threads, or another job).
+    fn others_percent(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        (self.machine_busy_percent - (self.server_cpu_percent + self.generator_cpu_percent) / cores)
+            .max(0.0)
+    }
+
     fn print(&self, label: &str, kind: Kind) {
         println!(
             "  {label:<22} {:<7} {:>7}/s  achieved {:>8.0}/s  delivered {:>7.3} %  \
              p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.1} ms  server CPU {:>5.1} % = {:>6.1} µs/msg  \
-             gen CPU {:>5.1} %  machine busy {:>3.0} % (steal {:.0} %)",
+             gen CPU {:>5.1} %  machine busy {:>3.0} % (others {:.0} %, steal {:.0} %)",
             kind.to_string(),
             self.target,
             self.achieved(),
@@ -1027,8 +1066,17 @@ impl Streamed {
             self.cpu_per_message_us(),
             self.generator_cpu_percent,
             self.machine_busy_percent,
+            self.others_percent(),
             self.machine_steal_percent,
         );
+        if self.others_percent() > 20.0 || self.machine_steal_percent > 10.0 {
+            println!(
+                "      WARNING: {:.0} % of the machine went to other processes and {:.0} % \
+                 was stolen by the hypervisor in this window: its figures are disturbed",
+                self.others_percent(),
+                self.machine_steal_percent
+            );
+        }
         if self.late > 0 || self.out_of_order > 0 {
             println!(
                 "      {} arrived after the window, {} out of order",
