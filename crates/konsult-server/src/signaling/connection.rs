@@ -101,16 +101,33 @@ struct Joined {
     own_writer: mpsc::WeakSender<Outbound>,
 }
 
-async fn run(mut socket: WebSocket, state: AppState, session_token: Option<String>) {
-    // The hello's state (the store's queries among it) lives in an
-    // allocation of its own, freed once the connection joins: the task of a
-    // connection that waits for hours holds only the pump's.
-    let joined = Box::pin(hello(&mut socket, &state, session_token)).await;
-    if let Some(joined) = joined {
+/// The connection's task. The hello's state (the store's queries, the
+/// server's state) lives in an allocation of its own, freed once the
+/// connection joins; what stays for a connection that waits for hours is
+/// the pump's (a plain `async fn` would also keep its arguments for its
+/// whole life, twice: rust-lang/rust#62958).
+fn run(
+    socket: WebSocket,
+    state: AppState,
+    session_token: Option<String>,
+) -> impl std::future::Future<Output = ()> + Send {
+    let hello = Box::pin(async move {
+        let mut socket = socket;
+        let joined = hello(&mut socket, &state, session_token).await?;
+        Some((socket, joined, state.signaling.shutdown_signal()))
+    });
+    async move {
+        let Some((socket, joined, shutdown)) = hello.await else {
+            return;
+        };
         let conn = joined.conn;
         let hub = joined.hub.clone();
-        pump(socket, joined, state.signaling.shutdown_signal()).await;
-        let _ = hub.send(HubInput::Gone { conn }).await;
+        pump(socket, joined, shutdown).await;
+        // Queued behind the connection's frames, so the hub hears of them
+        // first.
+        if let Ok(permit) = hub.reserve().await {
+            permit.send(HubInput::Gone { conn });
+        }
         tracing::debug!(%conn, "connection ended");
     }
 }
@@ -246,75 +263,85 @@ async fn reject(socket: &mut WebSocket, message: &ServerMessage, code: ErrorCode
 /// copy), hub → socket each write bounded by [`WRITE_TIMEOUT`]. While a
 /// write waits for a client that does not read, its frames wait too.
 /// Returning drops the socket, which closes it.
-async fn pump(mut socket: WebSocket, joined: Joined, mut shutdown: watch::Receiver<bool>) {
+fn pump(
+    socket: WebSocket,
+    joined: Joined,
+    shutdown: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send {
+    let (mut socket, mut shutdown) = (socket, shutdown);
     let Joined {
         conn,
         hub,
         mut frames,
         own_writer,
     } = joined;
-    // A binary frame was refused: the frames already queued go out, then
-    // the close; nothing more is read.
-    let mut closing = false;
-    loop {
-        let outbound = tokio::select! {
-            biased;
-            next = frames.recv() => next,
-            () = stopping(&mut shutdown) => Some(Outbound::Close {
-                code: GOING_AWAY,
-                reason: "server shutting down",
-            }),
-            frame = socket.recv(), if !closing => {
-                match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        if hub.send(HubInput::Text { conn, text }).await.is_err() {
+    async move {
+        // A binary frame was refused: the frames already queued go out, then
+        // the close; nothing more is read.
+        let mut closing = false;
+        loop {
+            let outbound = tokio::select! {
+                biased;
+                next = frames.recv() => next,
+                () = stopping(&mut shutdown) => Some(Outbound::Close {
+                    code: GOING_AWAY,
+                    reason: "server shutting down",
+                }),
+                frame = socket.recv(), if !closing => {
+                    match frame {
+                        Some(Ok(Message::Text(text))) => {
+                            // `reserve` rather than `send`: the waiting future
+                            // does not carry the input, a smaller task.
+                            let Ok(permit) = hub.reserve().await else {
+                                return;
+                            };
+                            permit.send(HubInput::Text { conn, text });
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            // The protocol is JSON text only.
+                            closing = true;
+                            let close = Outbound::Close {
+                                code: UNSUPPORTED_DATA,
+                                reason: "binary frames are not accepted",
+                            };
+                            // Behind what is queued; with the queue full or the
+                            // hub gone, at once.
+                            let queued = own_writer
+                                .upgrade()
+                                .is_some_and(|writer| writer.try_send(close.clone()).is_ok());
+                            if !queued {
+                                close_with(&mut socket, close).await;
+                                return;
+                            }
+                        }
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    }
+                    continue;
+                }
+            };
+            match outbound {
+                Some(Outbound::Frame(text)) => {
+                    let frame = Message::Text(Utf8Bytes::from(text));
+                    match tokio::time::timeout(WRITE_TIMEOUT, socket.send(frame)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            tracing::warn!(%conn, "connection does not read; closing it");
                             return;
                         }
                     }
-                    Some(Ok(Message::Binary(_))) => {
-                        // The protocol is JSON text only.
-                        closing = true;
-                        let close = Outbound::Close {
-                            code: UNSUPPORTED_DATA,
-                            reason: "binary frames are not accepted",
-                        };
-                        // Behind what is queued; with the queue full or the
-                        // hub gone, at once.
-                        let queued = own_writer
-                            .upgrade()
-                            .is_some_and(|writer| writer.try_send(close.clone()).is_ok());
-                        if !queued {
-                            close_with(&mut socket, close).await;
-                            return;
-                        }
-                    }
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 }
-                continue;
-            }
-        };
-        match outbound {
-            Some(Outbound::Frame(text)) => {
-                let frame = Message::Text(Utf8Bytes::from(text));
-                match tokio::time::timeout(WRITE_TIMEOUT, socket.send(frame)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return,
-                    Err(_) => {
-                        tracing::warn!(%conn, "connection does not read; closing it");
-                        return;
-                    }
+                Some(close @ Outbound::Close { .. }) => {
+                    close_with(&mut socket, close).await;
+                    return;
                 }
-            }
-            Some(close @ Outbound::Close { .. }) => {
-                close_with(&mut socket, close).await;
-                return;
-            }
-            // The hub dropped this connection (it does not keep up).
-            None => {
-                let _ =
-                    tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Close(None))).await;
-                return;
+                // The hub dropped this connection (it does not keep up).
+                None => {
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Close(None)))
+                        .await;
+                    return;
+                }
             }
         }
     }
