@@ -2,9 +2,9 @@
 //! measured in the same run on the same machine (issue 14).
 //!
 //! ```sh
-//! cargo bench -p konsult-server --bench signaling_load              # full, ~10 min
+//! cargo bench -p konsult-server --bench signaling_load              # full, ~9 min on 2 cores
 //! cargo bench -p konsult-server --bench signaling_load -- --smoke   # every scenario, small
-//! cargo test  -p konsult-server --bench signaling_load -- --smoke   # the same in the test profile
+//! cargo test  -p konsult-server --bench signaling_load -- --smoke   # the same in the test profile (~50 s)
 //! ```
 //!
 //! Konsult is the real `konsult` binary (`serve --demo`, on a data
@@ -22,22 +22,32 @@
 //!
 //! 1. Idle: N participants in N/2 rooms (therapist and waiting patient),
 //!    heartbeating. Join rate (welcomes a second, 64 joins in flight), join
-//!    errors, resident memory per participant, CPU over an idle window.
+//!    errors, resident memory per participant, CPU over an idle window
+//!    that starts once the server is quiet after the joins (the readings
+//!    until then are printed), and CPU per ping above the empty server's.
 //! 2. Relay: admitted pairs (one real SDP offer and answer each, then
 //!    trickled candidates) at 5,000 and 20,000 candidates a second, and at
 //!    5,000 with `--waiting` other participants in waiting rooms: latency
-//!    p50/p99/max, delivered, achieved rate, server CPU per message.
+//!    p50/p99/max, delivered, achieved rate, server CPU per message; and
+//!    how long each admission took (`admit` to `peer_joined`).
 //! 3. Saturation: 1,000 pairs, the rate raised step by step up to the
 //!    per-connection limit (20 a second) until p99 > 50 ms or less than
-//!    99 % is delivered: the highest rate that held.
+//!    99 % is delivered: the highest rate that held (`≥` when the top
+//!    step held), and p99 and CPU at the highest step both servers ran.
 //!
 //! `--smoke` (or `KONSULT_BENCH_SMOKE=1`) runs every scenario small, once,
 //! and fails (exit 1) unless the protocol worked: every participant
 //! welcomed, every pair admitted and negotiated, every relayed candidate
 //! delivered once and in order, no error from the server. `--only 1,3`,
 //! `--participants 1000,5000`, `--waiting N` and `--saturation-pairs N`
-//! change what runs. The load generator shares the machine with the server
-//! under test; its own CPU is printed beside the server's.
+//! (steps up to 40 × N msg/s) change what runs; `--bare-nagle` leaves
+//! Nagle's algorithm on in the forwarder, as Konsult's sockets have it.
+//!
+//! The load generator, both servers and the kernel's loopback work share
+//! the machine: each window prints the generator's CPU and the whole
+//! machine's (`/proc/stat`), and a window where other processes took more
+//! than 20 % of the machine (or the hypervisor 10 %) is marked WARNING:
+//! its figures are disturbed. Run it on an otherwise idle machine.
 
 #[path = "signaling_load/mod.rs"]
 mod load;
