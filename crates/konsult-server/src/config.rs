@@ -85,10 +85,11 @@ pub struct SignalingSettings {
     /// `heartbeat_timeout_ms`).
     pub heartbeat_timeout_seconds: u32,
     /// Bytes each signaling WebSocket reads at a time. A larger frame is
-    /// read in several reads, so this is memory per connection, not a
-    /// limit: 4 KiB holds most signaling frames (an SDP offer is 3–6 KiB)
-    /// where the WebSocket library's default, 128 KiB, is allocated for
-    /// every waiting patient.
+    /// read in several reads into a buffer grown to its size, so this is
+    /// memory per connection, not a limit: 1 KiB holds every frame of a
+    /// waiting or idle participant (pings, candidates) and costs an SDP
+    /// offer (3–6 KiB) a few more reads, where the WebSocket library's
+    /// default, 128 KiB, is allocated for every waiting patient.
     pub ws_read_buffer_bytes: usize,
     /// Hub tasks serving the rooms, each a shard of them; 0: one per core.
     pub hub_shards: usize,
@@ -104,7 +105,7 @@ impl Default for SignalingSettings {
             resume_grace_seconds: u32::try_from(core.resume_grace.as_secs()).unwrap_or(30),
             heartbeat_timeout_seconds: u32::try_from(core.heartbeat_timeout.as_secs())
                 .unwrap_or(30),
-            ws_read_buffer_bytes: 4096,
+            ws_read_buffer_bytes: 1024,
             hub_shards: 0,
         }
     }
