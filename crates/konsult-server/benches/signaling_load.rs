@@ -598,9 +598,9 @@ fn print_header(plan: &Plan, open_files: u64) {
         "bare: this binary --bare-forwarder (Tokio multi-thread, tokio-tungstenite, 4 KiB read \
          buffer, no write buffer, {}), fresh process each step",
         if plan.bare_nagle {
-            "Nagle on, as Konsult's sockets (--bare-nagle)"
+            "Nagle on (--bare-nagle), unlike Konsult's sockets"
         } else {
-            "TCP_NODELAY, which Konsult's sockets do not set"
+            "TCP_NODELAY, as Konsult's sockets"
         }
     );
     println!(
