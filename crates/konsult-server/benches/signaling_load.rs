@@ -41,7 +41,7 @@
 //! delivered once and in order, no error from the server. `--only 1,3`,
 //! `--participants 1000,5000`, `--waiting N` and `--saturation-pairs N`
 //! (steps up to 40 × N msg/s) change what runs; `--bare-nagle` leaves
-//! Nagle's algorithm on in the forwarder, as Konsult's sockets have it.
+//! Nagle's algorithm on in the forwarder (Konsult's sockets turn it off).
 //!
 //! The load generator, both servers and the kernel's loopback work share
 //! the machine: each window prints the generator's CPU and the whole
