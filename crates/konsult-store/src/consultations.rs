@@ -772,23 +772,9 @@ impl Store {
         id: ConsultationId,
         now: DateTime<Utc>,
     ) -> Result<Result<(), Vec<Failure>>> {
-        let mut tx = self.begin().await?;
-        let c = self.consultation_in(&mut tx, clinic, id).await?;
-        if c.state.is_final() || c.state == ConsultationState::Ended {
-            return Err(StoreError::Conflict(format!(
-                "the consultation is {}",
-                c.state
-            )));
-        }
-        self.require_patient(&mut tx, clinic, c.patient).await?;
-        let now_eligible = self
-            .eligibility_in(&mut tx, clinic, c.patient, c.course, now)
-            .await?;
-        tx.commit().await?;
-        Ok(match now_eligible {
-            Eligibility::Eligible => Ok(()),
-            Eligibility::NotEligible(failures) => Err(failures),
-        })
+        // Reads only, beside the writer, not behind it.
+        let (_, eligibility) = self.patient_call_context(clinic, id, now).await?;
+        Ok(eligibility)
     }
 
     /// What a signaling hello needs of its consultation: the consultation
