@@ -765,11 +765,7 @@ async fn idle_step(cx: &mut Run, kind: Kind, n: usize) -> anyhow::Result<IdleRes
          (CPU % each {} ms: {})",
         settled.as_secs_f64(),
         plan.settle_step.as_millis(),
-        readings
-            .iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        percents(&readings)
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let others =
@@ -941,11 +937,7 @@ async fn calls(cx: &mut Run, kind: Kind, pairs: usize, waiting: usize) -> anyhow
         "      {kind}: quiet {:.0} s later (CPU % each {} ms: {})",
         settled.as_secs_f64(),
         plan.settle_step.as_millis(),
-        readings
-            .iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        percents(&readings)
     );
     let welcomed = shared.welcomed.load(Relaxed);
     let ready = shared.ready_pairs.load(Relaxed);
@@ -1392,4 +1384,13 @@ fn figure(x: f64) -> String {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// CPU readings as printed: whole percents, space-separated.
+fn percents(readings: &[f64]) -> String {
+    readings
+        .iter()
+        .map(|r| format!("{r:.0}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
