@@ -1,7 +1,7 @@
 //! One WebSocket: the upgrade (origin check, session cookie), the hello
 //! (parsed by the core's rules, authenticated against the store), then a
-//! reader and a writer that move frames between the socket and the hub
-//! task until either ends.
+//! pump that moves frames both ways between the socket and the hub task of
+//! its room, in the connection's one task, until either side ends.
 
 use std::time::{Duration, SystemTime};
 

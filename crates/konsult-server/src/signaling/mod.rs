@@ -6,8 +6,9 @@
 //!   authenticates it against the store ([`auth`]: join link, or session
 //!   cookie plus a consultation of the therapist's clinic), mints the ICE
 //!   servers with fresh TURN credentials ([`crate::relay::Turn`]) and a
-//!   fresh resume token, and hands the connection to the hub task. Then a
-//!   reader and a writer move frames; `select!` ends both when one ends.
+//!   fresh resume token, and hands the connection to the hub task of its
+//!   room. Then the same task pumps frames both ways in one `select!` until
+//!   either side ends.
 //! - [`hub`]: the hub tasks, each the one owner of a `Hub` holding a shard
 //!   of the rooms (a consultation's room always lives on the same shard, by
 //!   its id; one shard per core by default, `signaling.hub_shards`), so
