@@ -2,7 +2,7 @@
 //! it must with the documented code and close 1008, changing nothing:
 //! unknown, expired, withdrawn and not-yet-open links, therapists without a
 //! session or from another clinic, bad first frames, and cross-site
-//! upgrades.
+//! upgrades. The hellos' reads run on SQLite and on PostgreSQL.
 
 use crate::common;
 
@@ -11,9 +11,8 @@ use common::signal::*;
 use common::{Db, TestApp};
 use konsult_protocol::{CandidatePolicy, Role};
 
-#[tokio::test]
-async fn a_valid_link_joins_with_welcome_ice_servers_and_a_resume_token() {
-    let app = TestApp::spawn(Db::Sqlite).await;
+async fn a_valid_link_joins_with_welcome_ice_servers_and_a_resume_token(db: Db) {
+    let app = TestApp::spawn(db).await;
     let fx = clinic(&app, "Nord").await;
     let b = book(&app, &fx, Duration::minutes(5), true).await;
     let mut ws = connect(&app, None).await;
@@ -49,6 +48,11 @@ async fn a_valid_link_joins_with_welcome_ice_servers_and_a_resume_token() {
     app.stop().await;
 }
 
+crate::on_both_databases!(
+    a_valid_link_joins_with_welcome_ice_servers_and_a_resume_token,
+    super::a_valid_link_joins_with_welcome_ice_servers_and_a_resume_token
+);
+
 /// A hello is checked with reads only: hellos again and again (every
 /// network change of a call makes one) add nothing to the audit log; what
 /// happens in the call is in its events.
@@ -77,9 +81,8 @@ async fn hellos_write_nothing_to_the_audit_log() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn unknown_withdrawn_expired_and_not_yet_open_links_are_refused() {
-    let app = TestApp::spawn(Db::Sqlite).await;
+async fn unknown_withdrawn_expired_and_not_yet_open_links_are_refused(db: Db) {
+    let app = TestApp::spawn(db).await;
     let fx = clinic(&app, "Nord").await;
 
     let mut ws = connect(&app, None).await;
@@ -126,9 +129,13 @@ async fn unknown_withdrawn_expired_and_not_yet_open_links_are_refused() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_patient_no_longer_eligible_is_refused_without_the_clinics_reasons() {
-    let app = TestApp::spawn(Db::Sqlite).await;
+crate::on_both_databases!(
+    unknown_withdrawn_expired_and_not_yet_open_links_are_refused,
+    super::unknown_withdrawn_expired_and_not_yet_open_links_are_refused
+);
+
+async fn a_patient_no_longer_eligible_is_refused_without_the_clinics_reasons(db: Db) {
+    let app = TestApp::spawn(db).await;
     let fx = clinic(&app, "Nord").await;
     let b = book(&app, &fx, Duration::minutes(5), false).await;
     app.state
@@ -146,9 +153,13 @@ async fn a_patient_no_longer_eligible_is_refused_without_the_clinics_reasons() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn therapists_need_a_session_and_a_consultation_of_their_own_clinic() {
-    let app = TestApp::spawn(Db::Sqlite).await;
+crate::on_both_databases!(
+    a_patient_no_longer_eligible_is_refused_without_the_clinics_reasons,
+    super::a_patient_no_longer_eligible_is_refused_without_the_clinics_reasons
+);
+
+async fn therapists_need_a_session_and_a_consultation_of_their_own_clinic(db: Db) {
+    let app = TestApp::spawn(db).await;
     let a = clinic(&app, "Nord").await;
     let b_clinic = clinic(&app, "Syd").await;
     let b = book(&app, &a, Duration::minutes(5), false).await;
@@ -204,6 +215,11 @@ async fn therapists_need_a_session_and_a_consultation_of_their_own_clinic() {
     assert!(welcome.ice_servers[1].urls[0].starts_with("turn:127.0.0.1:"));
     app.stop().await;
 }
+
+crate::on_both_databases!(
+    therapists_need_a_session_and_a_consultation_of_their_own_clinic,
+    super::therapists_need_a_session_and_a_consultation_of_their_own_clinic
+);
 
 #[tokio::test]
 async fn the_first_frame_must_be_a_hello_of_this_version() {

@@ -72,19 +72,7 @@ impl Store {
         patient: PatientId,
     ) -> Result<()> {
         let patient = self.patient_in(tx, clinic, patient).await?;
-        if patient.erased_at.is_some() {
-            return Err(StoreError::Refused {
-                code: "patient_inactive",
-                message: "the patient's data has been erased".into(),
-            });
-        }
-        if let Some(into) = patient.merged_into {
-            return Err(StoreError::Refused {
-                code: "patient_inactive",
-                message: format!("the patient was merged into patient {into}; use that patient"),
-            });
-        }
-        Ok(())
+        refuse_inactive(patient.erased_at.is_some(), patient.merged_into)
     }
 
     /// Stores a course that the domain has validated.
@@ -462,4 +450,22 @@ impl Store {
         tx.commit().await?;
         Ok((c.patient, list))
     }
+}
+
+/// `Refused` (`patient_inactive`) for an erased patient, or a duplicate
+/// merged into another.
+pub(crate) fn refuse_inactive(erased: bool, merged_into: Option<PatientId>) -> Result<()> {
+    if erased {
+        return Err(StoreError::Refused {
+            code: "patient_inactive",
+            message: "the patient's data has been erased".into(),
+        });
+    }
+    if let Some(into) = merged_into {
+        return Err(StoreError::Refused {
+            code: "patient_inactive",
+            message: format!("the patient was merged into patient {into}; use that patient"),
+        });
+    }
+    Ok(())
 }

@@ -421,11 +421,7 @@ impl Store {
             specialer: decode_specialer(&row.try_get::<String, _>("specialer")?)?,
             fee_table_json: row.try_get("fee_table")?,
             relay_only_default: get_flag(&row, "relay_only_default")?,
-            evidence_policy: {
-                let code: String = row.try_get("evidence_policy")?;
-                EvidencePolicy::from_code(&code)
-                    .ok_or_else(|| StoreError::Corrupt(format!("evidence policy {code:?}")))?
-            },
+            evidence_policy: evidence_policy_of(&row)?,
             retention: serde_json::from_str(&row.try_get::<String, _>("retention")?)
                 .map_err(|e| StoreError::Corrupt(format!("retention: {e}")))?,
             privacy: row
@@ -540,6 +536,13 @@ impl Store {
             .map(|c| Ok(ClinicId::from_uuid(crate::parse_uuid(&c)?)))
             .transpose()
     }
+}
+
+/// The `evidence_policy` column of a clinic row.
+pub(crate) fn evidence_policy_of(row: &sqlx::any::AnyRow) -> Result<EvidencePolicy> {
+    let code: String = row.try_get("evidence_policy")?;
+    EvidencePolicy::from_code(&code)
+        .ok_or_else(|| StoreError::Corrupt(format!("evidence policy {code:?}")))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use sqlx::Row;
 
 use crate::audit::{self, Actor};
 use crate::crypto::{new_token, token_hash};
+use crate::therapists::{Session, SessionKey};
 use crate::{from_ms, get_flag, get_uuid, ms, opt_from_ms, Result, Store, StoreError, Tx};
 
 /// A consultation to schedule.
@@ -89,13 +90,23 @@ pub struct Consultation {
 }
 
 /// What a signaling hello reads of its consultation
-/// ([`Store::call_context`]).
+/// ([`Store::patient_hello`], [`Store::therapist_hello`]).
 #[derive(Debug, Clone)]
 pub struct CallContext {
     /// The consultation.
     pub consultation: Consultation,
     /// Its clinic's evidence policy.
     pub evidence_policy: EvidencePolicy,
+}
+
+/// What a patient's hello reads ([`Store::patient_hello`]).
+#[derive(Debug, Clone)]
+pub struct PatientHello {
+    /// The join link's status.
+    pub link: LinkStatus,
+    /// For a valid link: the call context and the eligibility gate's
+    /// answer (the failed criteria) at the hello.
+    pub call: Option<(CallContext, std::result::Result<(), Vec<Failure>>)>,
 }
 
 /// A join link as handed out (the token exists only here and in the link).
@@ -164,6 +175,46 @@ pub enum LinkStatus {
 /// connections when it is revoked) without being a bearer credential.
 pub fn link_ref(token_hash: &str) -> String {
     token_hash.chars().take(16).collect()
+}
+
+/// A join link's status at `now`, from a row with the link's columns and
+/// its consultation's `state`.
+fn link_status_of(r: &sqlx::any::AnyRow, now: DateTime<Utc>) -> Result<LinkStatus> {
+    let state: ConsultationState = state_of(r)?;
+    // A consultation that is over shows as such to the patient, even
+    // though its links were also revoked when it closed.
+    if matches!(
+        state,
+        ConsultationState::Ended | ConsultationState::Completed
+    ) {
+        return Ok(LinkStatus::Ended);
+    }
+    if state.is_over() {
+        return Ok(LinkStatus::Expired);
+    }
+    if r.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+        return Ok(LinkStatus::Revoked);
+    }
+    let consultation = ConsultationId::from_uuid(get_uuid(r, "consultation_id")?);
+    let clinic = ClinicId::from_uuid(get_uuid(r, "clinic_id")?);
+    let opens_at = from_ms(r.try_get("opens_at")?)?;
+    let closes_at = from_ms(r.try_get("closes_at")?)?;
+    if now >= closes_at || state.is_final() || state == ConsultationState::Ended {
+        return Ok(LinkStatus::Expired);
+    }
+    if now < opens_at {
+        return Ok(LinkStatus::NotYetOpen {
+            clinic,
+            consultation,
+            opens_at,
+        });
+    }
+    Ok(LinkStatus::Valid {
+        clinic,
+        consultation,
+        closes_at,
+        link: link_ref(&r.try_get::<String, _>("token_hash")?),
+    })
 }
 
 /// What to do with a signaling room's saved record in a call write.
@@ -705,44 +756,109 @@ impl Store {
         .bind(token_hash(token))
         .fetch_optional(&self.pool)
         .await?;
+        row.map_or(Ok(LinkStatus::Unknown), |r| link_status_of(&r, now))
+    }
+
+    /// What a patient's signaling hello needs, in one read snapshot without
+    /// the writer lock and without an audit entry (see
+    /// [`Store::therapist_hello`]): the link's status at `now` and, for a
+    /// valid link, the call context and the eligibility gate's answer.
+    /// Three queries: the link with its consultation, clinic and patient,
+    /// then the visits and assessments the gate weighs. `Refused` for an
+    /// erased or merged patient.
+    pub async fn patient_hello(&self, token: &str, now: DateTime<Utc>) -> Result<PatientHello> {
+        let mut tx = self.begin_read().await?;
+        let row = sqlx::query(&format!(
+            "SELECT l.token_hash, l.consultation_id, l.clinic_id, l.opens_at, l.closes_at, l.revoked_at,
+                {CONSULTATION_COLUMNS}, cl.evidence_policy,
+                p.erased_at AS patient_erased_at, p.merged_into AS patient_merged_into
+             FROM join_links l
+             JOIN consultations c ON c.id = l.consultation_id
+             JOIN courses co ON co.id = c.course_id
+             JOIN clinics cl ON cl.id = c.clinic_id
+             JOIN patients p ON p.id = c.patient_id AND p.clinic_id = c.clinic_id
+             WHERE l.token_hash = $1"
+        ))
+        .bind(token_hash(token))
+        .fetch_optional(tx.conn())
+        .await?;
         let Some(r) = row else {
-            return Ok(LinkStatus::Unknown);
-        };
-        let state: ConsultationState = state_of(&r)?;
-        // A consultation that is over shows as such to the patient, even
-        // though its links were also revoked when it closed.
-        if matches!(
-            state,
-            ConsultationState::Ended | ConsultationState::Completed
-        ) {
-            return Ok(LinkStatus::Ended);
-        }
-        if state.is_over() {
-            return Ok(LinkStatus::Expired);
-        }
-        if r.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
-            return Ok(LinkStatus::Revoked);
-        }
-        let consultation = ConsultationId::from_uuid(get_uuid(&r, "consultation_id")?);
-        let clinic = ClinicId::from_uuid(get_uuid(&r, "clinic_id")?);
-        let opens_at = from_ms(r.try_get("opens_at")?)?;
-        let closes_at = from_ms(r.try_get("closes_at")?)?;
-        if now >= closes_at || state.is_final() || state == ConsultationState::Ended {
-            return Ok(LinkStatus::Expired);
-        }
-        if now < opens_at {
-            return Ok(LinkStatus::NotYetOpen {
-                clinic,
-                consultation,
-                opens_at,
+            return Ok(PatientHello {
+                link: LinkStatus::Unknown,
+                call: None,
             });
-        }
-        Ok(LinkStatus::Valid {
-            clinic,
-            consultation,
-            closes_at,
-            link: link_ref(&r.try_get::<String, _>("token_hash")?),
+        };
+        let link = link_status_of(&r, now)?;
+        let LinkStatus::Valid { clinic, .. } = link else {
+            return Ok(PatientHello { link, call: None });
+        };
+        crate::clinical::refuse_inactive(
+            r.try_get::<Option<i64>, _>("patient_erased_at")?.is_some(),
+            crate::patients::opt_patient(&r, "patient_merged_into")?,
+        )?;
+        let context = CallContext {
+            consultation: consultation_from_row(&r)?,
+            evidence_policy: crate::clinics::evidence_policy_of(&r)?,
+        };
+        let c = &context.consultation;
+        let eligibility = match self
+            .eligibility_in(&mut tx, clinic, c.patient, c.course, now)
+            .await?
+        {
+            Eligibility::Eligible => Ok(()),
+            Eligibility::NotEligible(failures) => Err(failures),
+        };
+        tx.commit().await?;
+        Ok(PatientHello {
+            link,
+            call: Some((context, eligibility)),
         })
+    }
+
+    /// What a therapist's signaling hello needs, in one query: the login
+    /// session of `token` at `now` (`None` when there is none) and the
+    /// call context of the consultation in the session's clinic (`None`
+    /// when the clinic has no such consultation).
+    ///
+    /// Hellos only read, and write no audit entry: a hello's answer shows
+    /// no patient data (the join page and the dashboard, which do, are
+    /// audited), and a call's connections come and go with every network
+    /// change, so a hello must cost a read, not a write.
+    pub async fn therapist_hello(
+        &self,
+        token: &str,
+        consultation: ConsultationId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Session, Option<CallContext>)>> {
+        let key = SessionKey::of_token(token);
+        let row = sqlx::query(&format!(
+            "SELECT s.therapist_id AS session_therapist_id, s.clinic_id, s.csrf_token, s.expires_at,
+                t.role, t.clinical, {CONSULTATION_COLUMNS}, cl.evidence_policy
+             FROM sessions s
+             JOIN therapists t ON t.id = s.therapist_id
+             JOIN clinics cl ON cl.id = s.clinic_id
+             LEFT JOIN consultations c ON c.id = $3 AND c.clinic_id = s.clinic_id
+             LEFT JOIN courses co ON co.id = c.course_id
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND t.active = 1"
+        ))
+        .bind(key.as_stored())
+        .bind(ms(now))
+        .bind(consultation.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let session = Session::of_row(key, &r)?;
+        // Another clinic's consultation is as absent as none.
+        let context = match r.try_get::<Option<String>, _>("id")? {
+            None => None,
+            Some(_) => Some(CallContext {
+                consultation: consultation_from_row(&r)?,
+                evidence_policy: crate::clinics::evidence_policy_of(&r)?,
+            }),
+        };
+        Ok(Some((session, context)))
     }
 
     /// The clinic of a join link and its consultation's state, whatever the
@@ -773,36 +889,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Result<(), Vec<Failure>>> {
         // Reads only, beside the writer, not behind it.
-        let (_, eligibility) = self.patient_call_context(clinic, id, now).await?;
-        Ok(eligibility)
-    }
-
-    /// What a signaling hello needs of its consultation: the consultation
-    /// and its clinic's evidence policy, read in one snapshot without the
-    /// writer lock and without an audit entry. The hello's answer shows no
-    /// patient data (the join page and the dashboard, which do, are
-    /// audited), and a call's connections come and go with every network
-    /// change, so a hello must cost a read, not a write.
-    pub async fn call_context(&self, clinic: ClinicId, id: ConsultationId) -> Result<CallContext> {
         let mut tx = self.begin_read().await?;
-        let context = self.call_context_in(&mut tx, clinic, id).await?;
-        tx.commit().await?;
-        Ok(context)
-    }
-
-    /// [`Store::call_context`] for a patient's hello, with the eligibility
-    /// gate's answer at `now` from the same snapshot. Errors as
-    /// [`Store::admission_check`]: `Conflict` for a consultation that is
-    /// over, `Refused` for an erased or merged patient.
-    pub async fn patient_call_context(
-        &self,
-        clinic: ClinicId,
-        id: ConsultationId,
-        now: DateTime<Utc>,
-    ) -> Result<(CallContext, std::result::Result<(), Vec<Failure>>)> {
-        let mut tx = self.begin_read().await?;
-        let context = self.call_context_in(&mut tx, clinic, id).await?;
-        let c = &context.consultation;
+        let c = self.consultation_in(&mut tx, clinic, id).await?;
         if c.state.is_final() || c.state == ConsultationState::Ended {
             return Err(StoreError::Conflict(format!(
                 "the consultation is {}",
@@ -818,21 +906,7 @@ impl Store {
             Eligibility::NotEligible(failures) => Err(failures),
         };
         tx.commit().await?;
-        Ok((context, eligibility))
-    }
-
-    async fn call_context_in(
-        &self,
-        tx: &mut Tx,
-        clinic: ClinicId,
-        id: ConsultationId,
-    ) -> Result<CallContext> {
-        let consultation = self.consultation_in(tx, clinic, id).await?;
-        let evidence_policy = Store::clinic_in(tx, clinic).await?.evidence_policy;
-        Ok(CallContext {
-            consultation,
-            evidence_policy,
-        })
+        Ok(eligibility)
     }
 
     /// A consultation as its join link shows it to the patient: audited as

@@ -478,7 +478,7 @@ impl Store {
     }
 }
 
-fn opt_patient(r: &sqlx::any::AnyRow, col: &str) -> Result<Option<PatientId>> {
+pub(crate) fn opt_patient(r: &sqlx::any::AnyRow, col: &str) -> Result<Option<PatientId>> {
     r.try_get::<Option<String>, _>(col)?
         .map(|s| crate::parse_uuid(&s).map(PatientId::from_uuid))
         .transpose()

@@ -119,6 +119,22 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
+impl Session {
+    /// A session from a row with `session_therapist_id` (aliased, as a
+    /// consultation row has its own `therapist_id`), `clinic_id`,
+    /// `csrf_token`, `expires_at` and the therapist's `role` and `clinical`.
+    pub(crate) fn of_row(key: SessionKey, r: &sqlx::any::AnyRow) -> Result<Self> {
+        Ok(Session {
+            key,
+            therapist: TherapistId::from_uuid(get_uuid(r, "session_therapist_id")?),
+            clinic: ClinicId::from_uuid(get_uuid(r, "clinic_id")?),
+            role: Role::of_row(r)?,
+            csrf_token: r.try_get("csrf_token")?,
+            expires_at: crate::from_ms(r.try_get("expires_at")?)?,
+        })
+    }
+}
+
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The CSRF token is a secret of the session; the key is not printed
@@ -142,6 +158,11 @@ impl SessionKey {
     /// The key of a bearer token.
     pub fn of_token(token: &str) -> Self {
         Self(token_hash(token))
+    }
+
+    /// The stored token hash.
+    pub(crate) fn as_stored(&self) -> &str {
+        &self.0
     }
 }
 
@@ -353,7 +374,7 @@ impl Store {
     pub async fn session(&self, token: &str, now: DateTime<Utc>) -> Result<Option<Session>> {
         let key = SessionKey::of_token(token);
         let row = sqlx::query(
-            "SELECT s.therapist_id, s.clinic_id, s.csrf_token, s.expires_at, t.role, t.clinical
+            "SELECT s.therapist_id AS session_therapist_id, s.clinic_id, s.csrf_token, s.expires_at, t.role, t.clinical
              FROM sessions s JOIN therapists t ON t.id = s.therapist_id
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND t.active = 1",
         )
@@ -361,17 +382,7 @@ impl Store {
         .bind(ms(now))
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(Session {
-                key: key.clone(),
-                therapist: TherapistId::from_uuid(get_uuid(&r, "therapist_id")?),
-                clinic: ClinicId::from_uuid(get_uuid(&r, "clinic_id")?),
-                role: Role::of_row(&r)?,
-                csrf_token: r.try_get("csrf_token")?,
-                expires_at: crate::from_ms(r.try_get("expires_at")?)?,
-            })
-        })
-        .transpose()
+        row.map(|r| Session::of_row(key, &r)).transpose()
     }
 
     /// Ends a session (logout); returns its key.

@@ -97,64 +97,57 @@ pub async fn authenticate(
 }
 
 async fn patient(store: &Store, token: &str, now: DateTime<Utc>) -> Result<Authenticated, Refusal> {
-    let (clinic, consultation, closes_at, link) =
-        match store.link_status(token, now).await.map_err(internal)? {
-            LinkStatus::Valid {
-                clinic,
-                consultation,
-                closes_at,
-                link,
-            } => (clinic, consultation, closes_at, link),
-            LinkStatus::NotYetOpen { opens_at, .. } => {
-                return Err(Refusal::new(
-                    ErrorCode::LinkNotYetOpen,
-                    format!(
-                        "the join link opens at {}",
-                        opens_at.to_rfc3339_opts(SecondsFormat::Secs, true)
-                    ),
-                ))
-            }
-            LinkStatus::Expired => {
-                return Err(Refusal::new(
-                    ErrorCode::LinkExpired,
-                    "the join link has expired",
-                ))
-            }
-            LinkStatus::Ended => {
-                return Err(Refusal::new(
-                    ErrorCode::LinkExpired,
-                    "the consultation is over",
-                ))
-            }
-            LinkStatus::Revoked => {
-                return Err(Refusal::new(
-                    ErrorCode::LinkExpired,
-                    "the join link was withdrawn by the clinic",
-                ))
-            }
-            LinkStatus::Unknown => {
-                return Err(Refusal::new(
-                    ErrorCode::Unauthorized,
-                    "the join link is not valid",
-                ))
-            }
-        };
-    let (context, eligibility) = match store.patient_call_context(clinic, consultation, now).await {
-        Ok(found) => found,
+    let hello = match store.patient_hello(token, now).await {
+        Ok(hello) => hello,
         // The failed criteria are the clinic's assessment of the patient:
         // the therapist sees them, a holder of the link does not.
         Err(StoreError::Refused { .. }) => return Err(not_eligible()),
-        Err(StoreError::Conflict(_)) => {
+        Err(e) => return Err(internal(e)),
+    };
+    let (clinic, consultation, closes_at, link) = match hello.link {
+        LinkStatus::Valid {
+            clinic,
+            consultation,
+            closes_at,
+            link,
+        } => (clinic, consultation, closes_at, link),
+        LinkStatus::NotYetOpen { opens_at, .. } => {
+            return Err(Refusal::new(
+                ErrorCode::LinkNotYetOpen,
+                format!(
+                    "the join link opens at {}",
+                    opens_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+                ),
+            ))
+        }
+        LinkStatus::Expired => {
+            return Err(Refusal::new(
+                ErrorCode::LinkExpired,
+                "the join link has expired",
+            ))
+        }
+        LinkStatus::Ended => {
             return Err(Refusal::new(
                 ErrorCode::LinkExpired,
                 "the consultation is over",
             ))
         }
-        Err(e) => return Err(internal(e)),
+        LinkStatus::Revoked => {
+            return Err(Refusal::new(
+                ErrorCode::LinkExpired,
+                "the join link was withdrawn by the clinic",
+            ))
+        }
+        LinkStatus::Unknown => {
+            return Err(Refusal::new(
+                ErrorCode::Unauthorized,
+                "the join link is not valid",
+            ))
+        }
     };
-    if eligibility.is_err() {
+    let Some((context, Ok(()))) = hello.call else {
         return Err(not_eligible());
-    }
+    };
     let CallContext {
         consultation: c,
         evidence_policy,
@@ -186,8 +179,8 @@ async fn therapist(
         )
     };
     let token = session_token.ok_or_else(unauthorized)?;
-    let session = store
-        .session(token, now)
+    let (session, context) = store
+        .therapist_hello(token, consultation, now)
         .await
         .map_err(internal)?
         .ok_or_else(unauthorized)?;
@@ -197,20 +190,16 @@ async fn therapist(
             "a secretary's account cannot run a call",
         ));
     }
+    // Another clinic's consultation is indistinguishable from none.
     let CallContext {
         consultation: c,
         evidence_policy,
-    } = match store.call_context(session.clinic, consultation).await {
-        Ok(context) => context,
-        // Another clinic's consultation is indistinguishable from none.
-        Err(StoreError::NotFound(_)) => {
-            return Err(Refusal::new(
-                ErrorCode::Unauthorized,
-                "no such consultation in your clinic",
-            ))
-        }
-        Err(e) => return Err(internal(e)),
-    };
+    } = context.ok_or_else(|| {
+        Refusal::new(
+            ErrorCode::Unauthorized,
+            "no such consultation in your clinic",
+        )
+    })?;
     if c.state.is_over() {
         return Err(Refusal::new(
             ErrorCode::WrongState,
