@@ -49,6 +49,8 @@ mod api_setup;
 mod api_tenant_isolation;
 #[path = "audit_heads.rs"]
 mod audit_heads;
+#[path = "call_writes.rs"]
+mod call_writes;
 #[path = "cli.rs"]
 mod cli;
 #[path = "compliance_map.rs"]

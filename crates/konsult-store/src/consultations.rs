@@ -237,6 +237,21 @@ pub struct CallWrite {
     pub effects: Effects,
 }
 
+/// One write of [`Store::write_calls`]: what [`Store::write_call`] takes.
+#[derive(Debug, Clone, Copy)]
+pub struct CallWriteRequest<'a> {
+    /// The consultation's clinic.
+    pub clinic: ClinicId,
+    /// The consultation.
+    pub id: ConsultationId,
+    /// What signaling saw, in order.
+    pub events: &'a [CallEvent],
+    /// The room's record.
+    pub room: RoomWrite<'a>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// A signaling room saved before a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedRoom {
@@ -1247,7 +1262,92 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<CallWrite> {
         let mut tx = self.begin().await?;
-        let c = self.consultation_in(&mut tx, clinic, id).await?;
+        let written = self
+            .write_call_in(
+                &mut tx,
+                &CallWriteRequest {
+                    clinic,
+                    id,
+                    events,
+                    room,
+                    at,
+                },
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// Commits several call writes, each as [`Store::write_call`] would, in
+    /// order, and answers them in order: `Ok`, or the `Conflict` or
+    /// `NotFound` that refuses one for good (nothing of it is written).
+    /// When fewer answers come back than writes went in, the rest were not
+    /// written, for the error returned with them (a busy or unavailable
+    /// database): retry those.
+    ///
+    /// On SQLite, whose writers take turns anyway, the writes share one
+    /// transaction (group commit): one BEGIN, COMMIT and pool round trip for
+    /// the lot instead of for each. If one of them is refused, that
+    /// transaction is rolled back and each write gets its own, so a refusal
+    /// costs the others nothing. On PostgreSQL each write has its own
+    /// transaction: writers there run side by side, and one transaction
+    /// over several clinics' audit chains could deadlock with another.
+    pub async fn write_calls(
+        &self,
+        writes: &[CallWriteRequest<'_>],
+    ) -> (Vec<Result<CallWrite>>, Option<StoreError>) {
+        if self.backend == crate::Backend::Sqlite && writes.len() > 1 {
+            match self.write_calls_together(writes).await {
+                Ok(Some(written)) => return (written.into_iter().map(Ok).collect(), None),
+                // One was refused: each on its own, below.
+                Ok(None) => {}
+                Err(error) => return (Vec::new(), Some(error)),
+            }
+        }
+        let mut answers = Vec::with_capacity(writes.len());
+        for w in writes {
+            match self
+                .write_call(w.clinic, w.id, w.events, w.room, w.at)
+                .await
+            {
+                Ok(written) => answers.push(Ok(written)),
+                Err(refused @ (StoreError::Conflict(_) | StoreError::NotFound(_))) => {
+                    answers.push(Err(refused));
+                }
+                Err(error) => return (answers, Some(error)),
+            }
+        }
+        (answers, None)
+    }
+
+    /// All of `writes` in one transaction; `None` (and nothing written)
+    /// when the lifecycle or the store refuses one of them.
+    async fn write_calls_together(
+        &self,
+        writes: &[CallWriteRequest<'_>],
+    ) -> Result<Option<Vec<CallWrite>>> {
+        let mut tx = self.begin().await?;
+        let mut written = Vec::with_capacity(writes.len());
+        for w in writes {
+            match self.write_call_in(&mut tx, w).await {
+                Ok(w) => written.push(w),
+                Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => return Ok(None),
+                Err(error) => return Err(error),
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(written))
+    }
+
+    async fn write_call_in(&self, tx: &mut Tx, w: &CallWriteRequest<'_>) -> Result<CallWrite> {
+        let CallWriteRequest {
+            clinic,
+            id,
+            events,
+            room,
+            at,
+        } = *w;
+        let c = self.consultation_in(tx, clinic, id).await?;
         let mut facts = c.call_facts();
         let mut effects = Effects::NONE;
         for event in events {
@@ -1258,7 +1358,7 @@ impl Store {
                 // What the gate said at the actual start is what billing
                 // uses, whatever is revoked later.
                 let at_start = self
-                    .eligibility_in(&mut tx, clinic, c.patient, c.course, at)
+                    .eligibility_in(tx, clinic, c.patient, c.course, at)
                     .await?;
                 sqlx::query("UPDATE consultations SET started_at = $1, eligibility_at_start = $2 WHERE id = $3")
                     .bind(ms(at))
@@ -1268,7 +1368,7 @@ impl Store {
                     .await?;
                 let subject = id.to_string();
                 audit::append(
-                    &mut tx,
+                    tx,
                     clinic,
                     at,
                     Actor::System,
@@ -1286,7 +1386,7 @@ impl Store {
                     .await?;
                 let subject = id.to_string();
                 audit::append(
-                    &mut tx,
+                    tx,
                     clinic,
                     at,
                     Actor::System,
@@ -1311,7 +1411,7 @@ impl Store {
                     .await?;
                 let subject = id.to_string();
                 audit::append(
-                    &mut tx,
+                    tx,
                     clinic,
                     at,
                     Actor::System,
@@ -1322,9 +1422,9 @@ impl Store {
                 .await?;
             }
             if t.facts.state != facts.state {
-                Self::set_state(&mut tx, clinic, id, t.facts.state, at).await?;
+                Self::set_state(tx, clinic, id, t.facts.state, at).await?;
             }
-            Self::log_call_event(&mut tx, clinic, id, event, at).await?;
+            Self::log_call_event(tx, clinic, id, event, at).await?;
             effects.end_connections |= t.effects.end_connections;
             effects.close_relay |= t.effects.close_relay;
             facts = t.facts;
@@ -1351,7 +1451,6 @@ impl Store {
             }
             RoomWrite::Keep => {}
         }
-        tx.commit().await?;
         Ok(CallWrite {
             state: facts.state,
             effects,

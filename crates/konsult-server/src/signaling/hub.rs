@@ -29,7 +29,7 @@ use konsult_protocol::{CloseCode, ErrorCode, ServerMessage};
 use konsult_signal::{
     AdmissionCheckId, ConnId, Hub, JoinRequest, LinkRef, Output, RoomRecord, WriteId, WriteRefused,
 };
-use konsult_store::consultations::RoomWrite;
+use konsult_store::consultations::{CallWriteRequest, RoomWrite};
 use konsult_store::therapists::SessionKey;
 use konsult_store::{Store, StoreError};
 use tokio::sync::{mpsc, Notify};
@@ -52,6 +52,8 @@ const ENDED_SESSION_MEMORY: Duration = Duration::from_secs(60);
 const RELAY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Workers committing writes; each consultation always goes to the same one.
 const WRITE_WORKERS: usize = 4;
+/// At most this many queued writes of one worker share a transaction.
+const WRITE_BATCH: usize = 128;
 /// Back-off between attempts of a failed write: doubling up to the last.
 const WRITE_BACKOFF: [Duration; 6] = [
     Duration::from_millis(20),
@@ -661,78 +663,105 @@ async fn work(
     feedback: Feedback,
     pending: Arc<Pending>,
 ) {
-    while let Some(job) = jobs.recv().await {
-        let result = commit(&store, &turn, &job).await;
-        feedback
-            .send(
-                job.consultation,
-                HubInput::Written {
-                    consultation: job.consultation,
-                    write: job.write,
-                    result,
-                },
-            )
-            .await;
-        pending.done();
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    // Whatever queued while the last batch committed goes in the next one.
+    while jobs.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        commit(&store, &turn, &feedback, &pending, &batch).await;
+        batch.clear();
     }
 }
 
-/// Commits one write, retrying until it commits or is refused for good.
-async fn commit(store: &Store, turn: &Arc<Turn>, job: &WriteJob) -> Result<(), WriteRefused> {
-    let id = ConsultationId::from_uuid(job.consultation);
-    let room = match &job.room {
-        Some(record) => RoomWrite::Save(record),
-        None => RoomWrite::Delete,
-    };
+/// Commits a batch of writes (in one transaction where the store can),
+/// answering each as it is committed or refused for good, and retrying
+/// the rest until then.
+async fn commit(
+    store: &Store,
+    turn: &Arc<Turn>,
+    feedback: &Feedback,
+    pending: &Pending,
+    batch: &[WriteJob],
+) {
+    let mut rest = batch;
     let mut attempt = 0;
-    loop {
-        match store
-            .write_call(job.clinic, id, &job.events, room, job.at)
-            .await
-        {
-            Ok(written) => {
-                if written.effects.close_relay {
-                    let turn = Arc::clone(turn);
-                    let consultation = job.consultation;
-                    // Media of a consultation that is over stops now.
-                    tokio::spawn(async move {
-                        match turn.close_consultation(consultation).await {
-                            Ok(closed) => tracing::info!(
-                                consultation = %consultation,
-                                allocations = closed,
-                                "closed the consultation on the relay"
-                            ),
-                            Err(error) => tracing::warn!(
-                                consultation = %consultation,
-                                %error,
-                                "could not close the consultation on the relay"
-                            ),
-                        }
-                    });
+    while !rest.is_empty() {
+        let requests: Vec<CallWriteRequest<'_>> = rest.iter().map(WriteJob::request).collect();
+        let (answers, error) = store.write_calls(&requests).await;
+        let answered = answers.len();
+        for (job, answer) in rest.iter().zip(answers) {
+            let result = match answer {
+                Ok(written) => {
+                    if written.effects.close_relay {
+                        close_relay(turn, job.consultation);
+                    }
+                    Ok(())
                 }
-                return Ok(());
-            }
-            Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
-                tracing::warn!(
-                    consultation = %job.consultation,
-                    write = %job.write,
-                    "the store refused a room's write: the consultation is over"
-                );
-                return Err(WriteRefused);
-            }
-            Err(error) => {
-                let wait = WRITE_BACKOFF[attempt.min(WRITE_BACKOFF.len() - 1)];
-                attempt += 1;
-                tracing::warn!(
-                    consultation = %job.consultation,
-                    write = %job.write,
-                    held = job.hold,
-                    attempt,
-                    %error,
-                    "could not record a call write; retrying"
-                );
-                tokio::time::sleep(wait).await;
-            }
+                Err(_) => {
+                    tracing::warn!(
+                        consultation = %job.consultation,
+                        write = %job.write,
+                        "the store refused a room's write: the consultation is over"
+                    );
+                    Err(WriteRefused)
+                }
+            };
+            feedback
+                .send(
+                    job.consultation,
+                    HubInput::Written {
+                        consultation: job.consultation,
+                        write: job.write,
+                        result,
+                    },
+                )
+                .await;
+            pending.done();
+        }
+        rest = &rest[answered..];
+        if let Some(error) = error {
+            let wait = WRITE_BACKOFF[attempt.min(WRITE_BACKOFF.len() - 1)];
+            attempt += 1;
+            tracing::warn!(
+                writes = rest.len(),
+                held = rest.iter().filter(|job| job.hold).count(),
+                attempt,
+                %error,
+                "could not record call writes; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Media of a consultation that is over stops now.
+fn close_relay(turn: &Arc<Turn>, consultation: Uuid) {
+    let turn = Arc::clone(turn);
+    tokio::spawn(async move {
+        match turn.close_consultation(consultation).await {
+            Ok(closed) => tracing::info!(
+                consultation = %consultation,
+                allocations = closed,
+                "closed the consultation on the relay"
+            ),
+            Err(error) => tracing::warn!(
+                consultation = %consultation,
+                %error,
+                "could not close the consultation on the relay"
+            ),
+        }
+    });
+}
+
+impl WriteJob {
+    fn request(&self) -> CallWriteRequest<'_> {
+        CallWriteRequest {
+            clinic: self.clinic,
+            id: ConsultationId::from_uuid(self.consultation),
+            events: &self.events,
+            room: match &self.room {
+                Some(record) => RoomWrite::Save(record),
+                None => RoomWrite::Delete,
+            },
+            at: self.at,
         }
     }
 }
