@@ -285,3 +285,57 @@ async fn cross_site_upgrades_are_refused_and_same_origin_ones_accepted() {
     assert_eq!(welcome.role, Role::Therapist);
     app.stop().await;
 }
+
+/// The hello's one-statement read of the gate (`Store::patient_hello`)
+/// answers as the admission check's reads of visits and assessments do,
+/// through a later assessment that fails and its revocation.
+async fn the_hellos_gate_answers_as_the_admission_check(db: Db) {
+    use konsult_domain::AssessmentCriteria;
+
+    let app = TestApp::spawn(db).await;
+    let fx = clinic(&app, "Nord").await;
+    let b = book(&app, &fx, Duration::minutes(5), false).await;
+    let store = &app.state.store;
+    let both = || async {
+        let now = app.now();
+        let hello = store.patient_hello(&b.token, now).await.unwrap();
+        let (_, at_hello) = hello.call.expect("the link is valid");
+        let at_admission = store
+            .admission_check(fx.clinic, b.consultation, now)
+            .await
+            .unwrap();
+        assert_eq!(at_hello, at_admission);
+        at_hello
+    };
+    assert_eq!(both().await, Ok(()));
+
+    app.set_now(app.now() + Duration::seconds(1));
+    let (_, not_able) = store
+        .record_assessment(
+            fx.clinic,
+            fx.therapist,
+            b.course,
+            AssessmentCriteria {
+                technically_able: false,
+                ..AssessmentCriteria::ALL_MET
+            },
+            app.now(),
+        )
+        .await
+        .unwrap();
+    app.set_now(app.now() + Duration::seconds(1));
+    assert!(both().await.is_err());
+    // A new assessment replaced the first; revoking it leaves none.
+    store
+        .revoke_assessment(fx.clinic, fx.therapist, not_able.id, app.now())
+        .await
+        .unwrap();
+    app.set_now(app.now() + Duration::seconds(1));
+    assert!(both().await.is_err(), "every assessment is revoked");
+    app.stop().await;
+}
+
+crate::on_both_databases!(
+    the_hellos_gate_answers_as_the_admission_check,
+    super::the_hellos_gate_answers_as_the_admission_check
+);

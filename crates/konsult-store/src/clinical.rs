@@ -398,32 +398,15 @@ impl Store {
         clinic: ClinicId,
         course: CourseId,
     ) -> Result<Vec<Assessment>> {
-        let rows = sqlx::query(
-            "SELECT id, made_by, made_at, cognitively_able, technically_able, clinically_relevant, patient_safe,
-                    patient_prefers_video, revoked_at
-             FROM assessments WHERE clinic_id = $1 AND course_id = $2 ORDER BY made_at",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {ASSESSMENT_COLUMNS} FROM assessments a
+             WHERE a.clinic_id = $1 AND a.course_id = $2 ORDER BY a.made_at"
+        ))
         .bind(clinic.to_string())
         .bind(course.to_string())
         .fetch_all(tx.conn())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Assessment {
-                    id: AssessmentId::from_uuid(get_uuid(r, "id")?),
-                    made_by: TherapistId::from_uuid(get_uuid(r, "made_by")?),
-                    made_at: crate::from_ms(r.try_get("made_at")?)?,
-                    criteria: AssessmentCriteria {
-                        cognitively_able: get_flag(r, "cognitively_able")?,
-                        technically_able: get_flag(r, "technically_able")?,
-                        clinically_relevant: get_flag(r, "clinically_relevant")?,
-                        patient_safe: get_flag(r, "patient_safe")?,
-                        patient_prefers_video: get_flag(r, "patient_prefers_video")?,
-                    },
-                    revoked_at: opt_from_ms(r.try_get("revoked_at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(assessment_of_row).collect()
     }
 
     /// A course's assessments, oldest first.
@@ -450,6 +433,31 @@ impl Store {
         tx.commit().await?;
         Ok((c.patient, list))
     }
+}
+
+/// An assessment's columns, from `assessments a`, each prefixed `a_` so
+/// that they can stand beside other tables' in one row.
+pub(crate) const ASSESSMENT_COLUMNS: &str =
+    "a.id AS a_id, a.made_by AS a_made_by, a.made_at AS a_made_at,
+    a.cognitively_able AS a_cognitively_able, a.technically_able AS a_technically_able,
+    a.clinically_relevant AS a_clinically_relevant, a.patient_safe AS a_patient_safe,
+    a.patient_prefers_video AS a_patient_prefers_video, a.revoked_at AS a_revoked_at";
+
+/// An assessment from a row with [`ASSESSMENT_COLUMNS`].
+pub(crate) fn assessment_of_row(r: &sqlx::any::AnyRow) -> Result<Assessment> {
+    Ok(Assessment {
+        id: AssessmentId::from_uuid(get_uuid(r, "a_id")?),
+        made_by: TherapistId::from_uuid(get_uuid(r, "a_made_by")?),
+        made_at: crate::from_ms(r.try_get("a_made_at")?)?,
+        criteria: AssessmentCriteria {
+            cognitively_able: get_flag(r, "a_cognitively_able")?,
+            technically_able: get_flag(r, "a_technically_able")?,
+            clinically_relevant: get_flag(r, "a_clinically_relevant")?,
+            patient_safe: get_flag(r, "a_patient_safe")?,
+            patient_prefers_video: get_flag(r, "a_patient_prefers_video")?,
+        },
+        revoked_at: opt_from_ms(r.try_get("a_revoked_at")?)?,
+    })
 }
 
 /// `Refused` (`patient_inactive`) for an erased patient, or a duplicate

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use konsult_domain::{
     eligibility, BillingDecision, BillingLineId, CallFacts, ClinicId, ConsultationEvent,
     ConsultationId, ConsultationState, CourseId, Effects, Eligibility, EndReason, Evidence,
-    EvidencePolicy, Failure, JournalNote, PatientId, Speciale, TherapistId,
+    EvidencePolicy, Failure, InClinicVisit, JournalNote, PatientId, Speciale, TherapistId, VisitId,
 };
 
 /// The events of a consultation's call: the domain's one name table.
@@ -14,6 +14,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::audit::{self, Actor};
+use crate::clinical::ASSESSMENT_COLUMNS;
 use crate::crypto::{new_token, token_hash};
 use crate::therapists::{Session, SessionKey};
 use crate::{from_ms, get_flag, get_uuid, ms, opt_from_ms, Result, Store, StoreError, Tx};
@@ -778,52 +779,72 @@ impl Store {
     /// the writer lock and without an audit entry (see
     /// [`Store::therapist_hello`]): the link's status at `now` and, for a
     /// valid link, the call context and the eligibility gate's answer.
-    /// Three queries: the link with its consultation, clinic and patient,
-    /// then the visits and assessments the gate weighs. `Refused` for an
-    /// erased or merged patient.
+    /// One query: the link with its consultation, clinic, patient, first
+    /// visit and the course's assessments. `Refused` for an erased or
+    /// merged patient.
     pub async fn patient_hello(&self, token: &str, now: DateTime<Utc>) -> Result<PatientHello> {
-        let mut tx = self.begin_read().await?;
-        let row = sqlx::query(&format!(
+        // One row per assessment of the course (one with none): a single
+        // statement, so one snapshot without BEGIN and COMMIT. The gate asks
+        // only whether a visit came before the start, which the first visit
+        // answers.
+        let rows = sqlx::query(&format!(
             "SELECT l.token_hash, l.consultation_id, l.clinic_id, l.opens_at, l.closes_at, l.revoked_at,
                 {CONSULTATION_COLUMNS}, cl.evidence_policy,
-                p.erased_at AS patient_erased_at, p.merged_into AS patient_merged_into
+                p.erased_at AS patient_erased_at, p.merged_into AS patient_merged_into,
+                (SELECT v.id FROM visits v WHERE v.clinic_id = c.clinic_id AND v.patient_id = c.patient_id
+                 ORDER BY v.at LIMIT 1) AS first_visit_id,
+                (SELECT MIN(v.at) FROM visits v WHERE v.clinic_id = c.clinic_id AND v.patient_id = c.patient_id)
+                 AS first_visit_at,
+                {ASSESSMENT_COLUMNS}
              FROM join_links l
              JOIN consultations c ON c.id = l.consultation_id
              JOIN courses co ON co.id = c.course_id
              JOIN clinics cl ON cl.id = c.clinic_id
              JOIN patients p ON p.id = c.patient_id AND p.clinic_id = c.clinic_id
-             WHERE l.token_hash = $1"
+             LEFT JOIN assessments a ON a.clinic_id = c.clinic_id AND a.course_id = c.course_id
+             WHERE l.token_hash = $1
+             ORDER BY a.made_at"
         ))
         .bind(token_hash(token))
-        .fetch_optional(tx.conn())
+        .fetch_all(&self.pool)
         .await?;
-        let Some(r) = row else {
+        let Some(r) = rows.first() else {
             return Ok(PatientHello {
                 link: LinkStatus::Unknown,
                 call: None,
             });
         };
-        let link = link_status_of(&r, now)?;
-        let LinkStatus::Valid { clinic, .. } = link else {
+        let link = link_status_of(r, now)?;
+        if !matches!(link, LinkStatus::Valid { .. }) {
             return Ok(PatientHello { link, call: None });
-        };
+        }
         crate::clinical::refuse_inactive(
             r.try_get::<Option<i64>, _>("patient_erased_at")?.is_some(),
-            crate::patients::opt_patient(&r, "patient_merged_into")?,
+            crate::patients::opt_patient(r, "patient_merged_into")?,
         )?;
         let context = CallContext {
-            consultation: consultation_from_row(&r)?,
-            evidence_policy: crate::clinics::evidence_policy_of(&r)?,
+            consultation: consultation_from_row(r)?,
+            evidence_policy: crate::clinics::evidence_policy_of(r)?,
         };
-        let c = &context.consultation;
-        let eligibility = match self
-            .eligibility_in(&mut tx, clinic, c.patient, c.course, now)
-            .await?
-        {
+        let patient = context.consultation.patient;
+        let first_visit = match r.try_get::<Option<String>, _>("first_visit_id")? {
+            None => None,
+            Some(id) => Some(InClinicVisit {
+                id: VisitId::from_uuid(crate::parse_uuid(&id)?),
+                patient,
+                at: from_ms(r.try_get("first_visit_at")?)?,
+            }),
+        };
+        let mut assessments = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if r.try_get::<Option<String>, _>("a_id")?.is_some() {
+                assessments.push(crate::clinical::assessment_of_row(r)?);
+            }
+        }
+        let eligibility = match eligibility(first_visit.as_slice(), &assessments, now) {
             Eligibility::Eligible => Ok(()),
             Eligibility::NotEligible(failures) => Err(failures),
         };
-        tx.commit().await?;
         Ok(PatientHello {
             link,
             call: Some((context, eligibility)),
