@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::auth::{authenticate, Refusal};
 use super::hub::{HubInput, Outbound};
+use super::outbox::{outbox, Inbox};
 use crate::relay::Participant;
 use crate::state::AppState;
 
@@ -93,12 +94,9 @@ struct Joined {
     conn: ConnId,
     /// The hub task of its room.
     hub: mpsc::Sender<HubInput>,
-    /// Frames from the hub task.
-    frames: mpsc::Receiver<Outbound>,
-    /// The connection's own way into `frames`, weak: the hub task holds the
-    /// only strong sender, and when it drops it (a client that does not
-    /// read), `frames` ends and the socket closes.
-    own_writer: mpsc::WeakSender<Outbound>,
+    /// The frames the hub task queued for it. When the hub drops its end
+    /// (the connection does not read), they end and the socket closes.
+    frames: Inbox,
 }
 
 /// The connection's task. The hello's state (the store's queries, the
@@ -209,8 +207,7 @@ async fn hello(
         resume: hello.resume,
         features: hello.features,
     };
-    let (writer, frames) = mpsc::channel(OUTBOUND_CAPACITY);
-    let own_writer = writer.downgrade();
+    let (writer, frames) = outbox(OUTBOUND_CAPACITY);
     let join = HubInput::Join {
         conn,
         request,
@@ -223,12 +220,7 @@ async fn hello(
     // Everything of this connection goes to the hub task of its room.
     let hub = signaling.hub(consultation).clone();
     hub.send(join).await.ok()?;
-    Some(Joined {
-        conn,
-        hub,
-        frames,
-        own_writer,
-    })
+    Some(Joined { conn, hub, frames })
 }
 
 /// The first data frame: `Ok(text)`, `Err(())` for a binary frame, `None`
@@ -273,7 +265,6 @@ fn pump(
         conn,
         hub,
         mut frames,
-        own_writer,
     } = joined;
     async move {
         // A binary frame was refused: the frames already queued go out, then
@@ -306,10 +297,7 @@ fn pump(
                             };
                             // Behind what is queued; with the queue full or the
                             // hub gone, at once.
-                            let queued = own_writer
-                                .upgrade()
-                                .is_some_and(|writer| writer.try_send(close.clone()).is_ok());
-                            if !queued {
+                            if !frames.push_behind(close.clone()) {
                                 close_with(&mut socket, close).await;
                                 return;
                             }

@@ -35,6 +35,7 @@ use konsult_store::{Store, StoreError};
 use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
+use super::outbox::{Outbox, Refused};
 use crate::relay::Turn;
 use crate::state::Clock;
 
@@ -80,7 +81,7 @@ pub enum HubInput {
         /// Therapist: the login session the connection rests on.
         session: Option<SessionKey>,
         /// Where the connection's frames go.
-        writer: mpsc::Sender<Outbound>,
+        writer: Outbox,
     },
     /// A text frame.
     Text {
@@ -231,7 +232,7 @@ pub struct HubTask {
     /// For admission checks and writes to answer; weak, so the task ends
     /// when every connection and the server are gone.
     feedback: Feedback,
-    writers: HashMap<ConnId, mpsc::Sender<Outbound>>,
+    writers: HashMap<ConnId, Outbox>,
     /// The login session of each therapist's connection: the core knows
     /// participants by role, not by account.
     sessions: HashMap<ConnId, SessionKey>,
@@ -474,13 +475,13 @@ impl HubTask {
         let Some(writer) = self.writers.get(&conn) else {
             return;
         };
-        if let Err(error) = writer.try_send(frame) {
-            if matches!(error, mpsc::error::TrySendError::Full(_)) {
+        if let Err(refused) = writer.try_send(frame) {
+            if refused == Refused::Full {
                 // A client that does not read: drop it; it can resume and
                 // get what it missed from the replay buffer.
                 tracing::warn!(%conn, "connection does not keep up; closing it");
             }
-            // Dropping the sender ends the connection's writer.
+            // Dropping the outbox ends the connection's pump.
             self.writers.remove(&conn);
         }
     }

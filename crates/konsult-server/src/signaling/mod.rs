@@ -28,6 +28,7 @@
 pub mod auth;
 pub mod connection;
 pub mod hub;
+pub mod outbox;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
