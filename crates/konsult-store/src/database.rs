@@ -107,23 +107,22 @@ fn sqlite_release_check(
     _: PoolConnectionMetadata,
 ) -> Pin<Box<dyn Future<Output = std::result::Result<bool, sqlx::Error>> + Send + '_>> {
     Box::pin(async move {
-        // One round trip to the connection's thread, as every connection
-        // goes back to the pool after every query: a dropped transaction only
-        // queued its ROLLBACK, and this runs after it. SQLite refuses BEGIN
-        // inside a transaction, which checks its own state
-        // (sqlite3_get_autocommit is not reachable through sqlx::Any); a
-        // deferred BEGIN takes no lock and writes nothing.
-        let checked = conn.execute("BEGIN; ROLLBACK").await;
+        // A dropped transaction only queued its ROLLBACK; wait for it.
+        conn.ping().await?;
         if conn.is_in_transaction() {
             tracing::warn!(
                 "an SQLite connection is still inside a transaction after its rollback; closing it"
             );
             return Ok(false);
         }
-        if let Err(error) = checked {
+        // SQLite refuses BEGIN inside a transaction: the check of its own
+        // state (sqlite3_get_autocommit is not reachable through sqlx::Any).
+        // A deferred BEGIN takes no lock and writes nothing.
+        if let Err(error) = conn.execute("BEGIN").await {
             tracing::warn!(%error, "an SQLite connection is inside a transaction sqlx does not know of; closing it");
             return Ok(false);
         }
+        conn.execute("ROLLBACK").await?;
         Ok(true)
     })
 }
