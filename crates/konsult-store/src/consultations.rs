@@ -806,7 +806,7 @@ impl Store {
              ORDER BY a.made_at"
         ))
         .bind(token_hash(token))
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await?;
         let Some(r) = rows.first() else {
             return Ok(PatientHello {
@@ -880,7 +880,7 @@ impl Store {
         .bind(key.as_stored())
         .bind(ms(now))
         .bind(consultation.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await?;
         let Some(r) = row else {
             return Ok(None);

@@ -17,6 +17,16 @@
 //!   The wait is now [`PoolSettings::acquire_timeout`] (a few seconds), the
 //!   error says so ([`StoreError::is_unavailable`]) and start-up names the
 //!   database it could not reach ([`describe_url`]).
+//!
+//! The release check costs three round trips to sqlx's SQLite thread, and
+//! sqlx's own test before an acquire one more; a hello's read needs only
+//! one. Reads that are one statement outside any transaction therefore go
+//! through [`Store::reader`]: on SQLite a second pool of `query_only`
+//! connections without either check (issue 14). A query-only connection
+//! cannot start a write, and one statement cannot leave a transaction
+//! open (sqlx resets a statement when its rows are dropped), so there is
+//! nothing for the checks to catch. Without them a patient's hello took
+//! 37 % more joins a second in the signaling benchmark.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -87,6 +97,11 @@ pub(crate) fn pool_options(backend: Backend, settings: &PoolSettings) -> AnyPool
     match backend {
         Backend::Sqlite => options
             .max_connections(8)
+            // sqlx pings an idle connection before handing it out, for
+            // connections a network may have cut; an SQLite connection is
+            // a thread of this process, and the release check already
+            // looked at it when it came back.
+            .test_before_acquire(false)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
@@ -97,6 +112,23 @@ pub(crate) fn pool_options(backend: Backend, settings: &PoolSettings) -> AnyPool
             .after_release(sqlite_release_check),
         Backend::Postgres => options.max_connections(16),
     }
+}
+
+/// The pool options of the SQLite readers ([`Store::reader`]): connections
+/// that refuse to write, used for one statement at a time, so neither the
+/// test before an acquire nor [`sqlite_release_check`] has anything to find.
+pub(crate) fn sqlite_reader_options(settings: &PoolSettings) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .acquire_timeout(settings.acquire_timeout)
+        .max_connections(2)
+        .test_before_acquire(false)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA query_only = ON; PRAGMA busy_timeout = 10000;")
+                    .await?;
+                Ok(())
+            })
+        })
 }
 
 /// Keeps an SQLite connection for the pool only when it is outside any
@@ -299,6 +331,48 @@ fn sqlite_file_writable(file: &Path) -> std::result::Result<(), NotReady> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::Cipher;
+
+    /// The SQLite readers skip the checks that guard transactions, which
+    /// holds only while they cannot write and see each commit at once.
+    #[tokio::test]
+    async fn sqlite_readers_refuse_writes_and_see_each_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("k.db").display());
+        let store = Store::connect(&url, Cipher::from_key(&[7u8; 32]).unwrap())
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE probe (n INTEGER)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let refused = sqlx::query("INSERT INTO probe (n) VALUES (1)")
+            .execute(store.reader())
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("readonly"),
+            "a reader wrote: {refused}"
+        );
+        for n in 1..=3_i64 {
+            let mut tx = store.begin().await.unwrap();
+            sqlx::query("INSERT INTO probe (n) VALUES ($1)")
+                .bind(n)
+                .execute(tx.conn())
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            // Every reader connection, not only the one that read last.
+            for _ in 0..4 {
+                let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM probe")
+                    .fetch_one(store.reader())
+                    .await
+                    .unwrap();
+                assert_eq!(count, n);
+            }
+        }
+        store.close().await;
+    }
 
     #[test]
     fn a_described_url_shows_no_credentials() {

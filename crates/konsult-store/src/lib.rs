@@ -139,6 +139,9 @@ const CHANGE_BACKLOG: usize = 1024;
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// For reads of one statement outside a transaction (see
+    /// [`Store::reader`]); on PostgreSQL the same pool.
+    read_pool: AnyPool,
     backend: Backend,
     cipher: Cipher,
     /// SQLite allows one writer; taking this before a write transaction
@@ -229,8 +232,17 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
+        // After the migrations: a reader must not see a half-made schema.
+        let read_pool = match backend {
+            Backend::Sqlite => {
+                let options = database::sqlite_reader_options(settings);
+                database::connect_pool(options, &url, settings).await?
+            }
+            Backend::Postgres => pool.clone(),
+        };
         let store = Self {
             pool,
+            read_pool,
             backend,
             cipher,
             writer: Arc::new(Mutex::new(())),
@@ -261,6 +273,15 @@ impl Store {
     /// The data-at-rest cipher.
     pub fn cipher(&self) -> &Cipher {
         &self.cipher
+    }
+
+    /// The pool for a read that is one statement outside any transaction
+    /// (a single statement is a consistent snapshot by itself). On SQLite
+    /// its connections are `query_only` and skip the checks that guard
+    /// transactions (see `database.rs`), so it must never run BEGIN or
+    /// several statements that belong together.
+    pub(crate) fn reader(&self) -> &AnyPool {
+        &self.read_pool
     }
 
     /// Starts a write transaction.
@@ -307,6 +328,7 @@ impl Store {
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
+        self.read_pool.close().await;
         self.pool.close().await;
     }
 }
