@@ -39,9 +39,15 @@
 //! and fails (exit 1) unless the protocol worked: every participant
 //! welcomed, every pair admitted and negotiated, every relayed candidate
 //! delivered once and in order, no error from the server. `--only 1,3`,
-//! `--participants 1000,5000`, `--waiting N` and `--saturation-pairs N`
+//! `--participants 1000,5000`, `--repeat R` (each idle step R times, the
+//! servers taking turns, medians in the summary), `--waiting N` and `--saturation-pairs N`
 //! (steps up to 40 × N msg/s) change what runs; `--bare-nagle` leaves
 //! Nagle's algorithm on in the forwarder (Konsult's sockets turn it off).
+//!
+//! `KONSULT_BENCH_MARK=1` writes `RAMP_START <server> <pid>` to standard
+//! error before each idle ramp, then waits 1.5 s, and `RAMP_END` after it,
+//! so a profiler can attach to the server for the joins alone (`perf
+//! record -p <pid>`, stopped at `RAMP_END`).
 //!
 //! The load generator, both servers and the kernel's loopback work share
 //! the machine: each window prints the generator's CPU and the whole
@@ -80,6 +86,10 @@ struct Plan {
     /// Scenarios to run, bit n for scenario n; 0: all.
     only: u8,
     idle_participants: Vec<usize>,
+    /// Each idle step runs this often, the servers taking turns; the
+    /// summary gives the median (a short ramp is at the mercy of the
+    /// machine's neighbours).
+    repeat: usize,
     idle_window: Duration,
     relay_steps: Vec<RelayStep>,
     relay_window: Duration,
@@ -118,6 +128,7 @@ impl Plan {
             smoke: false,
             only: 0,
             idle_participants: vec![1000, 5000, 10_000],
+            repeat: 1,
             idle_window: Duration::from_secs(30),
             relay_steps: vec![
                 RelayStep {
@@ -189,7 +200,7 @@ impl Plan {
     fn rooms_needed(&self) -> usize {
         let mut rooms = 0;
         if self.runs(1) {
-            rooms += self.idle_participants.iter().map(|n| n / 2).sum::<usize>();
+            rooms += self.repeat * self.idle_participants.iter().map(|n| n / 2).sum::<usize>();
         }
         if self.runs(2) {
             rooms += self
@@ -213,6 +224,7 @@ impl Plan {
         let mut waiting: Option<usize> = None;
         let mut saturation_pairs: Option<usize> = None;
         let mut bare_nagle = false;
+        let mut repeat = 1;
         let mut args = args.iter();
         let number = |value: Option<&String>, what: &str| -> anyhow::Result<usize> {
             value
@@ -249,13 +261,14 @@ impl Plan {
                     }
                     participants = Some(counts);
                 }
+                "--repeat" => repeat = number(args.next(), "--repeat")?.max(1),
                 "--waiting" => waiting = Some(number(args.next(), "--waiting")? / 2 * 2),
                 "--saturation-pairs" => {
                     saturation_pairs = Some(number(args.next(), "--saturation-pairs")?.max(1))
                 }
                 other => bail!(
                     "unknown argument {other:?} (known: --smoke, --only 1,3, \
-                     --participants 1000,5000, --waiting N, --saturation-pairs N, --bare-nagle)"
+                     --participants 1000,5000, --repeat R, --waiting N, --saturation-pairs N, --bare-nagle)"
                 ),
             }
         }
@@ -277,6 +290,7 @@ impl Plan {
         };
         plan.only = only;
         plan.bare_nagle = bare_nagle;
+        plan.repeat = repeat;
         plan.max_connections = max_connections;
         plan.cap_reason = cap_reason;
         if let Some(participants) = participants {
@@ -633,34 +647,43 @@ async fn idle(cx: &mut Run) -> anyhow::Result<()> {
         "µs/ping",
         "gen CPU"
     );
+    let of = if plan.repeat > 1 {
+        format!(", median of {}", plan.repeat)
+    } else {
+        String::new()
+    };
     for &n in &plan.idle_participants {
-        let mut results = Vec::new();
-        for kind in Kind::BOTH {
-            results.push(idle_step(cx, kind, n).await?);
+        let (mut konsult, mut bare) = (Vec::new(), Vec::new());
+        for _ in 0..plan.repeat {
+            konsult.push(idle_step(cx, Kind::Konsult, n).await?);
+            bare.push(idle_step(cx, Kind::Bare, n).await?);
         }
-        let (k, b) = (&results[0], &results[1]);
-        cx.row(
-            format!("1. idle N={n}: join rate (welcomes/s)"),
-            k.join_rate(),
-            b.join_rate(),
-        );
-        cx.row(
-            format!("1. idle N={n}: join errors"),
-            k.failed as f64,
-            b.failed as f64,
-        );
-        cx.row(
-            format!("1. idle N={n}: RSS per participant (KiB)"),
-            k.kib_per_participant(),
-            b.kib_per_participant(),
-        );
-        cx.row(
-            format!("1. idle N={n}: idle CPU (% of one core)"),
-            k.cpu_percent,
-            b.cpu_percent,
-        );
+        let metrics: [(&str, fn(&IdleResult) -> f64); 4] = [
+            ("join rate (welcomes/s)", IdleResult::join_rate),
+            ("join errors", |r| r.failed as f64),
+            ("RSS per participant (KiB)", IdleResult::kib_per_participant),
+            ("idle CPU (% of one core)", |r| r.cpu_percent),
+        ];
+        for (name, metric) in metrics {
+            cx.row(
+                format!("1. idle N={n}: {name}{of}"),
+                median(konsult.iter().map(metric)),
+                median(bare.iter().map(metric)),
+            );
+        }
     }
     Ok(())
+}
+
+/// The median (the mean of the middle two of an even count).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 struct IdleResult {
@@ -698,6 +721,11 @@ async fn idle_step(cx: &mut Run, kind: Kind, n: usize) -> anyhow::Result<IdleRes
     let before = server.sample()?;
     let base_cpu_percent = empty.cpu_percent_until(&before);
     let rooms = cx.rooms(kind, n / 2)?;
+    let marked = std::env::var_os("KONSULT_BENCH_MARK").is_some();
+    if marked {
+        eprintln!("RAMP_START {kind:?} {}", server.pid());
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
     let population = Population::join(
         &cx.endpoint(&server),
         &rooms,
@@ -706,6 +734,9 @@ async fn idle_step(cx: &mut Run, kind: Kind, n: usize) -> anyhow::Result<IdleRes
         0,
     );
     let ramp = population.joined().await;
+    if marked {
+        eprintln!("RAMP_END");
+    }
     let shared = population.shared.clone();
     let welcomed = shared.welcomed.load(Relaxed);
     let failed = shared.join_failed.load(Relaxed);

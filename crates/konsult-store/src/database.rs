@@ -120,7 +120,7 @@ pub(crate) fn pool_options(backend: Backend, settings: &PoolSettings) -> AnyPool
 pub(crate) fn sqlite_reader_options(settings: &PoolSettings) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .acquire_timeout(settings.acquire_timeout)
-        .max_connections(2)
+        .max_connections(4)
         .test_before_acquire(false)
         .after_connect(|conn, _| {
             Box::pin(async move {

@@ -221,6 +221,11 @@ impl Server {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
     /// CPU time and memory now.
     pub fn sample(&self) -> anyhow::Result<ProcessSample> {
         ProcessSample::read(self.child.pid())
