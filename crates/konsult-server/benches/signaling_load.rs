@@ -658,7 +658,7 @@ async fn idle(cx: &mut Run) -> anyhow::Result<()> {
             konsult.push(idle_step(cx, Kind::Konsult, n).await?);
             bare.push(idle_step(cx, Kind::Bare, n).await?);
         }
-        let metrics: [(&str, fn(&IdleResult) -> f64); 4] = [
+        let metrics: [(&str, IdleMetric); 4] = [
             ("join rate (welcomes/s)", IdleResult::join_rate),
             ("join errors", |r| r.failed as f64),
             ("RSS per participant (KiB)", IdleResult::kib_per_participant),
@@ -674,6 +674,9 @@ async fn idle(cx: &mut Run) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// One figure of an idle step.
+type IdleMetric = fn(&IdleResult) -> f64;
 
 /// The median (the mean of the middle two of an even count).
 fn median(values: impl Iterator<Item = f64>) -> f64 {
