@@ -1,16 +1,332 @@
-//! `GET /metrics`: Prometheus text (exposition format 0.0.4) for the
-//! operator's monitoring, behind a bearer token (`metrics.token`). Only
-//! counts: no consultation, clinic, person or address appears.
+//! `GET /metrics`: the node's figures for the operator's Prometheus, in the
+//! OpenMetrics text format (`prometheus-client`), behind a bearer token
+//! (`metrics.token`). Only counts: no consultation, clinic, person or
+//! address appears, and no label takes a value from a request.
+//!
+//! Counters that rest on the lifecycle (call events, set-up time, billing)
+//! count what was committed, never what a client claimed or what was only
+//! attempted: the recorder counts a call event once its write is durable.
+//! Rooms and participants are a census of the hub tasks taken at each
+//! scrape; the relay's and the database pools' figures are read then too.
 
-use std::fmt::Write;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use konsult_signal::Census;
+use konsult_store::PoolStats;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use secrecy::ExposeSecret;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// How long a scrape waits for the hub tasks' census.
+const CENSUS_WAIT: Duration = Duration::from_secs(1);
+
+/// Upper bounds of the call set-up histogram, in seconds: from the
+/// admission to two-way media, both committed.
+const SETUP_BUCKETS: [f64; 11] = [0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 60.0];
+
+/// A call event, by its stable codes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// `CallEvent::code`.
+    pub event: &'static str,
+    /// `CallEvent::detail`, or empty.
+    pub detail: &'static str,
+}
+
+/// One label of a fixed set of values.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabel {
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: &'static str,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// The node's counters since it started; cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct Metrics {
+    joins: Family<RoleLabel, Counter>,
+    resumes: Counter,
+    admission_checks: Family<OutcomeLabel, Counter>,
+    call_events: Family<EventLabels, Counter>,
+    call_setup: Histogram,
+    billing_decisions: Family<DecisionLabel, Counter>,
+    billing_lines: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            joins: Family::default(),
+            resumes: Counter::default(),
+            admission_checks: Family::default(),
+            call_events: Family::default(),
+            call_setup: Histogram::new(SETUP_BUCKETS),
+            billing_decisions: Family::default(),
+            billing_lines: Counter::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// A connection joined a room (its hello passed), as `therapist` or
+    /// `patient`.
+    pub fn joined(&self, role: konsult_protocol::Role) {
+        let role = match role {
+            konsult_protocol::Role::Therapist => "therapist",
+            konsult_protocol::Role::Patient => "patient",
+        };
+        self.joins.get_or_create(&RoleLabel { role }).inc();
+    }
+
+    /// A participant was welcomed back by resume.
+    pub fn resumed(&self) {
+        self.resumes.inc();
+    }
+
+    /// An admission check answered.
+    pub fn admission_checked(&self, passed: bool) {
+        let outcome = if passed { "passed" } else { "refused" };
+        self.admission_checks
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// A call event was committed.
+    pub fn call_event(&self, event: &konsult_signal::CallEvent) {
+        self.call_events
+            .get_or_create(&EventLabels {
+                event: event.code(),
+                detail: event.detail().unwrap_or(""),
+            })
+            .inc();
+    }
+
+    /// From a committed admission to committed two-way media.
+    pub fn call_set_up(&self, took: Duration) {
+        self.call_setup.observe(took.as_secs_f64());
+    }
+
+    /// A billing decision was made; `line_written` when it wrote a line.
+    pub fn billing_decided(&self, billable: bool, line_written: bool) {
+        let decision = if billable { "billable" } else { "not_billable" };
+        self.billing_decisions
+            .get_or_create(&DecisionLabel { decision })
+            .inc();
+        if line_written {
+            self.billing_lines.inc();
+        }
+    }
+
+    /// The exposition text: these counters with what was read at the
+    /// scrape. `census` is `None` when a hub task did not answer in time.
+    pub fn render(
+        &self,
+        census: Option<Census>,
+        pools: &[PoolStats],
+        relay: Option<konsult_relay::RelayStats>,
+    ) -> String {
+        let mut registry = Registry::with_prefix("konsult");
+        registry.register(
+            "signaling_joins",
+            "Connections that joined a room (hello accepted), by role.",
+            self.joins.clone(),
+        );
+        registry.register(
+            "signaling_resumes",
+            "Participants welcomed back by resume (no new admission).",
+            self.resumes.clone(),
+        );
+        registry.register(
+            "admission_checks",
+            "Admission checks (eligibility and link again at admit), by outcome.",
+            self.admission_checks.clone(),
+        );
+        registry.register(
+            "call_events",
+            "Call events committed, by event and detail (evidence, end reason).",
+            self.call_events.clone(),
+        );
+        registry.register(
+            "call_setup_seconds",
+            "From a committed admission to committed two-way media.",
+            self.call_setup.clone(),
+        );
+        registry.register(
+            "billing_decisions",
+            "Billing decisions made (completion or decided again), by decision.",
+            self.billing_decisions.clone(),
+        );
+        registry.register(
+            "billing_lines_written",
+            "Billing lines written by this node.",
+            self.billing_lines.clone(),
+        );
+        let census_complete = Gauge::<i64>::default();
+        census_complete.set(i64::from(census.is_some()));
+        registry.register(
+            "signaling_census_complete",
+            "Whether every hub task answered this scrape's census (1) or not (0).",
+            census_complete,
+        );
+        if let Some(c) = census {
+            let rooms = Family::<StateLabel, Gauge>::default();
+            for (state, n) in [
+                ("waiting", c.rooms - c.rooms_in_call),
+                ("in_call", c.rooms_in_call),
+            ] {
+                rooms.get_or_create(&StateLabel { state }).set(count(n));
+            }
+            registry.register(
+                "signaling_rooms",
+                "Rooms on this node: before the first admission, or in their call.",
+                rooms,
+            );
+            let participants = Family::<StateLabel, Gauge>::default();
+            for (state, n) in [
+                ("therapist", c.therapists),
+                ("patient_waiting", c.patients_waiting),
+                ("patient_admitted", c.patients_admitted),
+                ("away", c.participants_away),
+            ] {
+                participants
+                    .get_or_create(&StateLabel { state })
+                    .set(count(n));
+            }
+            registry.register(
+                "signaling_participants",
+                "Participants on this node, by state (away: dropped, within the grace period).",
+                participants,
+            );
+        }
+        let connections = Family::<PoolLabels, Gauge>::default();
+        for p in pools {
+            connections
+                .get_or_create(&PoolLabels {
+                    pool: p.pool,
+                    state: "idle",
+                })
+                .set(count(p.idle));
+            connections
+                .get_or_create(&PoolLabels {
+                    pool: p.pool,
+                    state: "busy",
+                })
+                .set(count(p.size.saturating_sub(p.idle)));
+        }
+        registry.register(
+            "db_connections",
+            "Database connections open, by pool and state.",
+            connections,
+        );
+        register_relay(&mut registry, relay);
+        let mut out = String::new();
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The embedded relay's counters (without one: `konsult_turn_up 0`).
+fn register_relay(registry: &mut Registry, relay: Option<konsult_relay::RelayStats>) {
+    let up = Gauge::<i64>::default();
+    up.set(i64::from(relay.is_some()));
+    registry.register("turn_up", "Whether the embedded TURN relay runs.", up);
+    let Some(r) = relay else {
+        return;
+    };
+    let allocations = Gauge::<i64>::default();
+    allocations.set(count(r.allocations));
+    registry.register(
+        "turn_allocations",
+        "Live allocations on the embedded relay.",
+        allocations,
+    );
+    let directed = |sent: u64, received: u64| {
+        let family = Family::<DirectionLabel, Counter>::default();
+        for (direction, n) in [("client_to_peer", sent), ("peer_to_client", received)] {
+            family
+                .get_or_create(&DirectionLabel { direction })
+                .inc_by(n);
+        }
+        family
+    };
+    registry.register(
+        "turn_media_packets",
+        "RTP/RTCP datagrams relayed, by direction.",
+        directed(r.sent.packets, r.received.packets),
+    );
+    registry.register(
+        "turn_media_bytes",
+        "RTP/RTCP payload bytes relayed, by direction.",
+        directed(r.sent.bytes, r.received.bytes),
+    );
+    let refusals = Family::<ReasonLabel, Counter>::default();
+    for (reason, n) in [
+        ("unauthorized", r.refused_unauthorized),
+        ("quota", r.refused_quota),
+        ("forbidden_peer", r.refused_forbidden_peer),
+        ("invalid", r.refused_invalid),
+    ] {
+        refusals.get_or_create(&ReasonLabel { reason }).inc_by(n);
+    }
+    registry.register(
+        "turn_refusals",
+        "TURN requests refused, by reason.",
+        refusals,
+    );
+    if let Some(drops) = r.receive_buffer_drops {
+        let counter: Counter = Counter::default();
+        counter.inc_by(drops);
+        registry.register(
+            "turn_receive_buffer_drops",
+            "Datagrams the kernel dropped on the relay's listening socket (receive buffer full).",
+            counter,
+        );
+    }
+}
 
 /// The metrics, for a scraper holding the configured token; 404 when no
 /// token is configured, 401 without the right one.
@@ -31,99 +347,80 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         )
             .into_response();
     }
-    let text = render(state.signaling.turn().stats().await);
+    let census = state.signaling.census(CENSUS_WAIT).await;
+    let relay = state.signaling.turn().stats().await;
+    let text = state
+        .signaling
+        .metrics()
+        .render(census, &state.store.pool_stats(), relay);
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         text,
     )
         .into_response()
 }
 
-/// The exposition text of the relay's counters (absent without an embedded
-/// relay: `konsult_turn_up 0`).
-pub fn render(relay: Option<konsult_relay::RelayStats>) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            if labels.is_empty() {
-                let _ = writeln!(out, "{name} {value}");
-            } else {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
-            }
-        }
-    };
-    metric(
-        "konsult_turn_up",
-        "gauge",
-        "Whether the embedded TURN relay runs.",
-        &[("", u64::from(relay.is_some()))],
-    );
-    let Some(r) = relay else {
-        return out;
-    };
-    metric(
-        "konsult_turn_allocations",
-        "gauge",
-        "Live allocations on the embedded relay.",
-        &[("", r.allocations as u64)],
-    );
-    metric(
-        "konsult_turn_media_packets_total",
-        "counter",
-        "RTP/RTCP datagrams relayed, by direction.",
-        &[
-            ("direction=\"client_to_peer\"", r.sent.packets),
-            ("direction=\"peer_to_client\"", r.received.packets),
-        ],
-    );
-    metric(
-        "konsult_turn_media_bytes_total",
-        "counter",
-        "RTP/RTCP payload bytes relayed, by direction.",
-        &[
-            ("direction=\"client_to_peer\"", r.sent.bytes),
-            ("direction=\"peer_to_client\"", r.received.bytes),
-        ],
-    );
-    metric(
-        "konsult_turn_refusals_total",
-        "counter",
-        "TURN requests refused, by reason.",
-        &[
-            ("reason=\"unauthorized\"", r.refused_unauthorized),
-            ("reason=\"quota\"", r.refused_quota),
-            ("reason=\"forbidden_peer\"", r.refused_forbidden_peer),
-            ("reason=\"invalid\"", r.refused_invalid),
-        ],
-    );
-    if let Some(drops) = r.receive_buffer_drops {
-        metric(
-            "konsult_turn_receive_buffer_drops_total",
-            "counter",
-            "Datagrams the kernel dropped on the relay's listening socket (receive buffer full).",
-            &[("", drops)],
-        );
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use konsult_domain::{CallEvent, EndReason, Evidence};
     use konsult_relay::{RelayStats, Totals};
 
+    fn lines(text: &str) -> Vec<&str> {
+        text.lines().collect()
+    }
+
     #[test]
-    fn the_text_is_prometheus_exposition_format() {
-        assert_eq!(
-            render(None),
-            "# HELP konsult_turn_up Whether the embedded TURN relay runs.\n# TYPE konsult_turn_up gauge\nkonsult_turn_up 0\n"
-        );
-        let text = render(Some(RelayStats {
+    fn without_a_relay_or_census_the_text_says_so() {
+        let text = Metrics::default().render(None, &[], None);
+        let lines = lines(&text);
+        for line in [
+            "konsult_turn_up 0",
+            "konsult_signaling_census_complete 0",
+            "# EOF",
+        ] {
+            assert!(lines.contains(&line), "{line:?} in\n{text}");
+        }
+        assert!(!text.contains("konsult_signaling_rooms"), "{text}");
+        assert!(!text.contains("konsult_turn_allocations"), "{text}");
+    }
+
+    #[test]
+    fn the_figures_appear_as_counted() {
+        let m = Metrics::default();
+        m.joined(konsult_protocol::Role::Therapist);
+        m.joined(konsult_protocol::Role::Patient);
+        m.joined(konsult_protocol::Role::Patient);
+        m.resumed();
+        m.admission_checked(true);
+        m.admission_checked(false);
+        m.call_event(&CallEvent::Admitted);
+        m.call_event(&CallEvent::TwoWayEstablished {
+            evidence: Evidence::RelayObserved,
+        });
+        m.call_event(&CallEvent::Ended {
+            reason: EndReason::TherapistEnded,
+        });
+        m.call_set_up(Duration::from_millis(1500));
+        m.billing_decided(true, true);
+        m.billing_decided(false, false);
+        let census = Census {
+            rooms: 3,
+            rooms_in_call: 1,
+            therapists: 2,
+            patients_waiting: 1,
+            patients_admitted: 1,
+            participants_away: 1,
+        };
+        let pools = [PoolStats {
+            pool: "main",
+            size: 3,
+            idle: 2,
+        }];
+        let relay = RelayStats {
             allocations: 4,
             sent: Totals {
                 packets: 10,
@@ -138,8 +435,29 @@ mod tests {
             refused_forbidden_peer: 0,
             refused_invalid: 0,
             receive_buffer_drops: Some(0),
-        }));
+        };
+        let text = m.render(Some(census), &pools, Some(relay));
+        let lines = lines(&text);
         for line in [
+            "konsult_signaling_joins_total{role=\"patient\"} 2",
+            "konsult_signaling_joins_total{role=\"therapist\"} 1",
+            "konsult_signaling_resumes_total 1",
+            "konsult_admission_checks_total{outcome=\"refused\"} 1",
+            "konsult_call_events_total{event=\"admitted\",detail=\"\"} 1",
+            "konsult_call_events_total{event=\"two_way_established\",detail=\"relay_observed\"} 1",
+            "konsult_call_events_total{event=\"ended\",detail=\"therapist_ended\"} 1",
+            "konsult_call_setup_seconds_count 1",
+            "konsult_call_setup_seconds_bucket{le=\"1.0\"} 0",
+            "konsult_call_setup_seconds_bucket{le=\"2.0\"} 1",
+            "konsult_billing_decisions_total{decision=\"billable\"} 1",
+            "konsult_billing_decisions_total{decision=\"not_billable\"} 1",
+            "konsult_billing_lines_written_total 1",
+            "konsult_signaling_census_complete 1",
+            "konsult_signaling_rooms{state=\"waiting\"} 2",
+            "konsult_signaling_rooms{state=\"in_call\"} 1",
+            "konsult_signaling_participants{state=\"patient_admitted\"} 1",
+            "konsult_signaling_participants{state=\"away\"} 1",
+            "konsult_db_connections{pool=\"main\",state=\"busy\"} 1",
             "konsult_turn_up 1",
             "konsult_turn_allocations 4",
             "konsult_turn_media_packets_total{direction=\"client_to_peer\"} 10",
@@ -147,12 +465,18 @@ mod tests {
             "konsult_turn_refusals_total{reason=\"quota\"} 1",
             "konsult_turn_receive_buffer_drops_total 0",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+            assert!(lines.contains(&line), "{line:?} in\n{text}");
         }
-        // Every sample follows its HELP and TYPE lines.
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
+        // Every sample follows its TYPE line, and the text ends as
+        // OpenMetrics requires.
+        for line in lines.iter().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();
-            assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
+            let family = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            assert!(text.contains(&format!("# TYPE {family} ")), "{name}");
         }
+        assert_eq!(lines.last(), Some(&"# EOF"));
     }
 }

@@ -5,7 +5,8 @@
 //! a client sends a host candidate. Ending the call closes the
 //! consultation's allocations on the relay; completing it is billable. The
 //! operator's `/metrics` (behind its token) count the allocations and the
-//! media relayed each way, and name no address.
+//! media relayed each way, the rooms and participants, the committed call
+//! events and set-up time, and the billing line, and name no address.
 
 use crate::common;
 
@@ -76,6 +77,42 @@ async fn a_relay_only_call_goes_through_the_embedded_turn_relay() {
         assert!(packets >= 40, "{direction}: {packets} packets\n{during}");
     }
     assert!(!during.contains("127.0.0.1"), "no address in the metrics");
+    // The signaling side: one room in its call, both in it, the events
+    // counted once committed, and the set-up timed.
+    assert_eq!(sample(&during, "konsult_signaling_census_complete"), 1);
+    assert_eq!(
+        sample(&during, "konsult_signaling_rooms{state=\"in_call\"}"),
+        1
+    );
+    for state in ["therapist", "patient_admitted"] {
+        let series = format!("konsult_signaling_participants{{state=\"{state}\"}}");
+        assert_eq!(sample(&during, &series), 1, "{state}\n{during}");
+    }
+    for role in ["therapist", "patient"] {
+        let series = format!("konsult_signaling_joins_total{{role=\"{role}\"}}");
+        assert!(sample(&during, &series) >= 1, "{role}\n{during}");
+    }
+    assert_eq!(
+        sample(
+            &during,
+            "konsult_admission_checks_total{outcome=\"passed\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        sample(
+            &during,
+            "konsult_call_events_total{event=\"two_way_established\",detail=\"relay_observed\"}"
+        ),
+        1
+    );
+    assert_eq!(sample(&during, "konsult_call_setup_seconds_count"), 1);
+    assert!(
+        sample(
+            &during,
+            "konsult_db_connections{pool=\"main\",state=\"idle\"}"
+        ) >= 1
+    );
 
     // A misbehaving patient sends a host candidate: it never reaches the
     // therapist.
@@ -162,7 +199,30 @@ async fn a_relay_only_call_goes_through_the_embedded_turn_relay() {
     call.patient.close().await.unwrap();
 
     assert!(stored(&app, &fx, &b).await.two_way_at.is_some());
-    assert!(complete_is_billable(&app, &fx, &b).await);
+    // Completed through the API, as the dashboard does: billable.
+    let (status, done) = api(
+        &app,
+        &fx,
+        reqwest::Method::POST,
+        &format!("/api/consultations/{}/complete", b.consultation),
+        Some(common::journal()),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{done}");
+    assert_eq!(done["billable"], true, "{done}");
+    let after = scrape(&app).await;
+    assert_eq!(sample(&after, "konsult_billing_lines_written_total"), 1);
+    assert_eq!(
+        sample(
+            &after,
+            "konsult_call_events_total{event=\"ended\",detail=\"therapist_ended\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        sample(&after, "konsult_signaling_rooms{state=\"in_call\"}"),
+        0
+    );
     app.stop().await;
 }
 

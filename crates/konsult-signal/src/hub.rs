@@ -107,6 +107,35 @@ pub enum AdmissionState {
     Admitted,
 }
 
+/// How many rooms and participants a hub holds, by state (for operators'
+/// metrics; counts only, no ids).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Rooms.
+    pub rooms: usize,
+    /// Rooms whose call started (a patient was admitted at least once).
+    pub rooms_in_call: usize,
+    /// Therapists connected.
+    pub therapists: usize,
+    /// Patients connected in the waiting room (admission check included).
+    pub patients_waiting: usize,
+    /// Patients connected and admitted.
+    pub patients_admitted: usize,
+    /// Participants dropped and still within their grace period.
+    pub participants_away: usize,
+}
+
+impl std::ops::AddAssign for Census {
+    fn add_assign(&mut self, other: Census) {
+        self.rooms += other.rooms;
+        self.rooms_in_call += other.rooms_in_call;
+        self.therapists += other.therapists;
+        self.patients_waiting += other.patients_waiting;
+        self.patients_admitted += other.patients_admitted;
+        self.participants_away += other.participants_away;
+    }
+}
+
 /// A read-only view of one room, for dashboards and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomSnapshot {
@@ -1678,6 +1707,32 @@ impl Hub {
     /// What a room would save now, if it exists.
     pub fn room_record(&self, consultation: Uuid) -> Option<RoomRecord> {
         self.rooms.get(&consultation).map(Room::record)
+    }
+
+    /// The hub's rooms and participants by state. It visits every room:
+    /// for a scrape now and then, not for each input.
+    pub fn census(&self) -> Census {
+        let mut census = Census {
+            rooms: self.rooms.len(),
+            ..Census::default()
+        };
+        for room in self.rooms.values() {
+            census.rooms_in_call += usize::from(room.call_started);
+            match room.therapist.as_ref().map(|p| p.link) {
+                Some(Presence::Connected(_)) => census.therapists += 1,
+                Some(Presence::Disconnected { .. }) => census.participants_away += 1,
+                None => {}
+            }
+            match room.patient.as_ref().map(|p| p.link) {
+                Some(Presence::Connected(_)) => match room.admission {
+                    Admission::Admitted => census.patients_admitted += 1,
+                    Admission::Waiting | Admission::Checking { .. } => census.patients_waiting += 1,
+                },
+                Some(Presence::Disconnected { .. }) => census.participants_away += 1,
+                None => {}
+            }
+        }
+        census
     }
 
     /// How many rooms exist.

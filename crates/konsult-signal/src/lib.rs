@@ -115,7 +115,7 @@ pub mod record;
 
 pub use config::Config;
 pub use hub::{
-    AdmissionState, HelloRejected, Hub, JoinError, JoinRequest, Presence, RoomSnapshot,
+    AdmissionState, Census, HelloRejected, Hub, JoinError, JoinRequest, Presence, RoomSnapshot,
     WriteRefused,
 };
 pub use konsult_domain::evidence::ObservedFlow;

@@ -263,3 +263,42 @@ fn the_therapist_ending_reaches_a_patient_back_in_the_waiting_room() {
     );
     assert!(h.room().is_none());
 }
+
+#[test]
+fn the_census_counts_participants_by_state() {
+    let mut h = Harness::new();
+    assert_eq!(h.hub.census(), konsult_signal::Census::default());
+    let t = h.join(Role::Therapist);
+    let p = h.join(Role::Patient);
+    h.take(t);
+    h.take(p);
+    let census = h.hub.census();
+    assert_eq!(
+        (census.rooms, census.rooms_in_call, census.therapists),
+        (1, 0, 1)
+    );
+    assert_eq!((census.patients_waiting, census.patients_admitted), (1, 0));
+
+    h.send(t, &ClientMessage::Admit {});
+    assert_eq!(
+        h.hub.census().patients_waiting,
+        1,
+        "checking is still waiting"
+    );
+    h.answer_check(Ok(()));
+    let census = h.hub.census();
+    assert_eq!((census.patients_waiting, census.patients_admitted), (0, 1));
+    assert_eq!(census.rooms_in_call, 1);
+
+    h.disconnect(p);
+    let census = h.hub.census();
+    assert_eq!(
+        (
+            census.patients_admitted,
+            census.participants_away,
+            census.therapists
+        ),
+        (0, 1, 1),
+        "a dropped patient is away during its grace period"
+    );
+}

@@ -135,6 +135,17 @@ impl<T> ResultExt<T> for std::result::Result<T, sqlx::Error> {
 /// is told it lagged.
 const CHANGE_BACKLOG: usize = 1024;
 
+/// One connection pool's size at a moment ([`Store::pool_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// `main` or `reader`.
+    pub pool: &'static str,
+    /// Connections open.
+    pub size: usize,
+    /// Of those, idle.
+    pub idle: usize,
+}
+
 /// The storage handle; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -324,6 +335,21 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// The connection pools' sizes now (for operators' metrics): `main`,
+    /// and on SQLite the query-only `reader`.
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        let stats = |pool: &'static str, p: &AnyPool| PoolStats {
+            pool,
+            size: p.size() as usize,
+            idle: p.num_idle(),
+        };
+        let mut all = vec![stats("main", &self.pool)];
+        if self.backend == Backend::Sqlite {
+            all.push(stats("reader", &self.read_pool));
+        }
+        all
     }
 
     /// Closes the pool, waiting for connections to finish.

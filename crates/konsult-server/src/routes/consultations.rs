@@ -899,6 +899,12 @@ async fn complete(
         )
         .await
         .on_conflict("consultation_state", CONSULTATION_STATE_DA)?;
+    if !completion.repeated {
+        state.signaling.metrics().billing_decided(
+            matches!(completion.decision, BillingDecision::Billable(_)),
+            completion.line_id.is_some(),
+        );
+    }
     // A call still open ended with the completion: end its connections.
     state.signaling.consultation_closed(id).await;
     tracing::info!(consultation = %id, billable = matches!(completion.decision, BillingDecision::Billable(_)), "consultation completed");
@@ -925,6 +931,12 @@ async fn decide_again(
             state.clock.now(),
         )
         .await?;
+    if decided.changed {
+        state.signaling.metrics().billing_decided(
+            matches!(decided.decision, BillingDecision::Billable(_)),
+            decided.line_id.is_some(),
+        );
+    }
     Ok(Json(
         Completion {
             decision: decided.decision,

@@ -25,17 +25,19 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use konsult_domain::{CallEvent, ClinicId, ConsultationId};
-use konsult_protocol::{CloseCode, ErrorCode, ServerMessage};
+use konsult_protocol::{CloseCode, ErrorCode, ServerBody, ServerMessage};
 use konsult_signal::{
-    AdmissionCheckId, ConnId, Hub, JoinRequest, LinkRef, Output, RoomRecord, WriteId, WriteRefused,
+    AdmissionCheckId, Census, ConnId, Hub, JoinRequest, LinkRef, Output, RoomRecord, WriteId,
+    WriteRefused,
 };
 use konsult_store::consultations::{CallWriteRequest, RoomWrite};
 use konsult_store::therapists::SessionKey;
 use konsult_store::{Store, StoreError};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
 use super::outbox::{Outbox, Refused};
+use crate::metrics::Metrics;
 use crate::relay::Turn;
 use crate::state::Clock;
 
@@ -131,6 +133,11 @@ pub enum HubInput {
         /// The sessions.
         sessions: Vec<SessionKey>,
     },
+    /// Count the rooms and participants (a metrics scrape).
+    Census {
+        /// Where the count goes.
+        reply: oneshot::Sender<Census>,
+    },
 }
 
 /// What the hub task tells a connection's writer.
@@ -223,6 +230,8 @@ pub struct HubDeps {
     pub turn: Arc<Turn>,
     /// Commits the core's writes.
     pub recorder: Recorder,
+    /// The node's counters.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Everything the hub task needs besides the core.
@@ -244,6 +253,7 @@ pub struct HubTask {
     store: Store,
     clock: Clock,
     turn: Arc<Turn>,
+    metrics: Arc<Metrics>,
 }
 
 impl HubTask {
@@ -262,6 +272,7 @@ impl HubTask {
             clock,
             turn,
             recorder,
+            metrics,
         } = deps;
         let mut task = Self {
             hub,
@@ -275,6 +286,7 @@ impl HubTask {
             store,
             clock,
             turn,
+            metrics,
         };
         let now = Instant::now();
         for saved in saved {
@@ -347,6 +359,7 @@ impl HubTask {
                     room.closes_at = closes_at;
                 }
                 self.writers.insert(conn, writer);
+                self.metrics.joined(request.role);
                 if let Err(error) = self.hub.handle_join(now, conn, request) {
                     tracing::error!(%error, "joining a connection failed");
                 }
@@ -368,9 +381,11 @@ impl HubTask {
                 consultation,
                 check,
                 result,
-            } => self
-                .hub
-                .handle_admission_check(now, consultation, check, result),
+            } => {
+                self.metrics.admission_checked(result.is_ok());
+                self.hub
+                    .handle_admission_check(now, consultation, check, result)
+            }
             HubInput::Written {
                 consultation,
                 write,
@@ -387,6 +402,10 @@ impl HubTask {
                     self.ended.insert(session.clone(), now);
                 }
                 self.end_session_conns(now, |s| sessions.contains(s));
+            }
+            HubInput::Census { reply } => {
+                // Nobody waiting for it any more is not an error.
+                let _ = reply.send(self.hub.census());
             }
         }
     }
@@ -438,6 +457,9 @@ impl HubTask {
         while let Some(output) = self.hub.poll_output() {
             match output {
                 Output::Send { conn, message } => {
+                    if matches!(&message.body, ServerBody::Welcome(w) if w.resumed) {
+                        self.metrics.resumed();
+                    }
                     self.write(conn, Outbound::Frame(message.to_json()));
                 }
                 Output::Close { conn, reason } => {
@@ -604,17 +626,21 @@ struct Pending {
 impl Recorder {
     /// Starts the workers. They answer through `feedback` and close the
     /// relay of consultations whose call ended.
-    pub fn start(store: Store, turn: Arc<Turn>, feedback: Feedback) -> Self {
+    pub fn start(store: Store, turn: Arc<Turn>, feedback: Feedback, metrics: Arc<Metrics>) -> Self {
         let pending = Arc::new(Pending::default());
         let workers = (0..WRITE_WORKERS)
             .map(|_| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 tokio::spawn(work(
                     rx,
-                    store.clone(),
-                    Arc::clone(&turn),
-                    feedback.clone(),
-                    Arc::clone(&pending),
+                    Worker {
+                        store: store.clone(),
+                        turn: Arc::clone(&turn),
+                        feedback: feedback.clone(),
+                        pending: Arc::clone(&pending),
+                        metrics: Arc::clone(&metrics),
+                        admitted: HashMap::new(),
+                    },
                 ));
                 tx
             })
@@ -657,17 +683,47 @@ impl Pending {
     }
 }
 
-async fn work(
-    mut jobs: mpsc::UnboundedReceiver<WriteJob>,
+/// A recorder worker's state. A consultation's writes always go to the
+/// same worker, so it can time a call's set-up on its own.
+struct Worker {
     store: Store,
     turn: Arc<Turn>,
     feedback: Feedback,
     pending: Arc<Pending>,
-) {
+    metrics: Arc<Metrics>,
+    /// When each call's admission was committed, until its two-way media
+    /// or its end is.
+    admitted: HashMap<Uuid, Instant>,
+}
+
+impl Worker {
+    /// Counts the events of a committed write.
+    fn committed(&mut self, consultation: Uuid, events: &[CallEvent]) {
+        for event in events {
+            self.metrics.call_event(event);
+            match event {
+                CallEvent::Admitted => {
+                    self.admitted.insert(consultation, Instant::now());
+                }
+                CallEvent::TwoWayEstablished { .. } => {
+                    if let Some(at) = self.admitted.remove(&consultation) {
+                        self.metrics.call_set_up(at.elapsed());
+                    }
+                }
+                CallEvent::PatientLeft | CallEvent::Ended { .. } => {
+                    self.admitted.remove(&consultation);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+async fn work(mut jobs: mpsc::UnboundedReceiver<WriteJob>, mut worker: Worker) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     // Whatever queued while the last batch committed goes in the next one.
     while jobs.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        commit(&store, &turn, &feedback, &pending, &batch).await;
+        commit(&mut worker, &batch).await;
         batch.clear();
     }
 }
@@ -675,24 +731,19 @@ async fn work(
 /// Commits a batch of writes (in one transaction where the store can),
 /// answering each as it is committed or refused for good, and retrying
 /// the rest until then.
-async fn commit(
-    store: &Store,
-    turn: &Arc<Turn>,
-    feedback: &Feedback,
-    pending: &Pending,
-    batch: &[WriteJob],
-) {
+async fn commit(worker: &mut Worker, batch: &[WriteJob]) {
     let mut rest = batch;
     let mut attempt = 0;
     while !rest.is_empty() {
         let requests: Vec<CallWriteRequest<'_>> = rest.iter().map(WriteJob::request).collect();
-        let (answers, error) = store.write_calls(&requests).await;
+        let (answers, error) = worker.store.write_calls(&requests).await;
         let answered = answers.len();
         for (job, answer) in rest.iter().zip(answers) {
             let result = match answer {
                 Ok(written) => {
+                    worker.committed(job.consultation, &job.events);
                     if written.effects.close_relay {
-                        close_relay(turn, job.consultation);
+                        close_relay(&worker.turn, job.consultation);
                     }
                     Ok(())
                 }
@@ -705,7 +756,8 @@ async fn commit(
                     Err(WriteRefused)
                 }
             };
-            feedback
+            worker
+                .feedback
                 .send(
                     job.consultation,
                     HubInput::Written {
@@ -715,7 +767,7 @@ async fn commit(
                     },
                 )
                 .await;
-            pending.done();
+            worker.pending.done();
         }
         rest = &rest[answered..];
         if let Some(error) = error {

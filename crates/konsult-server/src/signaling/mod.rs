@@ -36,14 +36,15 @@ use std::time::Duration;
 
 use konsult_domain::ConsultationId;
 use konsult_protocol::Hello;
-use konsult_signal::{Config, ConnId, HelloRejected, Hub, LinkRef};
+use konsult_signal::{Census, Config, ConnId, HelloRejected, Hub, LinkRef};
 use konsult_store::therapists::SessionKey;
 use konsult_store::Store;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 pub use connection::ws_handler;
 
+use crate::metrics::Metrics;
 use crate::relay::Turn;
 use crate::state::Clock;
 use hub::{Feedback, HubDeps, HubInput, HubTask, Recorder};
@@ -76,6 +77,7 @@ struct Inner {
     hello_rules: Hub,
     turn: Arc<Turn>,
     recorder: Recorder,
+    metrics: Arc<Metrics>,
     next_conn: AtomicU64,
     shutdown: watch::Sender<bool>,
 }
@@ -133,7 +135,13 @@ impl Signaling {
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| mpsc::channel(HUB_QUEUE)).unzip();
         let feedback = Feedback::new(senders.iter().map(mpsc::Sender::downgrade).collect());
-        let recorder = Recorder::start(store.clone(), Arc::clone(&turn), feedback.clone());
+        let metrics = Arc::new(Metrics::default());
+        let recorder = Recorder::start(
+            store.clone(),
+            Arc::clone(&turn),
+            feedback.clone(),
+            Arc::clone(&metrics),
+        );
         let mut saved_by_shard: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
         for room in saved {
             saved_by_shard[shard_of(room.consultation.as_uuid(), shards)].push(room);
@@ -148,6 +156,7 @@ impl Signaling {
                     clock: clock.clone(),
                     turn: Arc::clone(&turn),
                     recorder: recorder.clone(),
+                    metrics: Arc::clone(&metrics),
                 },
                 saved,
             );
@@ -161,6 +170,7 @@ impl Signaling {
                 hello_rules: Hub::new(config),
                 turn,
                 recorder,
+                metrics,
                 next_conn: AtomicU64::new(1),
                 shutdown,
             }),
@@ -170,6 +180,26 @@ impl Signaling {
     /// TURN credentials and the embedded relay.
     pub fn turn(&self) -> &Turn {
         &self.inner.turn
+    }
+
+    /// The node's counters (`GET /metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The rooms and participants of every hub task, or `None` when one
+    /// did not answer within `wait` (a scrape must not hang on a busy hub).
+    pub async fn census(&self, wait: Duration) -> Option<Census> {
+        let count = async {
+            let mut total = Census::default();
+            for hub in self.inner.hubs.iter() {
+                let (reply, answer) = oneshot::channel();
+                hub.send(HubInput::Census { reply }).await.ok()?;
+                total += answer.await.ok()?;
+            }
+            Some(total)
+        };
+        tokio::time::timeout(wait, count).await.ok().flatten()
     }
 
     /// The WebSocket message size limit: above the core's frame limit, so
