@@ -5,7 +5,33 @@
 //! code keeps to that; dependencies that do not are silenced by the
 //! directives below, which are appended to any filter (also to `RUST_LOG`).
 
+use tracing::Subscriber;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt::MakeWriter, EnvFilter};
+
+/// How log lines are written: `KONSULT_LOG_FORMAT`, read at start-up like
+/// `RUST_LOG` (before the settings, so that reading them is logged too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text per event (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, with the event's fields at the top level
+    /// and the current span's (`request_id`, `method`, `route` of an HTTP
+    /// request) under `span`: for a log collector.
+    Json,
+}
+
+impl LogFormat {
+    /// `json` (any case) is [`LogFormat::Json`]; anything else is text.
+    pub fn from_env_value(value: &str) -> Self {
+        if value.trim().eq_ignore_ascii_case("json") {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        }
+    }
+}
 
 /// Directives for dependencies of the server whose log lines can carry
 /// addresses or message bodies: `axum::serve` logs every accepted
@@ -46,17 +72,39 @@ where
     init_with_filter(&std::env::var("RUST_LOG").unwrap_or_default(), sink);
 }
 
+/// The subscriber [`init`] installs: `base` filter (plus the silencing
+/// directives) and `format`, writing to `sink`.
+pub fn subscriber<W>(base: &str, format: LogFormat, sink: W) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(base))
+        .with_writer(sink)
+        .with_ansi(false);
+    match format {
+        LogFormat::Text => Box::new(builder.finish()),
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+    }
+}
+
 /// [`init`] with `base` in place of `RUST_LOG` (tests capture at `trace`).
 /// Does nothing if a global subscriber is already installed.
 pub fn init_with_filter<W>(base: &str, sink: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter(base))
-        .with_writer(sink)
-        .with_ansi(false)
-        .try_init();
+    let format =
+        LogFormat::from_env_value(&std::env::var("KONSULT_LOG_FORMAT").unwrap_or_default());
+    // `try_init` also forwards the `log` records of dependencies.
+    let _ = subscriber(base, format, sink).try_init();
 }
 
 #[cfg(test)]
@@ -75,6 +123,41 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn json_lines_carry_the_request_span() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = subscriber("info", LogFormat::Json, move || writer.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "request",
+                request_id = "9f1c6f1e-1111-4a4a-8b8b-123456789abc",
+                method = "POST",
+                route = "/api/consultations/{id}/complete"
+            );
+            let _entered = span.enter();
+            tracing::info!(consultation = "c-1", "consultation completed");
+            tracing::info!(target: "turn::server", "relaying for 192.0.2.9");
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 1, "the relay's line stays silenced: {text}");
+        let line = &lines[0];
+        assert_eq!(line["message"], "consultation completed");
+        assert_eq!(line["consultation"], "c-1");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(
+            line["span"]["request_id"],
+            "9f1c6f1e-1111-4a4a-8b8b-123456789abc"
+        );
+        assert_eq!(line["span"]["route"], "/api/consultations/{id}/complete");
+        assert_eq!(LogFormat::from_env_value(" JSON "), LogFormat::Json);
+        assert_eq!(LogFormat::from_env_value(""), LogFormat::Text);
     }
 
     #[test]

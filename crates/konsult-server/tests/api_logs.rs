@@ -96,9 +96,33 @@ async fn logs_of_a_full_scenario_hold_no_personal_data() {
             json!({"email": "log@klinik.dk", "password": "Lone Logfri forkert"}),
         )
         .await;
+    // Each request has an id of the server's own: in the response, and in
+    // the span of every line the request logs. One a client sends is
+    // neither kept nor logged.
+    let refused = reqwest::Client::new()
+        .post(format!("{}/api/login", app.base))
+        .header("x-request-id", "spoofed-by-the-client")
+        .json(&json!({"email": "log@klinik.dk", "password": "endnu en forkert"}))
+        .send()
+        .await
+        .unwrap();
+    let request_id = refused
+        .headers()
+        .get("x-request-id")
+        .expect("every response carries its request id")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    uuid::Uuid::parse_str(&request_id).expect("the server's own id, a UUID");
     app.stop().await;
 
     let logs = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(&request_id) && l.contains("login refused"))
+        .unwrap_or_else(|| panic!("no refusal of request {request_id}:\n{logs}"));
+    assert!(line.contains("route=\"/api/login\""), "{line}");
+    assert!(!logs.contains("spoofed-by-the-client"), "{logs}");
     assert!(
         logs.contains(&id),
         "the consultation id is logged (so the sink works):\n{logs}"

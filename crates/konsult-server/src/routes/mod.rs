@@ -11,12 +11,14 @@ pub mod openapi;
 pub mod patients;
 pub mod privacy;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -168,5 +170,48 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             crate::security::headers(hsts, req, next)
         }))
+        // Every request gets a fresh id: in its span, so each log line it
+        // causes carries it, and in the response's `x-request-id`, so a
+        // clinic can quote it. One a client sent is dropped (never logged).
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(())
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::map_request(
+            |mut request: axum::extract::Request| async move {
+                request.headers_mut().remove(REQUEST_ID);
+                request
+            },
+        ))
         .with_state(state)
+}
+
+/// The header that carries a request's id.
+const REQUEST_ID: &str = "x-request-id";
+
+/// A request's span: its id, method and route template (never the path
+/// itself, which can hold a join link's token).
+fn request_span(request: &axum::extract::Request) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
+    tracing::info_span!(
+        "request",
+        request_id = id,
+        method = %request.method(),
+        route
+    )
 }
