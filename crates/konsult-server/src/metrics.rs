@@ -201,41 +201,29 @@ impl Metrics {
             "Billing lines written by this node.",
             self.billing_lines.clone(),
         );
-        let census_complete = Gauge::<i64>::default();
-        census_complete.set(i64::from(census.is_some()));
         registry.register(
             "signaling_census_complete",
             "Whether every hub task answered this scrape's census (1) or not (0).",
-            census_complete,
+            gauge(i64::from(census.is_some())),
         );
         if let Some(c) = census {
-            let rooms = Family::<StateLabel, Gauge>::default();
-            for (state, n) in [
-                ("waiting", c.rooms - c.rooms_in_call),
-                ("in_call", c.rooms_in_call),
-            ] {
-                rooms.get_or_create(&StateLabel { state }).set(count(n));
-            }
             registry.register(
                 "signaling_rooms",
                 "Rooms on this node: before the first admission, or in their call.",
-                rooms,
+                by_state([
+                    ("waiting", c.rooms - c.rooms_in_call),
+                    ("in_call", c.rooms_in_call),
+                ]),
             );
-            let participants = Family::<StateLabel, Gauge>::default();
-            for (state, n) in [
-                ("therapist", c.therapists),
-                ("patient_waiting", c.patients_waiting),
-                ("patient_admitted", c.patients_admitted),
-                ("away", c.participants_away),
-            ] {
-                participants
-                    .get_or_create(&StateLabel { state })
-                    .set(count(n));
-            }
             registry.register(
                 "signaling_participants",
                 "Participants on this node, by state (away: dropped, within the grace period).",
-                participants,
+                by_state([
+                    ("therapist", c.therapists),
+                    ("patient_waiting", c.patients_waiting),
+                    ("patient_admitted", c.patients_admitted),
+                    ("away", c.participants_away),
+                ]),
             );
         }
         let connections = Family::<PoolLabels, Gauge>::default();
@@ -269,20 +257,36 @@ fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A gauge read at the scrape.
+fn gauge(value: i64) -> Gauge {
+    let gauge = Gauge::default();
+    gauge.set(value);
+    gauge
+}
+
+/// Counts read at the scrape, one gauge per state.
+fn by_state<const N: usize>(counts: [(&'static str, usize); N]) -> Family<StateLabel, Gauge> {
+    let family = Family::<StateLabel, Gauge>::default();
+    for (state, n) in counts {
+        family.get_or_create(&StateLabel { state }).set(count(n));
+    }
+    family
+}
+
 /// The embedded relay's counters (without one: `konsult_turn_up 0`).
 fn register_relay(registry: &mut Registry, relay: Option<konsult_relay::RelayStats>) {
-    let up = Gauge::<i64>::default();
-    up.set(i64::from(relay.is_some()));
-    registry.register("turn_up", "Whether the embedded TURN relay runs.", up);
+    registry.register(
+        "turn_up",
+        "Whether the embedded TURN relay runs.",
+        gauge(i64::from(relay.is_some())),
+    );
     let Some(r) = relay else {
         return;
     };
-    let allocations = Gauge::<i64>::default();
-    allocations.set(count(r.allocations));
     registry.register(
         "turn_allocations",
         "Live allocations on the embedded relay.",
-        allocations,
+        gauge(count(r.allocations)),
     );
     let directed = |sent: u64, received: u64| {
         let family = Family::<DirectionLabel, Counter>::default();
