@@ -359,9 +359,10 @@ impl HubTask {
                     room.closes_at = closes_at;
                 }
                 self.writers.insert(conn, writer);
-                self.metrics.joined(request.role);
-                if let Err(error) = self.hub.handle_join(now, conn, request) {
-                    tracing::error!(%error, "joining a connection failed");
+                let role = request.role;
+                match self.hub.handle_join(now, conn, request) {
+                    Ok(()) => self.metrics.joined(role),
+                    Err(error) => tracing::error!(%error, "joining a connection failed"),
                 }
                 if let Some(session) = session {
                     let gone = self.ended.contains(&session, now);
