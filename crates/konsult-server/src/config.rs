@@ -53,6 +53,37 @@ pub struct Settings {
     pub operator: OperatorSettings,
     /// Prometheus metrics at `/metrics`.
     pub metrics: MetricsSettings,
+    /// Several nodes serving one installation (NATS between them).
+    pub cluster: ClusterSettings,
+}
+
+/// Several nodes of one installation. They share the database (PostgreSQL)
+/// and tell each other over NATS what ended: login sessions, consultations,
+/// join links, calls (their connections and relay allocations may be on
+/// any node). Without `nats_url` the node runs alone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// `nats://host:port` of the NATS server (or one of its cluster).
+    pub nats_url: Option<String>,
+    /// The first token of every subject this installation uses, so that
+    /// several installations (or test runs) can share one NATS.
+    pub subject_prefix: String,
+    /// Seconds between the checks each node makes against the database for
+    /// what it may have missed on NATS (a message lost while NATS or the
+    /// node was unreachable): ended login sessions of its connections,
+    /// consultations and links closed on its relay.
+    pub sweep_seconds: u32,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            nats_url: None,
+            subject_prefix: "konsult".into(),
+            sweep_seconds: 15,
+        }
+    }
 }
 
 /// Prometheus metrics: `GET /metrics` on the API listener, for a scraper
@@ -375,6 +406,7 @@ impl Default for Settings {
             alerts: AlertSettings::default(),
             operator: OperatorSettings::default(),
             metrics: MetricsSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }

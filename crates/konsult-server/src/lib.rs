@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod demo;
@@ -95,6 +96,7 @@ impl Application {
             store.clone(),
             clock.clone(),
             Arc::clone(&turn),
+            &settings.cluster,
         )
         .await?;
         let state = AppState {

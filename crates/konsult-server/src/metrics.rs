@@ -35,6 +35,11 @@ const CENSUS_WAIT: Duration = Duration::from_secs(1);
 /// admission to two-way media, both committed.
 const SETUP_BUCKETS: [f64; 11] = [0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 60.0];
 
+/// Upper bounds of the NATS round-trip histogram, in seconds.
+const NATS_RTT_BUCKETS: [f64; 10] = [
+    0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+];
+
 /// A call event, by its stable codes.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
@@ -77,6 +82,12 @@ struct DirectionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NoticeLabels {
+    direction: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -91,6 +102,10 @@ pub struct Metrics {
     call_setup: Histogram,
     billing_decisions: Family<DecisionLabel, Counter>,
     billing_lines: Counter,
+    nats_rtt: Histogram,
+    nats_up: Gauge,
+    cluster_notices: Family<NoticeLabels, Counter>,
+    cluster_sweeps: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -103,6 +118,10 @@ impl Default for Metrics {
             call_setup: Histogram::new(SETUP_BUCKETS),
             billing_decisions: Family::default(),
             billing_lines: Counter::default(),
+            nats_rtt: Histogram::new(NATS_RTT_BUCKETS),
+            nats_up: Gauge::default(),
+            cluster_notices: Family::default(),
+            cluster_sweeps: Family::default(),
         }
     }
 }
@@ -157,6 +176,33 @@ impl Metrics {
         }
     }
 
+    /// A ping through NATS came back after `took`.
+    pub fn nats_answered(&self, took: Duration) {
+        self.nats_rtt.observe(took.as_secs_f64());
+        self.nats_up.set(1);
+    }
+
+    /// A ping through NATS did not come back in time.
+    pub fn nats_unreachable(&self) {
+        self.nats_up.set(0);
+    }
+
+    /// A cluster notice was `sent` or `received`.
+    pub fn cluster_notice(&self, direction: &'static str, kind: &'static str) {
+        self.cluster_notices
+            .get_or_create(&NoticeLabels { direction, kind })
+            .inc();
+    }
+
+    /// A sweep of the database for what NATS may have missed ran (`ok`)
+    /// or could not read the database.
+    pub fn cluster_swept(&self, ok: bool) {
+        let outcome = if ok { "done" } else { "failed" };
+        self.cluster_sweeps
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
     /// The exposition text: these counters with what was read at the
     /// scrape. `census` is `None` when a hub task did not answer in time.
     pub fn render(
@@ -200,6 +246,26 @@ impl Metrics {
             "billing_lines_written",
             "Billing lines written by this node.",
             self.billing_lines.clone(),
+        );
+        registry.register(
+            "nats_rtt_seconds",
+            "Round trips of this node's pings through NATS (cluster mode).",
+            self.nats_rtt.clone(),
+        );
+        registry.register(
+            "nats_up",
+            "Whether this node's last ping through NATS came back (0 when it runs alone).",
+            self.nats_up.clone(),
+        );
+        registry.register(
+            "cluster_notices",
+            "What nodes told each other over NATS, by direction and kind.",
+            self.cluster_notices.clone(),
+        );
+        registry.register(
+            "cluster_sweeps",
+            "Sweeps of the database for endings NATS may have missed, by outcome.",
+            self.cluster_sweeps.clone(),
         );
         registry.register(
             "signaling_census_complete",

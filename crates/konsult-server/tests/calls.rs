@@ -17,6 +17,8 @@ mod call_relay;
 mod call_resume;
 #[path = "call_revocation.rs"]
 mod call_revocation;
+#[path = "cluster.rs"]
+mod cluster;
 #[path = "signaling_slow_reader.rs"]
 mod signaling_slow_reader;
 #[path = "turn_over_tls.rs"]

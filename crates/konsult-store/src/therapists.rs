@@ -164,6 +164,18 @@ impl SessionKey {
     pub(crate) fn as_stored(&self) -> &str {
         &self.0
     }
+
+    /// The key as text (the token's SHA-256 in hex), to tell another node
+    /// of the cluster which session ended.
+    pub fn as_hex(&self) -> &str {
+        &self.0
+    }
+
+    /// A key another node told of; `None` unless it is a SHA-256 in hex.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let valid = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid.then(|| Self(hex.to_owned()))
+    }
 }
 
 impl std::fmt::Debug for SessionKey {
@@ -383,6 +395,33 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| Session::of_row(key, &r)).transpose()
+    }
+
+    /// Which of `keys` name sessions that are gone: logged out, ended by a
+    /// password change, a reset or "log out everywhere", of a deactivated
+    /// account, or expired and purged. For a node of a cluster to find the
+    /// connections it must end even when it missed being told.
+    pub async fn ended_sessions(&self, keys: &[SessionKey]) -> Result<Vec<SessionKey>> {
+        let mut ended = Vec::new();
+        // Within every database's limit of bound parameters.
+        for chunk in keys.chunks(500) {
+            let placeholders = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT s.token_hash FROM sessions s JOIN therapists t ON t.id = s.therapist_id
+                 WHERE t.active = 1 AND s.token_hash IN ({placeholders})"
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for key in chunk {
+                query = query.bind(&key.0);
+            }
+            let open: std::collections::HashSet<String> =
+                query.fetch_all(self.reader()).await?.into_iter().collect();
+            ended.extend(chunk.iter().filter(|k| !open.contains(&k.0)).cloned());
+        }
+        Ok(ended)
     }
 
     /// Ends a session (logout); returns its key.

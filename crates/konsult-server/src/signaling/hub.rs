@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
 use super::outbox::{Outbox, Refused};
+use crate::cluster::{Cluster, Notice};
 use crate::metrics::Metrics;
 use crate::relay::Turn;
 use crate::state::Clock;
@@ -132,6 +133,12 @@ pub enum HubInput {
     SessionsEnded {
         /// The sessions.
         sessions: Vec<SessionKey>,
+    },
+    /// The login sessions of this shard's therapists' connections (a
+    /// cluster sweep checks them against the database).
+    Sessions {
+        /// Where they go.
+        reply: oneshot::Sender<Vec<SessionKey>>,
     },
     /// Count the rooms and participants (a metrics scrape).
     Census {
@@ -404,6 +411,12 @@ impl HubTask {
                 }
                 self.end_session_conns(now, |s| sessions.contains(s));
             }
+            HubInput::Sessions { reply } => {
+                let mut sessions: Vec<SessionKey> = self.sessions.values().cloned().collect();
+                sessions.sort_by(|a, b| a.as_hex().cmp(b.as_hex()));
+                sessions.dedup();
+                let _ = reply.send(sessions);
+            }
             HubInput::Census { reply } => {
                 // Nobody waiting for it any more is not an error.
                 let _ = reply.send(self.hub.census());
@@ -626,8 +639,15 @@ struct Pending {
 
 impl Recorder {
     /// Starts the workers. They answer through `feedback` and close the
-    /// relay of consultations whose call ended.
-    pub fn start(store: Store, turn: Arc<Turn>, feedback: Feedback, metrics: Arc<Metrics>) -> Self {
+    /// relay of consultations whose call ended (on every node of the
+    /// `cluster`).
+    pub fn start(
+        store: Store,
+        turn: Arc<Turn>,
+        feedback: Feedback,
+        metrics: Arc<Metrics>,
+        cluster: Option<Cluster>,
+    ) -> Self {
         let pending = Arc::new(Pending::default());
         let workers = (0..WRITE_WORKERS)
             .map(|_| {
@@ -640,6 +660,7 @@ impl Recorder {
                         feedback: feedback.clone(),
                         pending: Arc::clone(&pending),
                         metrics: Arc::clone(&metrics),
+                        cluster: cluster.clone(),
                         admitted: HashMap::new(),
                     },
                 ));
@@ -692,6 +713,8 @@ struct Worker {
     feedback: Feedback,
     pending: Arc<Pending>,
     metrics: Arc<Metrics>,
+    /// The other nodes, whose relays close a call that ended too.
+    cluster: Option<Cluster>,
     /// When each call's admission was committed, until its two-way media
     /// or its end is.
     admitted: HashMap<Uuid, Instant>,
@@ -744,7 +767,7 @@ async fn commit(worker: &mut Worker, batch: &[WriteJob]) {
                 Ok(written) => {
                     worker.committed(job.consultation, &job.events);
                     if written.effects.close_relay {
-                        close_relay(&worker.turn, job.consultation);
+                        close_relay(&worker.turn, worker.cluster.clone(), job.consultation);
                     }
                     Ok(())
                 }
@@ -786,10 +809,13 @@ async fn commit(worker: &mut Worker, batch: &[WriteJob]) {
     }
 }
 
-/// Media of a consultation that is over stops now.
-fn close_relay(turn: &Arc<Turn>, consultation: Uuid) {
+/// Media of a consultation that is over stops now, on every node's relay.
+fn close_relay(turn: &Arc<Turn>, cluster: Option<Cluster>, consultation: Uuid) {
     let turn = Arc::clone(turn);
     tokio::spawn(async move {
+        if let Some(cluster) = cluster {
+            cluster.tell(Notice::CallEnded { consultation }).await;
+        }
         match turn.close_consultation(consultation).await {
             Ok(closed) => tracing::info!(
                 consultation = %consultation,

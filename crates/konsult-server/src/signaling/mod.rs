@@ -44,6 +44,8 @@ use uuid::Uuid;
 
 pub use connection::ws_handler;
 
+use crate::cluster::{Cluster, Notice};
+use crate::config::ClusterSettings;
 use crate::metrics::Metrics;
 use crate::relay::Turn;
 use crate::state::Clock;
@@ -54,6 +56,11 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 
 /// Inputs queued for each hub task before connections wait.
 const HUB_QUEUE: usize = 4096;
+
+/// How far back each sweep looks beyond the previous one: what another
+/// node stamped with a clock a little behind, or committed a little after
+/// its stamp, is still found.
+const SWEEP_OVERLAP: Duration = Duration::from_secs(120);
 
 /// The shard of `consultation`'s room among `shards` hub tasks. Ids are
 /// random (UUID v4), so their low bits spread rooms evenly.
@@ -78,6 +85,8 @@ struct Inner {
     turn: Arc<Turn>,
     recorder: Recorder,
     metrics: Arc<Metrics>,
+    /// The other nodes, in cluster mode.
+    cluster: Option<Cluster>,
     next_conn: AtomicU64,
     shutdown: watch::Sender<bool>,
 }
@@ -95,13 +104,17 @@ impl Signaling {
     /// (their participants resume without a new admission), a consultation
     /// left waiting or in its call with no room to restore is settled, and
     /// the relay refuses again the credentials of consultations and links
-    /// closed recently (it forgot them with the restart).
+    /// closed recently (it forgot them with the restart). With
+    /// `cluster.nats_url` it joins the other nodes: it acts on what they
+    /// tell, tells them what ends here, and sweeps the database for what it
+    /// may have missed.
     pub async fn start(
         config: Config,
         hub_shards: usize,
         store: Store,
         clock: Clock,
         turn: Arc<Turn>,
+        cluster: &ClusterSettings,
     ) -> anyhow::Result<Self> {
         // Relay-only candidates must carry one of the relays handed out.
         let config = Config {
@@ -136,11 +149,19 @@ impl Signaling {
             (0..shards).map(|_| mpsc::channel(HUB_QUEUE)).unzip();
         let feedback = Feedback::new(senders.iter().map(mpsc::Sender::downgrade).collect());
         let metrics = Arc::new(Metrics::default());
+        let (nodes, inbox) = match cluster.nats_url {
+            Some(_) => {
+                let (nodes, inbox) = Cluster::connect(cluster, Arc::clone(&metrics)).await?;
+                (Some(nodes), Some(inbox))
+            }
+            None => (None, None),
+        };
         let recorder = Recorder::start(
             store.clone(),
             Arc::clone(&turn),
             feedback.clone(),
             Arc::clone(&metrics),
+            nodes.clone(),
         );
         let mut saved_by_shard: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
         for room in saved {
@@ -164,17 +185,158 @@ impl Signaling {
         }
         tracing::info!(shards, "signaling hub started");
         let (shutdown, _) = watch::channel(false);
-        Ok(Self {
+        let signaling = Self {
             inner: Arc::new(Inner {
                 hubs: senders.into_boxed_slice(),
                 hello_rules: Hub::new(config),
                 turn,
                 recorder,
                 metrics,
+                cluster: nodes,
                 next_conn: AtomicU64::new(1),
                 shutdown,
             }),
-        })
+        };
+        if let Some(inbox) = inbox {
+            let weak = Arc::downgrade(&signaling.inner);
+            tokio::spawn(inbox.listen(move |notice| {
+                let weak = weak.clone();
+                async move {
+                    if let Some(inner) = weak.upgrade() {
+                        Self { inner }.act(notice).await;
+                    }
+                }
+            }));
+            let every = Duration::from_secs(u64::from(cluster.sweep_seconds.max(1)));
+            tokio::spawn(sweep(Arc::downgrade(&signaling.inner), store, clock, every));
+        }
+        Ok(signaling)
+    }
+
+    /// Acts on what was committed, on this node only: ends the connections
+    /// that rest on it and closes it on the embedded relay.
+    async fn act(&self, notice: Notice) {
+        match notice {
+            Notice::SessionsEnded { sessions } => {
+                let sessions: Vec<SessionKey> = sessions
+                    .iter()
+                    .filter_map(|s| SessionKey::from_hex(s))
+                    .collect();
+                self.end_sessions_here(sessions).await;
+            }
+            Notice::ConsultationClosed { consultation } => {
+                let _ = self
+                    .hub(consultation)
+                    .send(HubInput::Closed { consultation })
+                    .await;
+                self.close_on_relay(consultation).await;
+            }
+            Notice::LinksRevoked {
+                consultation,
+                links,
+            } => {
+                for link in links {
+                    if let Err(error) = self.inner.turn.close_link(consultation, &link).await {
+                        tracing::warn!(%consultation, %error, "could not close a link on the relay");
+                    }
+                    let _ = self
+                        .hub(consultation)
+                        .send(HubInput::LinkRevoked {
+                            consultation,
+                            link: LinkRef(link),
+                        })
+                        .await;
+                }
+            }
+            Notice::CallEnded { consultation } => self.close_on_relay(consultation).await,
+        }
+    }
+
+    /// Acts on `notice` here and tells the other nodes.
+    async fn act_and_tell(&self, notice: Notice) {
+        self.act(notice.clone()).await;
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.tell(notice).await;
+        }
+    }
+
+    async fn close_on_relay(&self, consultation: Uuid) {
+        if let Err(error) = self.inner.turn.close_consultation(consultation).await {
+            tracing::warn!(%consultation, %error, "could not close the consultation on the relay");
+        }
+    }
+
+    async fn end_sessions_here(&self, sessions: Vec<SessionKey>) {
+        if sessions.is_empty() {
+            return;
+        }
+        // A therapist's connections may be in any shard.
+        for hub in self.inner.hubs.iter() {
+            let _ = hub
+                .send(HubInput::SessionsEnded {
+                    sessions: sessions.clone(),
+                })
+                .await;
+        }
+    }
+
+    /// One sweep: acts here on what the database says ended since `since`
+    /// (consultations and links closed, login sessions of this node's
+    /// connections gone), whether or not NATS told of it. Returns whether
+    /// the database answered.
+    async fn sweep_once(&self, store: &Store, since: chrono::DateTime<chrono::Utc>) -> bool {
+        let (closed, links) = match store.closed_since(since).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "the cluster sweep could not read closed consultations");
+                return false;
+            }
+        };
+        let closed: Vec<Uuid> = closed.iter().map(ConsultationId::as_uuid).collect();
+        let links: Vec<(Uuid, String)> = links.into_iter().map(|(c, l)| (c.as_uuid(), l)).collect();
+        if let Err(error) = self.inner.turn.reclose(&closed, &links).await {
+            tracing::warn!(%error, "the cluster sweep could not close on the relay");
+        }
+        for consultation in closed {
+            let _ = self
+                .hub(consultation)
+                .send(HubInput::Closed { consultation })
+                .await;
+        }
+        for (consultation, link) in links {
+            let _ = self
+                .hub(consultation)
+                .send(HubInput::LinkRevoked {
+                    consultation,
+                    link: LinkRef(link),
+                })
+                .await;
+        }
+        let mut sessions = Vec::new();
+        for hub in self.inner.hubs.iter() {
+            let (reply, answer) = oneshot::channel();
+            if hub.send(HubInput::Sessions { reply }).await.is_ok() {
+                sessions.extend(answer.await.unwrap_or_default());
+            }
+        }
+        sessions.sort_by(|a, b| a.as_hex().cmp(b.as_hex()));
+        sessions.dedup();
+        match store.ended_sessions(&sessions).await {
+            Ok(ended) => {
+                if !ended.is_empty() {
+                    tracing::info!(
+                        sessions = ended.len(),
+                        "the cluster sweep found ended login sessions with connections here"
+                    );
+                }
+                self.end_sessions_here(ended).await;
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the cluster sweep could not read login sessions");
+                false
+            }
+        }
     }
 
     /// TURN credentials and the embedded relay.
@@ -225,50 +387,44 @@ impl Signaling {
     }
 
     /// The clinic closed the consultation (and committed it): end every
-    /// connection of it at once and close it on the relay.
+    /// connection of it at once and close it on the relay, on every node.
     pub async fn consultation_closed(&self, consultation: ConsultationId) {
         let consultation = consultation.as_uuid();
-        let _ = self
-            .hub(consultation)
-            .send(HubInput::Closed { consultation })
+        self.act_and_tell(Notice::ConsultationClosed { consultation })
             .await;
-        if let Err(error) = self.inner.turn.close_consultation(consultation).await {
-            tracing::warn!(%consultation, %error, "could not close the consultation on the relay");
-        }
     }
 
     /// The clinic revoked join links (and committed it): end the
-    /// connections that hold them and close them on the relay.
+    /// connections that hold them and close them on the relay, on every
+    /// node.
     pub async fn links_revoked(&self, consultation: ConsultationId, links: &[String]) {
-        let consultation = consultation.as_uuid();
-        for link in links {
-            let _ = self
-                .hub(consultation)
-                .send(HubInput::LinkRevoked {
-                    consultation,
-                    link: LinkRef(link.clone()),
-                })
-                .await;
-            if let Err(error) = self.inner.turn.close_link(consultation, link).await {
-                tracing::warn!(%consultation, %error, "could not close a link on the relay");
-            }
+        if links.is_empty() {
+            return;
         }
+        self.act_and_tell(Notice::LinksRevoked {
+            consultation: consultation.as_uuid(),
+            links: links.to_vec(),
+        })
+        .await;
     }
 
     /// Login sessions ended (and that was committed): end the signaling
-    /// connections that rest on them (`error` `unauthorized`, close 1008).
+    /// connections that rest on them (`error` `unauthorized`, close 1008),
+    /// on every node.
     pub async fn sessions_ended(&self, sessions: Vec<SessionKey>) {
         if sessions.is_empty() {
             return;
         }
-        // A therapist's connections may be in any shard.
-        for hub in self.inner.hubs.iter() {
-            let _ = hub
-                .send(HubInput::SessionsEnded {
-                    sessions: sessions.clone(),
-                })
-                .await;
+        let keys = sessions.iter().map(|s| s.as_hex().to_owned()).collect();
+        self.end_sessions_here(sessions).await;
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.tell(Notice::SessionsEnded { sessions: keys }).await;
         }
+    }
+
+    /// This node's id in the cluster, `None` when it runs alone.
+    pub fn cluster_node(&self) -> Option<Uuid> {
+        self.inner.cluster.as_ref().map(Cluster::node)
     }
 
     /// Tells every connection to close (close 1001); returns at once.
@@ -291,5 +447,28 @@ impl Signaling {
     /// The input channel of the hub task that holds `consultation`'s room.
     fn hub(&self, consultation: Uuid) -> &mpsc::Sender<HubInput> {
         &self.inner.hubs[shard_of(consultation, self.inner.hubs.len())]
+    }
+}
+
+/// Sweeps the database every `every` for what this node may have missed on
+/// NATS ([`Signaling::sweep_once`]), until the service is gone.
+async fn sweep(weak: std::sync::Weak<Inner>, store: Store, clock: Clock, every: Duration) {
+    let overlap = chrono::Duration::from_std(SWEEP_OVERLAP).expect("two minutes fit");
+    let mut since = clock.now() - overlap;
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let signaling = Signaling { inner };
+        let now = clock.now();
+        let ok = signaling.sweep_once(&store, since).await;
+        signaling.metrics().cluster_swept(ok);
+        if ok {
+            since = now - overlap;
+        }
     }
 }

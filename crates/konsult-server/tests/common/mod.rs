@@ -74,8 +74,9 @@ pub struct PgDatabase {
     name: String,
 }
 
-/// A fresh, empty PostgreSQL database on the test server, and its URL.
-async fn fresh_postgres() -> (PgDatabase, String) {
+/// A fresh, empty PostgreSQL database on the test server, and its URL
+/// (for several nodes sharing one database); dropped with the guard.
+pub async fn fresh_postgres() -> (PgDatabase, String) {
     use sqlx::Connection;
     let url = std::env::var("KONSULT_TEST_POSTGRES_URL").expect("KONSULT_TEST_POSTGRES_URL");
     let name = format!("konsult_test_{}", uuid::Uuid::new_v4().simple());

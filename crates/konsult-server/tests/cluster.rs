@@ -1,0 +1,283 @@
+//! Several nodes of one installation (issue 16): they share a PostgreSQL
+//! database and tell each other over NATS what ended. What ends on one node
+//! (a logout, a cancelled consultation) ends the WebSockets and the relay
+//! allocations that rest on it on every node; a node that missed the NATS
+//! message finds it in the database by its sweep.
+//!
+//! Needs `KONSULT_TEST_POSTGRES_URL` and `KONSULT_TEST_NATS_URL` (the test
+//! command sets both); each test uses a database and a subject prefix of
+//! its own.
+
+use std::path::Path;
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use reqwest::{Method, StatusCode};
+use tokio::time::Instant;
+
+use crate::common::signal::*;
+use crate::common::{fresh_postgres, t0, PgDatabase, TestApp};
+
+/// A shared database and NATS for the nodes of one test.
+struct Cluster {
+    database_url: String,
+    nats_url: String,
+    _database: PgDatabase,
+}
+
+impl Cluster {
+    /// `None` (the test is skipped) without PostgreSQL or NATS.
+    async fn new() -> Option<Self> {
+        let Ok(nats_url) = std::env::var("KONSULT_TEST_NATS_URL") else {
+            eprintln!("KONSULT_TEST_NATS_URL is not set: skipping");
+            return None;
+        };
+        if std::env::var("KONSULT_TEST_POSTGRES_URL").is_err() {
+            eprintln!("KONSULT_TEST_POSTGRES_URL is not set: skipping");
+            return None;
+        }
+        let (database, database_url) = fresh_postgres().await;
+        Some(Self {
+            database_url,
+            nats_url,
+            _database: database,
+        })
+    }
+
+    /// A node on the shared database, on NATS under `prefix`, sweeping
+    /// every `sweep_seconds`. A node after the first takes the first's data
+    /// key and relay secret (`keys_from`), as a deployment's nodes share
+    /// them.
+    async fn node(&self, prefix: &str, sweep_seconds: u32, keys_from: Option<&Path>) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(first) = keys_from {
+            for entry in std::fs::read_dir(first).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if name.starts_with("data.key") || name == "turn.secret" {
+                    std::fs::copy(&path, dir.path().join(&name)).unwrap();
+                }
+            }
+        }
+        let mut settings = TestApp::settings(dir.path());
+        settings.database_url = Some(self.database_url.clone());
+        settings.cluster.nats_url = Some(self.nats_url.clone());
+        settings.cluster.subject_prefix = prefix.to_owned();
+        settings.cluster.sweep_seconds = sweep_seconds;
+        TestApp::spawn_with(settings, dir, t0()).await
+    }
+}
+
+fn prefix() -> String {
+    format!("konsult_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Reads the socket until the server closes it; returns the close code
+/// and the message types it sent before.
+async fn until_closed(ws: &mut Ws) -> (Option<u16>, Vec<String>) {
+    let mut seen = Vec::new();
+    loop {
+        match next(ws).await {
+            Next::Closed(code) => return (code, seen),
+            Next::Message(m) => {
+                let json = serde_json::to_value(&m).unwrap();
+                seen.push(json["type"].as_str().unwrap_or("?").to_owned());
+            }
+        }
+    }
+}
+
+/// Whether the relay at `relay` grants an allocation with `server`'s
+/// credentials.
+async fn allocates(relay: std::net::SocketAddr, server: &konsult_protocol::IceServer) -> bool {
+    konsult_server::relay::try_allocation(
+        &relay.to_string(),
+        server.username.as_deref().unwrap(),
+        server.credential.as_deref().unwrap(),
+    )
+    .await
+    .is_ok()
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes.
+async fn within<F, Fut>(limit: StdDuration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_node_ends_the_dashboard_socket_on_another() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let prefix = prefix();
+    let a = cluster.node(&prefix, 60, None).await;
+    let b = cluster.node(&prefix, 60, Some(a.dir.path())).await;
+    let fx = clinic(&a, "Nord").await;
+    let booking = book(&a, &fx, Duration::minutes(5), false).await;
+    // The dashboard's socket is on B; the logout goes to A.
+    let mut therapist = connect(&b, Some(&fx.cookie)).await;
+    join(&mut therapist, therapist_hello(booking.id())).await;
+    let started = Instant::now();
+    let (status, body) = api(&a, &fx, Method::POST, "/api/logout", None).await;
+    assert!(status.is_success(), "{status} {body}");
+    let (code, seen) = until_closed(&mut therapist).await;
+    assert_eq!(code, Some(1008), "close code; saw {seen:?}");
+    assert!(seen.iter().any(|t| t == "error"), "told why: {seen:?}");
+    // NATS, not the sweep (a minute away), ended it.
+    assert!(started.elapsed() < StdDuration::from_secs(10));
+    // The session is gone on B too: a new hello is refused.
+    let mut again = connect(&b, Some(&fx.cookie)).await;
+    join_refused(&mut again, therapist_hello(booking.id()), "unauthorized").await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consultation_cancelled_on_one_node_ends_its_sockets_and_relay_on_another() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let prefix = prefix();
+    let a = cluster.node(&prefix, 60, None).await;
+    let b = cluster.node(&prefix, 60, Some(a.dir.path())).await;
+    let fx = clinic(&a, "Syd").await;
+    let booking = book(&a, &fx, Duration::minutes(5), true).await;
+    // The patient waits on B, with B's relay credentials.
+    let mut patient = connect(&b, None).await;
+    let welcome = join(&mut patient, patient_hello(&booking.token)).await;
+    expect(&mut patient, "waiting").await;
+    let relay = b.state.signaling.turn().relay_addr().await.unwrap();
+    let credential = welcome.ice_servers[0].clone();
+    assert!(allocates(relay, &credential).await, "before the cancel");
+
+    let (status, body) = api(
+        &a,
+        &fx,
+        Method::POST,
+        &format!("/api/consultations/{}/cancel", booking.id()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (code, seen) = until_closed(&mut patient).await;
+    assert!(code.is_some(), "closed by the server; saw {seen:?}");
+    assert!(
+        within(StdDuration::from_secs(10), || async {
+            !allocates(relay, &credential).await
+        })
+        .await,
+        "B's relay still grants the cancelled consultation's credential"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_the_notices_finds_the_endings_in_the_database() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    // B listens under another prefix: it hears nothing A tells, as if every
+    // NATS message were lost. Its sweep runs every second.
+    let a = cluster.node(&prefix(), 60, None).await;
+    let b = cluster.node(&prefix(), 1, Some(a.dir.path())).await;
+    let fx = clinic(&a, "Vest").await;
+    let booking = book(&a, &fx, Duration::minutes(5), true).await;
+    let mut therapist = connect(&b, Some(&fx.cookie)).await;
+    join(&mut therapist, therapist_hello(booking.id())).await;
+    let mut patient = connect(&b, None).await;
+    let welcome = join(&mut patient, patient_hello(&booking.token)).await;
+    let relay = b.state.signaling.turn().relay_addr().await.unwrap();
+    let credential = welcome.ice_servers[0].clone();
+    assert!(allocates(relay, &credential).await, "before the cancel");
+
+    let (status, body) = api(
+        &a,
+        &fx,
+        Method::POST,
+        &format!("/api/consultations/{}/cancel", booking.id()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (code, _) = until_closed(&mut patient).await;
+    assert!(
+        code.is_some(),
+        "the patient's socket was closed by the server"
+    );
+    assert!(
+        within(StdDuration::from_secs(10), || async {
+            !allocates(relay, &credential).await
+        })
+        .await,
+        "B's relay still grants the cancelled consultation's credential"
+    );
+
+    // Another consultation keeps the dashboard busy; the logout on A
+    // reaches B's socket through the database.
+    let other = book(&a, &fx, Duration::minutes(10), false).await;
+    let mut dashboard = connect(&b, Some(&fx.cookie)).await;
+    join(&mut dashboard, therapist_hello(other.id())).await;
+    let (status, body) = api(&a, &fx, Method::POST, "/api/logout", None).await;
+    assert!(status.is_success(), "{status} {body}");
+    let (code, seen) = until_closed(&mut dashboard).await;
+    assert_eq!(code, Some(1008), "close code; saw {seen:?}");
+    let scrape = b.state.signaling.metrics().render(None, &[], None);
+    assert!(
+        scrape.contains("konsult_cluster_sweeps_total{outcome=\"done\"}"),
+        "{scrape}"
+    );
+    assert!(
+        !scrape.contains("direction=\"received\""),
+        "B heard nothing over NATS: {scrape}"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_measures_its_round_trip_through_nats() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let a = cluster.node(&prefix(), 60, None).await;
+    assert!(a.state.signaling.cluster_node().is_some());
+    let metrics = a.state.signaling.metrics();
+    assert!(
+        within(StdDuration::from_secs(8), || async {
+            metrics
+                .render(None, &[], None)
+                .contains("konsult_nats_up 1")
+        })
+        .await,
+        "no ping came back: {}",
+        metrics.render(None, &[], None)
+    );
+    // At least one round trip observed, and under the histogram's top
+    // bucket on loopback.
+    let scrape = metrics.render(None, &[], None);
+    let count: u64 = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("konsult_nats_rtt_seconds_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(count >= 1, "{scrape}");
+    assert!(
+        !scrape.contains("konsult_nats_rtt_seconds_bucket{le=\"0.5\"} 0"),
+        "{scrape}"
+    );
+    a.stop().await;
+}
