@@ -11,8 +11,9 @@
 //! ([`crate::signaling::Signaling`] runs the sweep): a lost notice delays
 //! an ending, it never cancels it.
 //!
-//! A notice names a consultation, a join link's reference (a hash) or a
-//! login session's key (the SHA-256 of its token): never a person, an
+//! A notice names a consultation, a join link's reference (a hash), a
+//! login session's key (the SHA-256 of its token) or the login limits'
+//! keyed hashes of an e-mail and a client address: never a person, an
 //! address or a bearer token.
 //!
 //! Each node also answers `<prefix>.node.<id>.ping`, and asks itself every
@@ -66,6 +67,18 @@ pub enum Notice {
         /// The consultation.
         consultation: Uuid,
     },
+    /// A login attempt failed or succeeded on another node: the login
+    /// limits count it (`crate::login_limits`), so that they hold for the
+    /// cluster and not per node.
+    LoginOutcome {
+        /// The account's limiter key (a keyed hash of the e-mail), hex.
+        account: String,
+        /// The client's limiter key (a keyed hash of its address), hex.
+        client: Option<String>,
+        /// Failed (counts) or succeeded (the account's failures are
+        /// forgotten).
+        failed: bool,
+    },
 }
 
 impl Notice {
@@ -76,6 +89,7 @@ impl Notice {
             Notice::ConsultationClosed { .. } => "consultation_closed",
             Notice::LinksRevoked { .. } => "links_revoked",
             Notice::CallEnded { .. } => "call_ended",
+            Notice::LoginOutcome { .. } => "login_outcome",
         }
     }
 }
@@ -269,6 +283,11 @@ mod tests {
             },
             Notice::CallEnded {
                 consultation: Uuid::from_u128(9),
+            },
+            Notice::LoginOutcome {
+                account: "00".repeat(16),
+                client: None,
+                failed: true,
             },
         ];
         for notice in notices {

@@ -90,21 +90,59 @@ impl Application {
                 );
             }
         }
+        let metrics = Arc::new(metrics::Metrics::default());
+        let cluster = match settings.cluster.nats_url {
+            Some(_) => {
+                Some(cluster::Cluster::connect(&settings.cluster, Arc::clone(&metrics)).await?)
+            }
+            None => None,
+        };
+        let sweep = Duration::from_secs(u64::from(settings.cluster.sweep_seconds.max(1)));
         let signaling = signaling::Signaling::start(
             settings.signaling.core_config(),
             settings.signaling.hub_shards(),
             store.clone(),
             clock.clone(),
             Arc::clone(&turn),
-            &settings.cluster,
+            metrics,
+            cluster.as_ref().map(|(nodes, _)| (nodes.clone(), sweep)),
         )
         .await?;
+        let login_limiter = Arc::new(match &cluster {
+            Some((nodes, _)) => login_limits::LoginLimiter::for_cluster(
+                cluster_limiter_secret(&store),
+                nodes.clone(),
+            ),
+            None => login_limits::LoginLimiter::default(),
+        });
+        if let Some((_, inbox)) = cluster {
+            let signaling = signaling.downgrade();
+            let limiter = Arc::clone(&login_limiter);
+            tokio::spawn(inbox.listen(move |notice| {
+                let signaling = signaling.clone();
+                let limiter = Arc::clone(&limiter);
+                async move {
+                    match notice {
+                        cluster::Notice::LoginOutcome {
+                            account,
+                            client,
+                            failed,
+                        } => limiter.heard(&account, client.as_deref(), failed),
+                        notice => {
+                            if let Some(signaling) = signaling.upgrade() {
+                                signaling.act(notice).await;
+                            }
+                        }
+                    }
+                }
+            }));
+        }
         let state = AppState {
             store,
             secure_cookies: tls.is_some() || settings.tls.behind_proxy,
             settings: Arc::new(settings),
             clock,
-            login_limiter: Arc::default(),
+            login_limiter,
             join_limiter: Arc::new(rate_limit::RateLimiter::new(routes::join::JOIN_RATE)),
             password_checks: Arc::new(auth::PasswordChecks::for_this_machine()),
             public_url,
@@ -286,4 +324,12 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
         }
         tracing::info!("shutting down");
     }
+}
+
+/// The login limiter's hashing key in a cluster: the same on every node
+/// (derived from the data key they share), held only in memory.
+fn cluster_limiter_secret(store: &konsult_store::Store) -> [u8; 32] {
+    use sha2::Digest as _;
+    let derived = store.cipher().lookup_hash("login_limits", "cluster key");
+    sha2::Sha256::digest(derived.as_bytes()).into()
 }

@@ -25,6 +25,13 @@
 //! stored) of the lower-cased e-mail and of the client's address (an IPv6
 //! client by its /64), so neither an address nor an e-mail is kept.
 //!
+//! **In a cluster** the limits hold for all nodes together, or an attacker
+//! behind a load balancer would get one budget per node: each node tells
+//! the others of every failure and success (a `LoginOutcome` notice over
+//! NATS, carrying only the two keys), and counts theirs as its own
+//! ([`LoginLimiter::heard`]). The nodes derive the hashing key from the
+//! data key they share, in memory, so their keys agree.
+//!
 //! [`LoginLimits`] is the core: no clock, no lock; time comes in as
 //! `now`. [`LoginLimiter`] puts it behind a mutex for the handlers, and
 //! [`Attempt`] releases a reservation that ends without an outcome.
@@ -36,6 +43,8 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+use crate::cluster::{Cluster, Notice};
 
 /// A table key: a truncated keyed hash.
 pub type Key = [u8; 16];
@@ -220,6 +229,12 @@ impl LoginLimits {
         if let Some(client) = client {
             self.clients.release(&client);
         }
+        self.count(now, account, client, outcome);
+    }
+
+    /// Counts the outcome of an attempt (made here or on another node of
+    /// the cluster).
+    pub fn count(&mut self, now: Instant, account: Key, client: Option<Key>, outcome: Outcome) {
         match outcome {
             Outcome::Failed => {
                 self.accounts.entry(account, now).failures += 1.0;
@@ -249,6 +264,8 @@ impl LoginLimits {
 pub struct LoginLimiter {
     limits: Mutex<LoginLimits>,
     secret: [u8; 32],
+    /// The other nodes, told of each outcome.
+    cluster: Option<Cluster>,
 }
 
 impl Default for LoginLimiter {
@@ -256,11 +273,72 @@ impl Default for LoginLimiter {
         Self {
             limits: Mutex::default(),
             secret: rand::random(),
+            cluster: None,
         }
     }
 }
 
 impl LoginLimiter {
+    /// A limiter that holds for the whole `cluster`: its keys are hashed
+    /// with `secret` (the same on every node) and its outcomes told.
+    pub fn for_cluster(secret: [u8; 32], cluster: Cluster) -> Self {
+        Self {
+            limits: Mutex::default(),
+            secret,
+            cluster: Some(cluster),
+        }
+    }
+
+    /// Counts an outcome another node told of (its keys in hex); malformed
+    /// keys are ignored.
+    pub fn heard(&self, account: &str, client: Option<&str>, failed: bool) {
+        fn parse(hex_key: &str) -> Option<Key> {
+            hex::decode(hex_key).ok()?.try_into().ok()
+        }
+        let Some(account) = parse(account) else {
+            return;
+        };
+        let client = match client {
+            Some(c) => match parse(c) {
+                Some(key) => Some(key),
+                None => return,
+            },
+            None => None,
+        };
+        let outcome = if failed {
+            Outcome::Failed
+        } else {
+            Outcome::Succeeded
+        };
+        self.limits
+            .lock()
+            .expect("limiter lock")
+            .count(Instant::now(), account, client, outcome);
+    }
+
+    /// Keys held (accounts, clients).
+    pub fn len(&self) -> (usize, usize) {
+        self.limits.lock().expect("limiter lock").len()
+    }
+
+    /// Tells the other nodes of an outcome counted here.
+    fn tell(&self, account: Key, client: Option<Key>, outcome: Outcome) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let failed = match outcome {
+            Outcome::Failed => true,
+            Outcome::Succeeded => false,
+            Outcome::Abandoned => return,
+        };
+        let notice = Notice::LoginOutcome {
+            account: hex::encode(account),
+            client: client.map(hex::encode),
+            failed,
+        };
+        tokio::spawn(async move { cluster.tell(notice).await });
+    }
+
     fn key(&self, kind: &[u8], value: &[u8]) -> Key {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
         mac.update(kind);
@@ -330,6 +408,7 @@ impl Attempt {
                 self.client,
                 outcome,
             );
+            self.limiter.tell(self.account, self.client, outcome);
         }
     }
 }

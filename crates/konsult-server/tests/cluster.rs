@@ -16,7 +16,7 @@ use reqwest::{Method, StatusCode};
 use tokio::time::Instant;
 
 use crate::common::signal::*;
-use crate::common::{fresh_postgres, t0, PgDatabase, TestApp};
+use crate::common::{fresh_postgres, t0, Client, PgDatabase, TestApp, ADMIN_PASSWORD};
 
 /// A shared database and NATS for the nodes of one test.
 struct Cluster {
@@ -280,4 +280,49 @@ async fn each_node_measures_its_round_trip_through_nats() {
         "{scrape}"
     );
     a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_limits_hold_for_the_cluster_not_per_node() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let prefix = prefix();
+    let a = cluster.node(&prefix, 60, None).await;
+    let b = cluster.node(&prefix, 60, Some(a.dir.path())).await;
+    let email = "admin@oest.dk";
+    a.setup_clinic("Øst", "654321", email).await;
+    // A client spends its whole budget of failures on A (one unknown
+    // account each, so no account delay slows the test down)…
+    let guesser = Client::new(&a.base);
+    let budget = konsult_server::login_limits::LoginLimits::CLIENT_BUDGET as usize;
+    for i in 0..budget {
+        let (status, body) = guesser
+            .post(
+                "/api/login",
+                serde_json::json!({"email": format!("nobody{i}@oest.dk"), "password": "guess"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    // …B hears of every failure (and of the admin's login in
+    // `setup_clinic`, one account more)…
+    assert!(
+        within(StdDuration::from_secs(10), || async {
+            b.state.login_limiter.len() == (budget + 1, 1)
+        })
+        .await,
+        "B's limiter holds {:?}",
+        b.state.login_limiter.len()
+    );
+    // …and refuses the same client, even with the right password.
+    let (status, body) = Client::new(&b.base)
+        .post(
+            "/api/login",
+            serde_json::json!({"email": email, "password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    a.stop().await;
+    b.stop().await;
 }

@@ -45,7 +45,6 @@ use uuid::Uuid;
 pub use connection::ws_handler;
 
 use crate::cluster::{Cluster, Notice};
-use crate::config::ClusterSettings;
 use crate::metrics::Metrics;
 use crate::relay::Turn;
 use crate::state::Clock;
@@ -104,17 +103,18 @@ impl Signaling {
     /// (their participants resume without a new admission), a consultation
     /// left waiting or in its call with no room to restore is settled, and
     /// the relay refuses again the credentials of consultations and links
-    /// closed recently (it forgot them with the restart). With
-    /// `cluster.nats_url` it joins the other nodes: it acts on what they
-    /// tell, tells them what ends here, and sweeps the database for what it
-    /// may have missed.
+    /// closed recently (it forgot them with the restart). In a `cluster`
+    /// it tells the other nodes what ends here, and sweeps the database
+    /// every `sweep` for what it may have missed of theirs (what they tell
+    /// reaches it through [`Signaling::act`]).
     pub async fn start(
         config: Config,
         hub_shards: usize,
         store: Store,
         clock: Clock,
         turn: Arc<Turn>,
-        cluster: &ClusterSettings,
+        metrics: Arc<Metrics>,
+        cluster: Option<(Cluster, Duration)>,
     ) -> anyhow::Result<Self> {
         // Relay-only candidates must carry one of the relays handed out.
         let config = Config {
@@ -148,12 +148,8 @@ impl Signaling {
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| mpsc::channel(HUB_QUEUE)).unzip();
         let feedback = Feedback::new(senders.iter().map(mpsc::Sender::downgrade).collect());
-        let metrics = Arc::new(Metrics::default());
-        let (nodes, inbox) = match cluster.nats_url {
-            Some(_) => {
-                let (nodes, inbox) = Cluster::connect(cluster, Arc::clone(&metrics)).await?;
-                (Some(nodes), Some(inbox))
-            }
+        let (nodes, sweep_every) = match cluster {
+            Some((nodes, every)) => (Some(nodes), Some(every)),
             None => (None, None),
         };
         let recorder = Recorder::start(
@@ -197,25 +193,21 @@ impl Signaling {
                 shutdown,
             }),
         };
-        if let Some(inbox) = inbox {
-            let weak = Arc::downgrade(&signaling.inner);
-            tokio::spawn(inbox.listen(move |notice| {
-                let weak = weak.clone();
-                async move {
-                    if let Some(inner) = weak.upgrade() {
-                        Self { inner }.act(notice).await;
-                    }
-                }
-            }));
-            let every = Duration::from_secs(u64::from(cluster.sweep_seconds.max(1)));
-            tokio::spawn(sweep(Arc::downgrade(&signaling.inner), store, clock, every));
+        if let Some(every) = sweep_every {
+            tokio::spawn(sweep(signaling.downgrade(), store, clock, every));
         }
         Ok(signaling)
     }
 
-    /// Acts on what was committed, on this node only: ends the connections
-    /// that rest on it and closes it on the embedded relay.
-    async fn act(&self, notice: Notice) {
+    /// A handle that does not keep the service (and its hub tasks) alive.
+    pub fn downgrade(&self) -> WeakSignaling {
+        WeakSignaling(Arc::downgrade(&self.inner))
+    }
+
+    /// Acts on what was committed (here or on another node), on this node
+    /// only: ends the connections that rest on it and closes it on the
+    /// embedded relay. Notices that are not signaling's are ignored.
+    pub async fn act(&self, notice: Notice) {
         match notice {
             Notice::SessionsEnded { sessions } => {
                 let sessions: Vec<SessionKey> = sessions
@@ -249,6 +241,7 @@ impl Signaling {
                 }
             }
             Notice::CallEnded { consultation } => self.close_on_relay(consultation).await,
+            Notice::LoginOutcome { .. } => {}
         }
     }
 
@@ -450,9 +443,20 @@ impl Signaling {
     }
 }
 
+/// A [`Signaling`] that does not keep it alive.
+#[derive(Clone)]
+pub struct WeakSignaling(std::sync::Weak<Inner>);
+
+impl WeakSignaling {
+    /// The service, while it runs.
+    pub fn upgrade(&self) -> Option<Signaling> {
+        self.0.upgrade().map(|inner| Signaling { inner })
+    }
+}
+
 /// Sweeps the database every `every` for what this node may have missed on
 /// NATS ([`Signaling::sweep_once`]), until the service is gone.
-async fn sweep(weak: std::sync::Weak<Inner>, store: Store, clock: Clock, every: Duration) {
+async fn sweep(weak: WeakSignaling, store: Store, clock: Clock, every: Duration) {
     let overlap = chrono::Duration::from_std(SWEEP_OVERLAP).expect("two minutes fit");
     let mut since = clock.now() - overlap;
     let mut ticks = tokio::time::interval(every);
@@ -460,10 +464,9 @@ async fn sweep(weak: std::sync::Weak<Inner>, store: Store, clock: Clock, every: 
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        let Some(inner) = weak.upgrade() else {
+        let Some(signaling) = weak.upgrade() else {
             return;
         };
-        let signaling = Signaling { inner };
         let now = clock.now();
         let ok = signaling.sweep_once(&store, since).await;
         signaling.metrics().cluster_swept(ok);
