@@ -16,6 +16,7 @@ pub mod extract;
 pub mod ics;
 pub mod input;
 pub mod jobs;
+pub mod lease;
 pub mod login_limits;
 pub mod metrics;
 pub mod operator;

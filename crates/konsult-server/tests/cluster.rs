@@ -326,3 +326,124 @@ async fn login_limits_hold_for_the_cluster_not_per_node() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Two nodes' leases on one bucket, with a time to live of `ttl`, and the
+/// bucket's prefix (for [`drop_bucket`]).
+async fn leases(
+    ttl: StdDuration,
+) -> Option<(
+    konsult_server::lease::Leases,
+    konsult_server::lease::Leases,
+    String,
+)> {
+    let Ok(url) = std::env::var("KONSULT_TEST_NATS_URL") else {
+        eprintln!("KONSULT_TEST_NATS_URL is not set: skipping");
+        return None;
+    };
+    let prefix = prefix();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let client = async_nats::connect(url.as_str()).await.unwrap();
+        nodes.push(
+            konsult_server::lease::Leases::open(client, &prefix, uuid::Uuid::new_v4(), ttl)
+                .await
+                .unwrap(),
+        );
+    }
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    Some((a, b, prefix))
+}
+
+/// Removes the test's lease bucket from NATS.
+async fn drop_bucket(prefix: &str) {
+    let url = std::env::var("KONSULT_TEST_NATS_URL").unwrap();
+    let client = async_nats::connect(url.as_str()).await.unwrap();
+    let answer = client
+        .request(
+            format!("$JS.API.STREAM.DELETE.KV_{prefix}_rooms"),
+            Vec::new().into(),
+        )
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
+    assert_eq!(answer["success"], true, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_has_one_owner_while_it_renews_its_lease() {
+    use konsult_server::lease::Claim;
+    let ttl = StdDuration::from_secs(2);
+    let Some((a, b, bucket)) = leases(ttl).await else {
+        return;
+    };
+    let room = uuid::Uuid::new_v4();
+    let Claim::Owned(mut lease) = a.claim(room).await.unwrap() else {
+        panic!("the first claim owns the room");
+    };
+    let first = lease.revision;
+    // A renews every half time to live, for three times to live: B never
+    // gets the room.
+    let until = Instant::now() + ttl * 3;
+    while Instant::now() < until {
+        assert_eq!(b.claim(room).await.unwrap(), Claim::OwnedBy(a.node()));
+        tokio::time::sleep(ttl / 2).await;
+        a.renew(&mut lease).await.unwrap();
+        assert!(a.valid(&lease, std::time::Instant::now()));
+    }
+    assert!(lease.revision > first, "renewals move the revision on");
+    // Given up, the room is B's at once.
+    a.release(lease).await;
+    assert!(matches!(b.claim(room).await.unwrap(), Claim::Owned(_)));
+    drop_bucket(&bucket).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_owner_loses_its_room_and_cannot_take_it_back() {
+    use konsult_server::lease::Claim;
+    let ttl = StdDuration::from_secs(2);
+    let Some((a, b, bucket)) = leases(ttl).await else {
+        return;
+    };
+    let room = uuid::Uuid::new_v4();
+    let Claim::Owned(mut stale) = a.claim(room).await.unwrap() else {
+        panic!("the first claim owns the room");
+    };
+    // A stalls (renews nothing). B keeps trying and takes the room once
+    // the lease runs out: within the time to live and the server's expiry
+    // sweep.
+    let stalled = Instant::now();
+    let taken = loop {
+        match b.claim(room).await.unwrap() {
+            Claim::Owned(lease) => break lease,
+            Claim::OwnedBy(owner) => assert_eq!(owner, a.node()),
+        }
+        assert!(
+            stalled.elapsed() < StdDuration::from_secs(5),
+            "the room was not free 5 s after its owner stalled"
+        );
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    };
+    let took = stalled.elapsed();
+    assert!(
+        took >= ttl.mul_f64(0.9),
+        "taken after {took:?}, before the lease ran out"
+    );
+    eprintln!("a stalled owner's room was taken over after {took:?} (ttl {ttl:?})");
+    assert!(
+        taken.revision > stale.revision,
+        "a new owner's fencing token is higher"
+    );
+    // A wakes up: by its own clock its lease is out of date, so it does not
+    // act, and renewing is refused; B keeps the room.
+    assert!(!a.valid(&stale, std::time::Instant::now()));
+    assert!(a.renew(&mut stale).await.is_err());
+    assert_eq!(a.claim(room).await.unwrap(), Claim::OwnedBy(b.node()));
+    // Even a renewal A sent while its lease was still trusted cannot
+    // overwrite B's: it names a revision that is gone.
+    let mut forged = stale.clone();
+    forged.revision = taken.revision - 1;
+    assert!(a.renew(&mut forged).await.is_err());
+    assert_eq!(b.owner(room).await.unwrap(), Some(b.node()));
+    drop_bucket(&bucket).await;
+}
