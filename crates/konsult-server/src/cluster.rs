@@ -106,6 +106,7 @@ struct Envelope {
 #[derive(Clone)]
 pub struct Cluster {
     client: async_nats::Client,
+    prefix: String,
     notices: String,
     node: Uuid,
     metrics: Arc<Metrics>,
@@ -155,6 +156,7 @@ impl Cluster {
         tokio::spawn(answer_pings(client.clone(), pings));
         let cluster = Self {
             client,
+            prefix: prefix.to_owned(),
             notices,
             node,
             metrics: Arc::clone(&metrics),
@@ -177,6 +179,16 @@ impl Cluster {
     /// This node's id in the cluster (new at each start).
     pub fn node(&self) -> Uuid {
         self.node
+    }
+
+    /// The NATS connection (shared by everything of this node).
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
+    }
+
+    /// The first token of the installation's subjects.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Tells the other nodes. What a notice says was committed already; a

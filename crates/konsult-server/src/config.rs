@@ -74,6 +74,9 @@ pub struct ClusterSettings {
     /// node was unreachable): ended login sessions of its connections,
     /// consultations and links closed on its relay.
     pub sweep_seconds: u32,
+    /// Seconds a room's lease lives unless its owner renews it (every
+    /// third of it): how long a room stays with a node that stopped.
+    pub lease_seconds: u32,
 }
 
 impl Default for ClusterSettings {
@@ -82,6 +85,7 @@ impl Default for ClusterSettings {
             nats_url: None,
             subject_prefix: "konsult".into(),
             sweep_seconds: 15,
+            lease_seconds: 3,
         }
     }
 }

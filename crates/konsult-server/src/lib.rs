@@ -106,7 +106,11 @@ impl Application {
             clock.clone(),
             Arc::clone(&turn),
             metrics,
-            cluster.as_ref().map(|(nodes, _)| (nodes.clone(), sweep)),
+            cluster.as_ref().map(|(nodes, _)| signaling::ClusterMode {
+                nodes: nodes.clone(),
+                sweep,
+                lease_ttl: Duration::from_secs(u64::from(settings.cluster.lease_seconds.max(1))),
+            }),
         )
         .await?;
         let login_limiter = Arc::new(match &cluster {

@@ -18,11 +18,34 @@ use tokio::time::Instant;
 use crate::common::signal::*;
 use crate::common::{fresh_postgres, t0, Client, PgDatabase, TestApp, ADMIN_PASSWORD};
 
-/// A shared database and NATS for the nodes of one test.
+/// A shared database and NATS for the nodes of one test; dropped, it
+/// removes the lease buckets its nodes made in NATS (the database goes
+/// with its guard).
 struct Cluster {
     database_url: String,
     nats_url: String,
+    prefixes: std::sync::Mutex<Vec<String>>,
     _database: PgDatabase,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let prefixes = std::mem::take(&mut *self.prefixes.lock().unwrap());
+        let url = self.nats_url.clone();
+        // Drop may run inside the test's runtime: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                for prefix in prefixes {
+                    drop_bucket_at(&url, &prefix).await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 impl Cluster {
@@ -40,6 +63,7 @@ impl Cluster {
         Some(Self {
             database_url,
             nats_url,
+            prefixes: std::sync::Mutex::default(),
             _database: database,
         })
     }
@@ -57,6 +81,12 @@ impl Cluster {
                 if name.starts_with("data.key") || name == "turn.secret" {
                     std::fs::copy(&path, dir.path().join(&name)).unwrap();
                 }
+            }
+        }
+        {
+            let mut prefixes = self.prefixes.lock().unwrap();
+            if !prefixes.iter().any(|p| p == prefix) {
+                prefixes.push(prefix.to_owned());
             }
         }
         let mut settings = TestApp::settings(dir.path());
@@ -358,16 +388,26 @@ async fn leases(
 /// Removes the test's lease bucket from NATS.
 async fn drop_bucket(prefix: &str) {
     let url = std::env::var("KONSULT_TEST_NATS_URL").unwrap();
-    let client = async_nats::connect(url.as_str()).await.unwrap();
-    let answer = client
+    assert!(drop_bucket_at(&url, prefix).await, "the bucket was there");
+}
+
+/// Removes the lease bucket of `prefix` from the NATS at `url`; whether
+/// there was one.
+async fn drop_bucket_at(url: &str, prefix: &str) -> bool {
+    let Ok(client) = async_nats::connect(url).await else {
+        return false;
+    };
+    let Ok(answer) = client
         .request(
             format!("$JS.API.STREAM.DELETE.KV_{prefix}_rooms"),
             Vec::new().into(),
         )
         .await
-        .unwrap();
-    let answer: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
-    assert_eq!(answer["success"], true, "{answer}");
+    else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Value>(&answer.payload)
+        .is_ok_and(|answer| answer["success"] == true)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,4 +486,52 @@ async fn a_stalled_owner_loses_its_room_and_cannot_take_it_back() {
     assert!(a.renew(&mut forged).await.is_err());
     assert_eq!(b.owner(room).await.unwrap(), Some(b.node()));
     drop_bucket(&bucket).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_therapist_and_a_patient_on_different_nodes_call_each_other() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let prefix = prefix();
+    let a = cluster.node(&prefix, 60, None).await;
+    let b = cluster.node(&prefix, 60, Some(a.dir.path())).await;
+    let fx = clinic(&a, "Midt").await;
+    let booking = book(&a, &fx, Duration::minutes(5), false).await;
+    // The patient reaches B first (B owns the room); the therapist reaches
+    // A, whose connection joins the room on B over NATS.
+    let mut call = start_call_on(&a, &b, &fx, &booking).await;
+    let (t, p) = call.until_media().await;
+    assert_two_way("therapist on A", &t);
+    assert_two_way("patient on B", &p);
+    // One room, on B: A holds none.
+    let census_b = b
+        .state
+        .signaling
+        .census(StdDuration::from_secs(2))
+        .await
+        .unwrap();
+    let census_a = a
+        .state
+        .signaling
+        .census(StdDuration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!((census_b.rooms, census_a.rooms), (1, 0));
+    assert_eq!((census_b.therapists, census_b.patients_admitted), (1, 1));
+    call.end().await;
+    wait_for_events(
+        &a,
+        &fx,
+        &booking,
+        &[
+            "patient_waiting",
+            "admitted",
+            "two_way_established",
+            "ended",
+        ],
+    )
+    .await;
+    a.stop().await;
+    b.stop().await;
 }

@@ -26,7 +26,9 @@ use uuid::Uuid;
 const SUPERSEDED_TOKENS: usize = 8;
 
 /// What the pump knows about a connection after it authenticated the hello.
-#[derive(Debug, Clone)]
+/// Serialisable: in a cluster, the node the connection reached sends it to
+/// the node that owns the room.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JoinRequest {
     /// The consultation (from the link token or the therapist's hello).
     pub consultation: Uuid,

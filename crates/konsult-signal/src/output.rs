@@ -8,7 +8,9 @@ use uuid::Uuid;
 use crate::record::RoomRecord;
 
 /// A WebSocket connection, named by the pump (any unique number).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ConnId(pub u64);
 
 impl fmt::Display for ConnId {

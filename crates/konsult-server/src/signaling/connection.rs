@@ -24,7 +24,7 @@ use crate::state::AppState;
 /// How long a new connection may take to send its hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames queued for one connection before it counts as not reading.
-const OUTBOUND_CAPACITY: usize = 512;
+pub(super) const OUTBOUND_CAPACITY: usize = 512;
 /// How long one frame (or the closing handshake) may wait for the socket
 /// to take it. A client that stops reading fills the kernel's buffers and
 /// then blocks the writer; after this long it is dropped for real (the
@@ -217,9 +217,10 @@ async fn hello(
         writer,
     };
     tracing::info!(%conn, consultation = %consultation, role = %who.role, "joined");
-    // Everything of this connection goes to the hub task of its room.
-    let hub = signaling.hub(consultation).clone();
-    hub.send(join).await.ok()?;
+    // Everything of this connection goes to the hub task of its room, on
+    // this node or on the one that owns the room.
+    let route = signaling.route(consultation).await;
+    let hub = signaling.join(route, consultation, join).await?;
     Some(Joined { conn, hub, frames })
 }
 

@@ -239,6 +239,9 @@ pub struct HubDeps {
     pub recorder: Recorder,
     /// The node's counters.
     pub metrics: Arc<Metrics>,
+    /// In a cluster: told of each room that closed here, so that its lease
+    /// is released.
+    pub rooms_closed: Option<mpsc::UnboundedSender<Uuid>>,
 }
 
 /// Everything the hub task needs besides the core.
@@ -261,6 +264,7 @@ pub struct HubTask {
     clock: Clock,
     turn: Arc<Turn>,
     metrics: Arc<Metrics>,
+    rooms_closed: Option<mpsc::UnboundedSender<Uuid>>,
 }
 
 impl HubTask {
@@ -280,6 +284,7 @@ impl HubTask {
             turn,
             recorder,
             metrics,
+            rooms_closed,
         } = deps;
         let mut task = Self {
             hub,
@@ -294,6 +299,7 @@ impl HubTask {
             clock,
             turn,
             metrics,
+            rooms_closed,
         };
         let now = Instant::now();
         for saved in saved {
@@ -502,6 +508,9 @@ impl HubTask {
                 } => self.spawn_check(consultation, check),
                 Output::RoomClosed { consultation } => {
                     self.rooms.remove(&consultation);
+                    if let Some(closed) = &self.rooms_closed {
+                        let _ = closed.send(consultation);
+                    }
                 }
             }
         }

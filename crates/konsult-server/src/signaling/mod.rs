@@ -29,6 +29,7 @@ pub mod auth;
 pub mod connection;
 pub mod hub;
 pub mod outbox;
+pub mod remote;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,6 +46,7 @@ use uuid::Uuid;
 pub use connection::ws_handler;
 
 use crate::cluster::{Cluster, Notice};
+use crate::lease::{Claim, Lease, Leases};
 use crate::metrics::Metrics;
 use crate::relay::Turn;
 use crate::state::Clock;
@@ -60,6 +62,37 @@ const HUB_QUEUE: usize = 4096;
 /// node stamped with a clock a little behind, or committed a little after
 /// its stamp, is still found.
 const SWEEP_OVERLAP: Duration = Duration::from_secs(120);
+
+/// How long a closed room's lease is kept before it is released: a hello
+/// routed here just before the room closed still finds its lease.
+const RELEASE_GRACE: Duration = Duration::from_secs(5);
+
+/// This node as one of a cluster.
+pub struct ClusterMode {
+    /// The NATS link to the other nodes.
+    pub nodes: Cluster,
+    /// How often the database is swept for endings NATS may have missed.
+    pub sweep: Duration,
+    /// A room lease's time to live.
+    pub lease_ttl: Duration,
+}
+
+/// Where a connection's room runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// On this node.
+    Local,
+    /// On that node.
+    Remote(Uuid),
+}
+
+/// A room lease this node holds.
+struct Held {
+    lease: Lease,
+    /// When the room closed here (its hub emitted `RoomClosed`), if it did
+    /// and no connection was routed to it since.
+    closed_at: Option<std::time::Instant>,
+}
 
 /// The shard of `consultation`'s room among `shards` hub tasks. Ids are
 /// random (UUID v4), so their low bits spread rooms evenly.
@@ -86,6 +119,13 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// The other nodes, in cluster mode.
     cluster: Option<Cluster>,
+    /// Room ownership, in cluster mode.
+    leases: Option<Leases>,
+    /// The rooms this node owns.
+    held: std::sync::Mutex<std::collections::HashMap<Uuid, Held>>,
+    /// Connections whose room is on another node, and rooms with
+    /// connections on other nodes.
+    remote: std::sync::OnceLock<Arc<remote::Remote>>,
     next_conn: AtomicU64,
     shutdown: watch::Sender<bool>,
 }
@@ -114,7 +154,7 @@ impl Signaling {
         clock: Clock,
         turn: Arc<Turn>,
         metrics: Arc<Metrics>,
-        cluster: Option<(Cluster, Duration)>,
+        cluster: Option<ClusterMode>,
     ) -> anyhow::Result<Self> {
         // Relay-only candidates must carry one of the relays handed out.
         let config = Config {
@@ -148,10 +188,20 @@ impl Signaling {
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| mpsc::channel(HUB_QUEUE)).unzip();
         let feedback = Feedback::new(senders.iter().map(mpsc::Sender::downgrade).collect());
-        let (nodes, sweep_every) = match cluster {
-            Some((nodes, every)) => (Some(nodes), Some(every)),
-            None => (None, None),
+        let (nodes, sweep_every, leases) = match cluster {
+            Some(mode) => {
+                let leases = Leases::open(
+                    mode.nodes.client(),
+                    mode.nodes.prefix(),
+                    mode.nodes.node(),
+                    mode.lease_ttl,
+                )
+                .await?;
+                (Some(mode.nodes), Some(mode.sweep), Some(leases))
+            }
+            None => (None, None, None),
         };
+        let (rooms_closed, closed_rooms) = mpsc::unbounded_channel();
         let recorder = Recorder::start(
             store.clone(),
             Arc::clone(&turn),
@@ -174,6 +224,7 @@ impl Signaling {
                     turn: Arc::clone(&turn),
                     recorder: recorder.clone(),
                     metrics: Arc::clone(&metrics),
+                    rooms_closed: leases.is_some().then(|| rooms_closed.clone()),
                 },
                 saved,
             );
@@ -188,15 +239,114 @@ impl Signaling {
                 turn,
                 recorder,
                 metrics,
+                // Unique in the cluster: a node's counter starts at a
+                // random multiple of 2^32.
+                next_conn: AtomicU64::new(match nodes {
+                    Some(_) => (u64::from(rand::random::<u32>()) << 32) | 1,
+                    None => 1,
+                }),
                 cluster: nodes,
-                next_conn: AtomicU64::new(1),
+                leases,
+                held: std::sync::Mutex::default(),
+                remote: std::sync::OnceLock::new(),
                 shutdown,
             }),
         };
         if let Some(every) = sweep_every {
             tokio::spawn(sweep(signaling.downgrade(), store, clock, every));
         }
+        if let (Some(nodes), Some(leases)) = (&signaling.inner.cluster, &signaling.inner.leases) {
+            let remote = remote::Remote::start(
+                nodes.client(),
+                nodes.prefix(),
+                nodes.node(),
+                signaling.downgrade(),
+            )
+            .await?;
+            let _ = signaling.inner.remote.set(remote);
+            tokio::spawn(keep_leases(
+                signaling.downgrade(),
+                closed_rooms,
+                leases.ttl() / 3,
+            ));
+        }
         Ok(signaling)
+    }
+
+    /// Where the room of `consultation` runs: here when this node holds
+    /// its lease or can claim it, else on the node that holds it. Alone,
+    /// or when NATS cannot be asked, here.
+    pub async fn route(&self, consultation: Uuid) -> Route {
+        let Some(leases) = &self.inner.leases else {
+            return Route::Local;
+        };
+        {
+            let mut held = self.inner.held.lock().expect("leases lock");
+            if let Some(h) = held.get_mut(&consultation) {
+                if leases.valid(&h.lease, std::time::Instant::now()) {
+                    h.closed_at = None;
+                    return Route::Local;
+                }
+                held.remove(&consultation);
+            }
+        }
+        match leases.claim(consultation).await {
+            Ok(Claim::Owned(lease)) => {
+                self.inner.held.lock().expect("leases lock").insert(
+                    consultation,
+                    Held {
+                        lease,
+                        closed_at: None,
+                    },
+                );
+                Route::Local
+            }
+            Ok(Claim::OwnedBy(owner)) if owner != leases.node() => Route::Remote(owner),
+            // Claimed by a hello of this node a moment ago.
+            Ok(Claim::OwnedBy(_)) => Route::Local,
+            Err(error) => {
+                tracing::warn!(%consultation, %error, "could not ask NATS who owns a room; serving it here");
+                Route::Local
+            }
+        }
+    }
+
+    /// Sends a connection's join to its room: to the hub task here, or to
+    /// `route`'s node. Returns where its pump sends its frames, `None` when
+    /// the hub task is gone.
+    pub(crate) async fn join(
+        &self,
+        route: Route,
+        consultation: Uuid,
+        join: HubInput,
+    ) -> Option<mpsc::Sender<HubInput>> {
+        match (route, self.inner.remote.get()) {
+            (Route::Remote(owner), Some(remote)) => Some(remote.join(owner, join).await),
+            _ => {
+                let hub = self.hub(consultation).clone();
+                hub.send(join).await.ok()?;
+                Some(hub)
+            }
+        }
+    }
+
+    /// Gives up every room lease (a graceful stop): other nodes may take
+    /// the rooms over at once.
+    async fn release_leases(&self) {
+        let Some(leases) = &self.inner.leases else {
+            return;
+        };
+        let held: Vec<Held> = self
+            .inner
+            .held
+            .lock()
+            .expect("leases lock")
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        for h in held {
+            leases.release(h.lease).await;
+        }
     }
 
     /// A handle that does not keep the service (and its hub tasks) alive.
@@ -370,6 +520,7 @@ impl Signaling {
     pub async fn shutdown(&self) {
         self.begin_shutdown();
         let left = self.inner.recorder.drain(DRAIN_LIMIT).await;
+        self.release_leases().await;
         if left > 0 {
             tracing::error!(
                 writes = left,
@@ -472,6 +623,51 @@ async fn sweep(weak: WeakSignaling, store: Store, clock: Clock, every: Duration)
         signaling.metrics().cluster_swept(ok);
         if ok {
             since = now - overlap;
+        }
+    }
+}
+
+/// Renews this node's room leases every `every`, and releases those whose
+/// room closed here ([`RELEASE_GRACE`] later), until the service is gone.
+async fn keep_leases(
+    weak: WeakSignaling,
+    mut closed: mpsc::UnboundedReceiver<Uuid>,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            room = closed.recv() => {
+                let Some(room) = room else { return };
+                let Some(signaling) = weak.upgrade() else { return };
+                let mut held = signaling.inner.held.lock().expect("leases lock");
+                if let Some(h) = held.get_mut(&room) {
+                    h.closed_at = Some(std::time::Instant::now());
+                }
+            }
+            _ = ticks.tick() => {
+                let Some(signaling) = weak.upgrade() else { return };
+                let Some(leases) = &signaling.inner.leases else { return };
+                let now = std::time::Instant::now();
+                let due: Vec<(Uuid, Held)> = {
+                    let mut held = signaling.inner.held.lock().expect("leases lock");
+                    let rooms: Vec<Uuid> = held.keys().copied().collect();
+                    rooms.into_iter().filter_map(|r| held.remove(&r).map(|h| (r, h))).collect()
+                };
+                for (room, mut h) in due {
+                    if h.closed_at.is_some_and(|at| now.duration_since(at) >= RELEASE_GRACE) {
+                        leases.release(h.lease).await;
+                        continue;
+                    }
+                    match leases.renew(&mut h.lease).await {
+                        Ok(()) => {
+                            signaling.inner.held.lock().expect("leases lock").insert(room, h);
+                        }
+                        Err(lost) => tracing::error!(%room, %lost, "this node lost a room's lease"),
+                    }
+                }
+            }
         }
     }
 }

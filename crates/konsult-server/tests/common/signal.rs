@@ -455,10 +455,21 @@ pub async fn into_call(
     fx: &ClinicFixture,
     b: &Booking,
 ) -> (Ws, Welcome, Ws, Welcome) {
-    let mut patient = connect(app, None).await;
+    into_call_on(app, app, fx, b).await
+}
+
+/// As [`into_call`], with the therapist connected to `therapist_app` and
+/// the patient to `patient_app` (two nodes of a cluster).
+pub async fn into_call_on(
+    therapist_app: &TestApp,
+    patient_app: &TestApp,
+    fx: &ClinicFixture,
+    b: &Booking,
+) -> (Ws, Welcome, Ws, Welcome) {
+    let mut patient = connect(patient_app, None).await;
     let pw = join(&mut patient, patient_hello(&b.token)).await;
     expect(&mut patient, "waiting").await;
-    let mut therapist = connect(app, Some(&fx.cookie)).await;
+    let mut therapist = connect(therapist_app, Some(&fx.cookie)).await;
     let tw = join(&mut therapist, therapist_hello(b.id())).await;
     expect(&mut therapist, "patient_waiting").await;
     send(&mut therapist, r#"{"type":"admit"}"#).await;
@@ -656,7 +667,18 @@ pub struct LiveCall {
 
 /// Admits the patient and creates both peers.
 pub async fn start_call(app: &TestApp, fx: &ClinicFixture, b: &Booking) -> LiveCall {
-    let (p, pw, t, tw) = into_call(app, fx, b).await;
+    start_call_on(app, app, fx, b).await
+}
+
+/// As [`start_call`], with the therapist on `therapist_app` and the patient
+/// on `patient_app`.
+pub async fn start_call_on(
+    therapist_app: &TestApp,
+    patient_app: &TestApp,
+    fx: &ClinicFixture,
+    b: &Booking,
+) -> LiveCall {
+    let (p, pw, t, tw) = into_call_on(therapist_app, patient_app, fx, b).await;
     let admitted = std::time::Instant::now();
     let patient = Call::new(peer_config(&pw), Negotiation::Answerer, admitted)
         .await

@@ -1,0 +1,321 @@
+//! Participants whose room lives on another node (cluster mode, issue 16
+//! item 1).
+//!
+//! Every room has one owner: the node that holds its lease
+//! (`crate::lease`) and runs its hub. A connection that reaches another
+//! node (the *edge*) is authenticated there, then joined to the room on
+//! the owner over NATS: the edge publishes the join, the connection's text
+//! frames and its end on `<prefix>.node.<owner>.rooms`; the owner feeds
+//! them to the room's hub task as if the connection were its own and
+//! publishes what the hub writes to it on `<prefix>.node.<edge>.conns`,
+//! where the edge hands it to the connection's pump. Neither the pump nor
+//! the hub task knows: each sees the same channels as for a local
+//! connection. NATS keeps the order of one publisher's messages on a
+//! subject, so a connection's frames arrive in order both ways.
+//!
+//! Connection ids are unique in the cluster: each node starts its counter
+//! at a random multiple of 2³² ([`super::Signaling::start`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::Utf8Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use konsult_domain::ClinicId;
+use konsult_signal::{CloseReason, ConnId, JoinRequest};
+use konsult_store::therapists::SessionKey;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::hub::{HubInput, Outbound, SESSION_ENDED};
+use super::outbox::{outbox, Outbox};
+use super::WeakSignaling;
+
+/// Inputs of one remote connection queued on its edge before its pump
+/// waits.
+const FORWARD_QUEUE: usize = 64;
+
+/// From an edge to the room's owner.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ToOwner {
+    /// A connection's hello passed on the edge: join it to the room.
+    Join {
+        conn: ConnId,
+        edge: Uuid,
+        request: Box<JoinRequest>,
+        clinic: ClinicId,
+        closes_at: Option<DateTime<Utc>>,
+        /// The therapist's login session (`SessionKey::as_hex`).
+        session: Option<String>,
+    },
+    /// A text frame of the connection.
+    Text { conn: ConnId, text: String },
+    /// The connection ended.
+    Gone { conn: ConnId },
+}
+
+/// From a room's owner to an edge.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ToEdge {
+    /// Write this frame.
+    Frame { conn: ConnId, text: String },
+    /// Close the connection.
+    Close {
+        conn: ConnId,
+        code: u16,
+        reason: String,
+    },
+    /// The owner dropped the connection (it did not keep up).
+    Dropped { conn: ConnId },
+}
+
+/// This node's part in remote connections, as an edge and as an owner.
+pub struct Remote {
+    client: async_nats::Client,
+    prefix: String,
+    node: Uuid,
+    /// The connections of this node whose room is elsewhere: their pumps'
+    /// queues.
+    conns: Mutex<HashMap<ConnId, Outbox>>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Remote {
+    /// Subscribes to this node's two subjects and starts serving them.
+    pub async fn start(
+        client: async_nats::Client,
+        prefix: &str,
+        node: Uuid,
+        signaling: WeakSignaling,
+    ) -> anyhow::Result<Arc<Self>> {
+        let rooms = client.subscribe(rooms_subject(prefix, node)).await?;
+        let conns = client.subscribe(conns_subject(prefix, node)).await?;
+        let remote = Arc::new(Self {
+            client,
+            prefix: prefix.to_owned(),
+            node,
+            conns: Mutex::default(),
+        });
+        tokio::spawn(serve_rooms(Arc::clone(&remote), rooms, signaling));
+        tokio::spawn(serve_conns(Arc::downgrade(&remote), conns));
+        Ok(remote)
+    }
+
+    /// Joins a connection of this node to its room on `owner`: `join` is
+    /// the [`HubInput::Join`] a local room would get. Returns where the
+    /// pump sends the connection's frames and its end.
+    pub async fn join(self: &Arc<Self>, owner: Uuid, join: HubInput) -> mpsc::Sender<HubInput> {
+        let HubInput::Join {
+            conn,
+            request,
+            clinic,
+            closes_at,
+            session,
+            writer,
+        } = join
+        else {
+            unreachable!("Remote::join takes a HubInput::Join");
+        };
+        self.conns.lock().expect("remote lock").insert(conn, writer);
+        let (to_owner, mut inputs) = mpsc::channel(FORWARD_QUEUE);
+        let subject = rooms_subject(&self.prefix, owner);
+        let remote = Arc::clone(self);
+        let first = ToOwner::Join {
+            conn,
+            edge: self.node,
+            request: Box::new(request),
+            clinic,
+            closes_at,
+            session: session.map(|s| s.as_hex().to_owned()),
+        };
+        tokio::spawn(async move {
+            remote.publish(&subject, &first).await;
+            while let Some(input) = inputs.recv().await {
+                match input {
+                    HubInput::Text { conn, text } => {
+                        let text = text.as_str().to_owned();
+                        remote
+                            .publish(&subject, &ToOwner::Text { conn, text })
+                            .await;
+                    }
+                    HubInput::Gone { conn } => {
+                        remote.publish(&subject, &ToOwner::Gone { conn }).await;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            remote.conns.lock().expect("remote lock").remove(&conn);
+        });
+        to_owner
+    }
+
+    async fn publish<T: Serialize>(&self, subject: &str, message: &T) {
+        let payload = serde_json::to_vec(message).expect("a remote message serialises");
+        if let Err(error) = self
+            .client
+            .publish(subject.to_owned(), payload.into())
+            .await
+        {
+            tracing::warn!(%error, "could not reach another node for a remote connection");
+        }
+    }
+}
+
+fn rooms_subject(prefix: &str, node: Uuid) -> String {
+    format!("{prefix}.node.{node}.rooms")
+}
+
+fn conns_subject(prefix: &str, node: Uuid) -> String {
+    format!("{prefix}.node.{node}.conns")
+}
+
+/// As the owner: feeds the hub tasks what edges send for their
+/// connections, and sends each connection what its hub writes.
+async fn serve_rooms(
+    remote: Arc<Remote>,
+    mut messages: async_nats::Subscriber,
+    signaling: WeakSignaling,
+) {
+    // Each remote connection's room.
+    let mut rooms: HashMap<ConnId, Uuid> = HashMap::new();
+    while let Some(message) = messages.next().await {
+        let Some(signaling) = signaling.upgrade() else {
+            return;
+        };
+        let input = match serde_json::from_slice::<ToOwner>(&message.payload) {
+            Ok(input) => input,
+            Err(error) => {
+                tracing::warn!(%error, "dropped a malformed message from another node");
+                continue;
+            }
+        };
+        match input {
+            ToOwner::Join {
+                conn,
+                edge,
+                request,
+                clinic,
+                closes_at,
+                session,
+            } => {
+                let consultation = request.consultation;
+                let (writer, mut frames) = outbox(super::connection::OUTBOUND_CAPACITY);
+                let subject = conns_subject(&remote.prefix, edge);
+                let back = Arc::clone(&remote);
+                tokio::spawn(async move {
+                    while let Some(frame) = frames.recv().await {
+                        let message = match frame {
+                            Outbound::Frame(text) => ToEdge::Frame { conn, text },
+                            Outbound::Close { code, reason } => ToEdge::Close {
+                                conn,
+                                code,
+                                reason: reason.to_owned(),
+                            },
+                        };
+                        let closing = matches!(message, ToEdge::Close { .. });
+                        back.publish(&subject, &message).await;
+                        if closing {
+                            return;
+                        }
+                    }
+                    back.publish(&subject, &ToEdge::Dropped { conn }).await;
+                });
+                rooms.insert(conn, consultation);
+                let join = HubInput::Join {
+                    conn,
+                    request: *request,
+                    clinic,
+                    closes_at,
+                    session: session.as_deref().and_then(SessionKey::from_hex),
+                    writer,
+                };
+                let _ = signaling.hub(consultation).send(join).await;
+            }
+            ToOwner::Text { conn, text } => {
+                if let Some(consultation) = rooms.get(&conn) {
+                    let text = Utf8Bytes::from(text);
+                    let _ = signaling
+                        .hub(*consultation)
+                        .send(HubInput::Text { conn, text })
+                        .await;
+                }
+            }
+            ToOwner::Gone { conn } => {
+                if let Some(consultation) = rooms.remove(&conn) {
+                    let _ = signaling
+                        .hub(consultation)
+                        .send(HubInput::Gone { conn })
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+/// As the edge: hands each connection what its room's owner sends it.
+async fn serve_conns(remote: std::sync::Weak<Remote>, mut messages: async_nats::Subscriber) {
+    while let Some(message) = messages.next().await {
+        let Some(remote) = remote.upgrade() else {
+            return;
+        };
+        let output = match serde_json::from_slice::<ToEdge>(&message.payload) {
+            Ok(output) => output,
+            Err(error) => {
+                tracing::warn!(%error, "dropped a malformed message from another node");
+                continue;
+            }
+        };
+        let mut conns = remote.conns.lock().expect("remote lock");
+        match output {
+            ToEdge::Frame { conn, text } => {
+                let refused = conns
+                    .get(&conn)
+                    .is_some_and(|writer| writer.try_send(Outbound::Frame(text)).is_err());
+                if refused {
+                    // It does not read: dropping its queue ends its pump.
+                    conns.remove(&conn);
+                }
+            }
+            ToEdge::Close { conn, code, reason } => {
+                if let Some(writer) = conns.remove(&conn) {
+                    let _ = writer.try_send(Outbound::Close {
+                        code,
+                        reason: static_reason(&reason),
+                    });
+                }
+            }
+            ToEdge::Dropped { conn } => {
+                conns.remove(&conn);
+            }
+        }
+    }
+}
+
+/// The close reason the owner's hub gave, as the pump's static text.
+fn static_reason(reason: &str) -> &'static str {
+    [
+        CloseReason::Replaced,
+        CloseReason::Denied,
+        CloseReason::Bye,
+        CloseReason::TooManyErrors,
+        CloseReason::HeartbeatTimeout,
+        CloseReason::Rejected,
+    ]
+    .into_iter()
+    .map(CloseReason::as_str)
+    .chain([SESSION_ENDED])
+    .find(|known| *known == reason)
+    .unwrap_or("closed")
+}
