@@ -535,3 +535,121 @@ async fn a_therapist_and_a_patient_on_different_nodes_call_each_other() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Opens `/ws` on the node at `port`, with a session cookie if given.
+async fn connect_port(port: u16, cookie: Option<&str>) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://127.0.0.1:{port}/ws")
+        .into_client_request()
+        .unwrap();
+    if let Some(cookie) = cookie {
+        request
+            .headers_mut()
+            .insert("cookie", cookie.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+/// Waits for a message of `kind`; returns it and the highest `seq` seen.
+async fn until_kind(ws: &mut Ws, kind: &str, last_seq: &mut u64) -> serde_json::Value {
+    loop {
+        let m = recv_json(ws).await;
+        if let Some(seq) = m["seq"].as_u64() {
+            *last_seq = (*last_seq).max(seq);
+        }
+        if m["type"] == kind {
+            return m;
+        }
+    }
+}
+
+fn resume_hello(auth: serde_json::Value, token: &str, last_seq: u64) -> String {
+    serde_json::json!({"type": "hello", "version": 1, "auth": auth,
+        "resume": {"token": token, "last_seq": last_seq}})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_rooms_node_is_killed_another_adopts_the_room_and_both_resume_without_admission() {
+    use crate::common::binary;
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let prefix = prefix();
+    cluster.prefixes.lock().unwrap().push(prefix.clone());
+    let env = [
+        ("KONSULT_DATABASE_URL", cluster.database_url.as_str()),
+        ("KONSULT_CLUSTER__NATS_URL", cluster.nats_url.as_str()),
+        ("KONSULT_CLUSTER__SUBJECT_PREFIX", prefix.as_str()),
+        ("KONSULT_CLUSTER__LEASE_SECONDS", "2"),
+    ];
+    let mut a = binary::Server::new(&env);
+    let (printed, _) = a.start(true);
+    let password = binary::demo_password(&printed);
+    let mut b = binary::Server::new(&env);
+    for name in ["data.key", "data.key.audit-keyed", "turn.secret"] {
+        let from = a.dir().join(name);
+        if from.exists() {
+            std::fs::copy(&from, b.dir().join(name)).unwrap();
+        }
+    }
+    b.start(false);
+    let (client, cookie) = binary::login(&a.base(), "terapeut@demo.konsult", &password).await;
+    let (id, token) = binary::eligible_consultation(&client, 1, false).await;
+    let consultation: uuid::Uuid = id.parse().unwrap();
+
+    // The patient reaches B (B owns the room), the therapist A; admitted.
+    let (mut p_seq, mut t_seq) = (0, 0);
+    let mut patient = connect_port(b.port, None).await;
+    send(&mut patient, patient_hello(&token)).await;
+    let pw = until_kind(&mut patient, "welcome", &mut p_seq).await;
+    until_kind(&mut patient, "waiting", &mut p_seq).await;
+    let mut therapist = connect_port(a.port, Some(&cookie)).await;
+    send(&mut therapist, therapist_hello(consultation)).await;
+    let tw = until_kind(&mut therapist, "welcome", &mut t_seq).await;
+    until_kind(&mut therapist, "patient_waiting", &mut t_seq).await;
+    send(&mut therapist, r#"{"type":"admit"}"#).await;
+    until_kind(&mut patient, "admitted", &mut p_seq).await;
+    until_kind(&mut patient, "peer_joined", &mut p_seq).await;
+    until_kind(&mut therapist, "peer_joined", &mut t_seq).await;
+
+    // B dies. Both clients reconnect through the load balancer, here to A.
+    b.kill();
+    let killed = Instant::now();
+    drop(patient);
+    drop(therapist);
+    let mut patient = connect_port(a.port, None).await;
+    send(
+        &mut patient,
+        resume_hello(
+            serde_json::json!({"link_token": token}),
+            pw["resume_token"].as_str().unwrap(),
+            p_seq,
+        ),
+    )
+    .await;
+    let back = until_kind(&mut patient, "welcome", &mut p_seq).await;
+    let patient_back = killed.elapsed();
+    assert_eq!(back["resumed"], true, "the patient resumed: {back}");
+    let mut therapist = connect_port(a.port, Some(&cookie)).await;
+    send(
+        &mut therapist,
+        resume_hello(
+            serde_json::json!({"session": {"consultation": consultation}}),
+            tw["resume_token"].as_str().unwrap(),
+            t_seq,
+        ),
+    )
+    .await;
+    let back = until_kind(&mut therapist, "welcome", &mut t_seq).await;
+    assert_eq!(back["resumed"], true, "the therapist resumed: {back}");
+    eprintln!(
+        "owner killed: the patient was back in the adopted room {} ms later (lease 2 s)",
+        patient_back.as_millis()
+    );
+    assert!(patient_back < StdDuration::from_secs(5), "{patient_back:?}");
+    // Still in the call, not admitted again: the consultation never left it.
+    let state = client.get_ok(&format!("/api/consultations/{id}")).await;
+    assert_eq!(state["state"], "in_call", "{state}");
+    a.kill();
+}

@@ -1496,6 +1496,25 @@ impl Store {
         Ok(())
     }
 
+    /// The saved signaling room of one consultation, if any: what a node
+    /// of a cluster adopts when the room's owner stopped.
+    pub async fn saved_room(&self, consultation: ConsultationId) -> Result<Option<SavedRoom>> {
+        let row = sqlx::query(
+            "SELECT consultation_id, clinic_id, record FROM signaling_rooms WHERE consultation_id = $1",
+        )
+        .bind(consultation.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(SavedRoom {
+                clinic: ClinicId::from_uuid(get_uuid(&r, "clinic_id")?),
+                consultation: ConsultationId::from_uuid(get_uuid(&r, "consultation_id")?),
+                record: r.try_get("record")?,
+            })
+        })
+        .transpose()
+    }
+
     /// Every saved signaling room, to restore at start-up.
     pub async fn saved_rooms(&self) -> Result<Vec<SavedRoom>> {
         let rows = sqlx::query("SELECT consultation_id, clinic_id, record FROM signaling_rooms")

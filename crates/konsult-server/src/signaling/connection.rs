@@ -35,6 +35,9 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const UNSUPPORTED_DATA: u16 = 1003;
 /// Close code when the server shuts down (RFC 6455 7.4.1: going away).
 const GOING_AWAY: u16 = 1001;
+/// Close code when the room's node stopped and the room is moving (RFC
+/// 6455 / IANA: try again later).
+const TRY_AGAIN_LATER: u16 = 1013;
 
 /// `GET /ws`: upgrades to the signaling WebSocket.
 ///
@@ -219,8 +222,28 @@ async fn hello(
     tracing::info!(%conn, consultation = %consultation, role = %who.role, "joined");
     // Everything of this connection goes to the hub task of its room, on
     // this node or on the one that owns the room.
-    let route = signaling.route(consultation).await;
-    let hub = signaling.join(route, consultation, join).await?;
+    let patience = signaling.move_patience();
+    let Some(hub) = signaling.join(consultation, join, patience).await else {
+        // Nowhere to run the room (the owner stopped and its lease did not
+        // run out in time): the client reconnects with `resume` (protocol
+        // section 12: any other close) and finds it moved.
+        let message = ServerMessage::error(
+            ErrorCode::Internal,
+            "the consultation's server is changing; reconnect",
+        );
+        let _ = socket
+            .send(Message::Text(Utf8Bytes::from(message.to_json())))
+            .await;
+        close_with(
+            socket,
+            Outbound::Close {
+                code: TRY_AGAIN_LATER,
+                reason: "room moving",
+            },
+        )
+        .await;
+        return None;
+    };
     Some(Joined { conn, hub, frames })
 }
 

@@ -140,6 +140,12 @@ pub enum HubInput {
         /// Where they go.
         reply: oneshot::Sender<Vec<SessionKey>>,
     },
+    /// This node now owns a room another node ran (its lease ran out):
+    /// restore it from its saved record, unless it runs here already.
+    Adopt {
+        /// The room's saved record.
+        saved: konsult_store::consultations::SavedRoom,
+    },
     /// Count the rooms and participants (a metrics scrape).
     Census {
         /// Where the count goes.
@@ -303,29 +309,35 @@ impl HubTask {
         };
         let now = Instant::now();
         for saved in saved {
-            let id = saved.consultation.as_uuid();
-            match RoomRecord::from_json(&saved.record) {
-                Ok(record) => {
-                    task.rooms.insert(
-                        id,
-                        RoomInfo {
-                            clinic: saved.clinic,
-                            closes_at: None,
-                        },
-                    );
-                    if let Err(error) = task.hub.restore(now, id, &record) {
-                        tracing::error!(consultation = %id, %error, "could not restore a room");
-                        task.rooms.remove(&id);
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(consultation = %id, %error, "a saved room is unreadable")
-                }
-            }
+            task.restore(now, saved);
             task.drain();
         }
         tracing::debug!(rooms = task.hub.room_count(), "signaling rooms restored");
         task
+    }
+
+    /// Restores a saved room (its participants may resume without a new
+    /// admission).
+    fn restore(&mut self, now: Instant, saved: konsult_store::consultations::SavedRoom) {
+        let id = saved.consultation.as_uuid();
+        match RoomRecord::from_json(&saved.record) {
+            Ok(record) => {
+                self.rooms.insert(
+                    id,
+                    RoomInfo {
+                        clinic: saved.clinic,
+                        closes_at: None,
+                    },
+                );
+                if let Err(error) = self.hub.restore(now, id, &record) {
+                    tracing::error!(consultation = %id, %error, "could not restore a room");
+                    self.rooms.remove(&id);
+                }
+            }
+            Err(error) => {
+                tracing::error!(consultation = %id, %error, "a saved room is unreadable")
+            }
+        }
     }
 
     /// Runs until every sender of inputs is gone.
@@ -422,6 +434,13 @@ impl HubTask {
                 sessions.sort_by(|a, b| a.as_hex().cmp(b.as_hex()));
                 sessions.dedup();
                 let _ = reply.send(sessions);
+            }
+            HubInput::Adopt { saved } => {
+                let id = saved.consultation.as_uuid();
+                if !self.rooms.contains_key(&id) {
+                    tracing::info!(consultation = %id, "adopting a room from its saved record");
+                    self.restore(now, saved);
+                }
             }
             HubInput::Census { reply } => {
                 // Nobody waiting for it any more is not an error.

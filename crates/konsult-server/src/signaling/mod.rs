@@ -126,6 +126,8 @@ struct Inner {
     /// Connections whose room is on another node, and rooms with
     /// connections on other nodes.
     remote: std::sync::OnceLock<Arc<remote::Remote>>,
+    /// For adopting rooms' saved records.
+    store: Store,
     next_conn: AtomicU64,
     shutdown: watch::Sender<bool>,
 }
@@ -146,7 +148,10 @@ impl Signaling {
     /// closed recently (it forgot them with the restart). In a `cluster`
     /// it tells the other nodes what ends here, and sweeps the database
     /// every `sweep` for what it may have missed of theirs (what they tell
-    /// reaches it through [`Signaling::act`]).
+    /// reaches it through [`Signaling::act`]). A node of a cluster restores
+    /// and settles nothing at start: the saved rooms may run on other
+    /// nodes; it adopts a room when it claims the room's lease
+    /// ([`Signaling::route`]).
     pub async fn start(
         config: Config,
         hub_shards: usize,
@@ -162,9 +167,16 @@ impl Signaling {
             ..config
         };
         let now = clock.now();
-        let saved = store.saved_rooms().await?;
-        for (_, consultation) in store.settle_orphaned_calls(now).await? {
-            turn.close_consultation(consultation.as_uuid()).await?;
+        let alone = cluster.is_none();
+        let saved = if alone {
+            store.saved_rooms().await?
+        } else {
+            Vec::new()
+        };
+        if alone {
+            for (_, consultation) in store.settle_orphaned_calls(now).await? {
+                turn.close_consultation(consultation.as_uuid()).await?;
+            }
         }
         let since = now
             - chrono::Duration::from_std(crate::relay::MAX_CREDENTIAL_TTL)
@@ -249,6 +261,7 @@ impl Signaling {
                 leases,
                 held: std::sync::Mutex::default(),
                 remote: std::sync::OnceLock::new(),
+                store: store.clone(),
                 shutdown,
             }),
         };
@@ -299,6 +312,22 @@ impl Signaling {
                         closed_at: None,
                     },
                 );
+                // A room another node ran (and stopped running) is taken
+                // over from its saved record, before this join reaches it.
+                match self
+                    .inner
+                    .store
+                    .saved_room(ConsultationId::from_uuid(consultation))
+                    .await
+                {
+                    Ok(Some(saved)) => {
+                        let _ = self.hub(consultation).send(HubInput::Adopt { saved }).await;
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::error!(%consultation, %error, "could not read a room to adopt")
+                    }
+                }
                 Route::Local
             }
             Ok(Claim::OwnedBy(owner)) if owner != leases.node() => Route::Remote(owner),
@@ -312,22 +341,43 @@ impl Signaling {
     }
 
     /// Sends a connection's join to its room: to the hub task here, or to
-    /// `route`'s node. Returns where its pump sends its frames, `None` when
-    /// the hub task is gone.
+    /// the node that owns the room. When that node does not take it (it
+    /// stopped), asks again until its lease has run out and the room is
+    /// claimed here, within `patience`. Returns where the pump sends the
+    /// connection's frames, `None` when the room could be reached nowhere.
     pub(crate) async fn join(
         &self,
-        route: Route,
         consultation: Uuid,
-        join: HubInput,
+        mut join: HubInput,
+        patience: Duration,
     ) -> Option<mpsc::Sender<HubInput>> {
-        match (route, self.inner.remote.get()) {
-            (Route::Remote(owner), Some(remote)) => Some(remote.join(owner, join).await),
-            _ => {
-                let hub = self.hub(consultation).clone();
-                hub.send(join).await.ok()?;
-                Some(hub)
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            match (self.route(consultation).await, self.inner.remote.get()) {
+                (Route::Remote(owner), Some(remote)) => match remote.join(owner, join).await {
+                    Ok(hub) => return Some(hub),
+                    Err(back) => join = back,
+                },
+                _ => {
+                    let hub = self.hub(consultation).clone();
+                    hub.send(join).await.ok()?;
+                    return Some(hub);
+                }
             }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// How long a join may wait for a stopped owner's room to move: its
+    /// lease's time to live and a margin.
+    pub(crate) fn move_patience(&self) -> Duration {
+        self.inner
+            .leases
+            .as_ref()
+            .map_or(Duration::ZERO, |l| l.ttl() * 2 + Duration::from_secs(1))
     }
 
     /// Gives up every room lease (a graceful stop): other nodes may take

@@ -37,6 +37,9 @@ use super::WeakSignaling;
 /// waits.
 const FORWARD_QUEUE: usize = 64;
 
+/// How long an edge waits for the room's owner to take a join.
+pub const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// From an edge to the room's owner.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -114,8 +117,14 @@ impl Remote {
 
     /// Joins a connection of this node to its room on `owner`: `join` is
     /// the [`HubInput::Join`] a local room would get. Returns where the
-    /// pump sends the connection's frames and its end.
-    pub async fn join(self: &Arc<Self>, owner: Uuid, join: HubInput) -> mpsc::Sender<HubInput> {
+    /// pump sends the connection's frames and its end, or the join back
+    /// when the owner did not take it within [`JOIN_WAIT`] (it stopped: its
+    /// lease will run out and the room can be claimed).
+    pub async fn join(
+        self: &Arc<Self>,
+        owner: Uuid,
+        join: HubInput,
+    ) -> Result<mpsc::Sender<HubInput>, HubInput> {
         let HubInput::Join {
             conn,
             request,
@@ -127,20 +136,39 @@ impl Remote {
         else {
             unreachable!("Remote::join takes a HubInput::Join");
         };
-        self.conns.lock().expect("remote lock").insert(conn, writer);
-        let (to_owner, mut inputs) = mpsc::channel(FORWARD_QUEUE);
         let subject = rooms_subject(&self.prefix, owner);
-        let remote = Arc::clone(self);
         let first = ToOwner::Join {
             conn,
             edge: self.node,
             request: Box::new(request),
             clinic,
             closes_at,
-            session: session.map(|s| s.as_hex().to_owned()),
+            session: session.as_ref().map(|s| s.as_hex().to_owned()),
         };
+        let payload = serde_json::to_vec(&first).expect("a remote message serialises");
+        let taken = tokio::time::timeout(
+            JOIN_WAIT,
+            self.client.request(subject.clone(), payload.into()),
+        )
+        .await;
+        let ToOwner::Join { request, .. } = first else {
+            unreachable!("built above");
+        };
+        if !matches!(taken, Ok(Ok(_))) {
+            tracing::warn!(%conn, %owner, "the room's node did not take a join");
+            return Err(HubInput::Join {
+                conn,
+                request: *request,
+                clinic,
+                closes_at,
+                session,
+                writer,
+            });
+        }
+        self.conns.lock().expect("remote lock").insert(conn, writer);
+        let (to_owner, mut inputs) = mpsc::channel(FORWARD_QUEUE);
+        let remote = Arc::clone(self);
         tokio::spawn(async move {
-            remote.publish(&subject, &first).await;
             while let Some(input) = inputs.recv().await {
                 match input {
                     HubInput::Text { conn, text } => {
@@ -158,7 +186,7 @@ impl Remote {
             }
             remote.conns.lock().expect("remote lock").remove(&conn);
         });
-        to_owner
+        Ok(to_owner)
     }
 
     async fn publish<T: Serialize>(&self, subject: &str, message: &T) {
@@ -242,6 +270,10 @@ async fn serve_rooms(
                     writer,
                 };
                 let _ = signaling.hub(consultation).send(join).await;
+                // Taken: the edge may forward the connection's frames.
+                if let Some(reply) = message.reply {
+                    let _ = remote.client.publish(reply, Vec::new().into()).await;
+                }
             }
             ToOwner::Text { conn, text } => {
                 if let Some(consultation) = rooms.get(&conn) {

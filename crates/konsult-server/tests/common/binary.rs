@@ -57,6 +57,11 @@ impl Server {
         }
     }
 
+    /// The data directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// The base URL.
     pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
