@@ -100,6 +100,9 @@ impl CloseCode {
     pub const TOO_MANY_ERRORS: u16 = 4003;
     /// No frame within the heartbeat timeout; reconnect with resume.
     pub const HEARTBEAT_TIMEOUT: u16 = 4004;
+    /// The consultation's server is changing (its room moves to another
+    /// node of a cluster); reconnect with resume (IANA: try again later).
+    pub const MOVED: u16 = 1013;
 }
 
 /// Why a text frame could not be turned into a [`crate::ClientMessage`].

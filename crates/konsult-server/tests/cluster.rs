@@ -569,12 +569,24 @@ fn resume_hello(auth: serde_json::Value, token: &str, last_seq: u64) -> String {
     .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_a_rooms_node_is_killed_another_adopts_the_room_and_both_resume_without_admission() {
+/// Two `konsult` processes of one cluster (2 s leases), the demo clinic's
+/// therapist logged in on the first, and a consultation of an eligible
+/// patient in which the patient (on `b`) was admitted by the therapist (on
+/// `a`): the room runs on `b`.
+struct AdmittedAcross {
+    a: crate::common::binary::Server,
+    b: crate::common::binary::Server,
+    client: crate::common::Client,
+    cookie: String,
+    id: String,
+    consultation: uuid::Uuid,
+    token: String,
+    patient: (Ws, String, u64),
+    therapist: (Ws, String, u64),
+}
+
+async fn admitted_across(cluster: &Cluster) -> AdmittedAcross {
     use crate::common::binary;
-    let Some(cluster) = Cluster::new().await else {
-        return;
-    };
     let prefix = prefix();
     cluster.prefixes.lock().unwrap().push(prefix.clone());
     let env = [
@@ -612,44 +624,121 @@ async fn when_a_rooms_node_is_killed_another_adopts_the_room_and_both_resume_wit
     until_kind(&mut patient, "admitted", &mut p_seq).await;
     until_kind(&mut patient, "peer_joined", &mut p_seq).await;
     until_kind(&mut therapist, "peer_joined", &mut t_seq).await;
+    let p_token = pw["resume_token"].as_str().unwrap().to_owned();
+    let t_token = tw["resume_token"].as_str().unwrap().to_owned();
+    AdmittedAcross {
+        a,
+        b,
+        client,
+        cookie,
+        id,
+        consultation,
+        token,
+        patient: (patient, p_token, p_seq),
+        therapist: (therapist, t_token, t_seq),
+    }
+}
 
-    // B dies. Both clients reconnect through the load balancer, here to A.
-    b.kill();
-    let killed = Instant::now();
-    drop(patient);
-    drop(therapist);
-    let mut patient = connect_port(a.port, None).await;
+/// Both participants reconnect to `port` with `resume`; returns how long
+/// after `since` the patient was welcomed back, after asserting both
+/// resumed.
+async fn both_resume_on(
+    x: AdmittedAcross,
+    port: u16,
+    since: Instant,
+) -> (StdDuration, AdmittedAcross) {
+    let AdmittedAcross {
+        patient: (old_p, p_token, mut p_seq),
+        therapist: (old_t, t_token, mut t_seq),
+        ..
+    } = x;
+    drop(old_p);
+    drop(old_t);
+    let mut patient = connect_port(port, None).await;
     send(
         &mut patient,
-        resume_hello(
-            serde_json::json!({"link_token": token}),
-            pw["resume_token"].as_str().unwrap(),
-            p_seq,
-        ),
+        resume_hello(serde_json::json!({"link_token": x.token}), &p_token, p_seq),
     )
     .await;
     let back = until_kind(&mut patient, "welcome", &mut p_seq).await;
-    let patient_back = killed.elapsed();
+    let patient_back = since.elapsed();
     assert_eq!(back["resumed"], true, "the patient resumed: {back}");
-    let mut therapist = connect_port(a.port, Some(&cookie)).await;
+    let mut therapist = connect_port(port, Some(&x.cookie)).await;
     send(
         &mut therapist,
         resume_hello(
-            serde_json::json!({"session": {"consultation": consultation}}),
-            tw["resume_token"].as_str().unwrap(),
+            serde_json::json!({"session": {"consultation": x.consultation}}),
+            &t_token,
             t_seq,
         ),
     )
     .await;
     let back = until_kind(&mut therapist, "welcome", &mut t_seq).await;
     assert_eq!(back["resumed"], true, "the therapist resumed: {back}");
+    let x = AdmittedAcross {
+        patient: (patient, p_token, p_seq),
+        therapist: (therapist, t_token, t_seq),
+        ..x
+    };
+    (patient_back, x)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_rooms_node_is_killed_another_adopts_the_room_and_both_resume_without_admission() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let mut x = admitted_across(&cluster).await;
+    // B dies. Both clients reconnect through the load balancer, here to A.
+    x.b.kill();
+    let killed = Instant::now();
+    let port = x.a.port;
+    let (patient_back, mut x) = both_resume_on(x, port, killed).await;
     eprintln!(
         "owner killed: the patient was back in the adopted room {} ms later (lease 2 s)",
         patient_back.as_millis()
     );
     assert!(patient_back < StdDuration::from_secs(5), "{patient_back:?}");
     // Still in the call, not admitted again: the consultation never left it.
-    let state = client.get_ok(&format!("/api/consultations/{id}")).await;
+    let state = x
+        .client
+        .get_ok(&format!("/api/consultations/{}", x.id))
+        .await;
     assert_eq!(state["state"], "in_call", "{state}");
-    a.kill();
+    x.a.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_that_wakes_up_gives_its_room_up_and_changes_nothing() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let x = admitted_across(&cluster).await;
+    // B stalls (SIGSTOP): its lease runs out and A adopts the room.
+    x.b.signal("STOP");
+    let paused = Instant::now();
+    let port = x.a.port;
+    let (back, mut x) = both_resume_on(x, port, paused).await;
+    assert!(back < StdDuration::from_secs(5), "{back:?}");
+    // B wakes up: it finds its lease lost and gives the room up without a
+    // write (it must not end the call it no longer owns).
+    x.b.signal("CONT");
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    assert!(
+        x.b.log_tail(20_000).contains("giving it up"),
+        "B did not give the room up: {}",
+        x.b.log_tail(4000)
+    );
+    let state = x
+        .client
+        .get_ok(&format!("/api/consultations/{}", x.id))
+        .await;
+    assert_eq!(state["state"], "in_call", "{state}");
+    // The call goes on at A: the therapist's message reaches the patient.
+    send(&mut x.therapist.0, r#"{"type":"chat","text":"Hej igen"}"#).await;
+    let mut seq = x.patient.2;
+    let chat = until_kind(&mut x.patient.0, "chat", &mut seq).await;
+    assert_eq!(chat["text"], "Hej igen");
+    x.a.kill();
+    x.b.kill();
 }

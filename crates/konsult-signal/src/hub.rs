@@ -1411,6 +1411,31 @@ impl Hub {
         self.after(start, now);
     }
 
+    /// This node no longer owns the room (in a cluster, its lease was lost
+    /// to another node): forgets it without any write (the new owner
+    /// restores it from its saved record) and closes its connections with
+    /// [`CloseReason::Moved`], so that their clients resume on the new
+    /// owner. Nothing else is sent: what the room still held back for a
+    /// write is replayed by the new owner from the record.
+    pub fn relinquish(&mut self, now: Instant, consultation: Uuid) {
+        if self.rooms.remove(&consultation).is_none() {
+            return;
+        }
+        self.timers.rooms.remove(&consultation);
+        self.touched.remove(&consultation);
+        for (conn, c) in self.conns.iter_mut() {
+            if c.consultation == consultation && c.closed.is_none() {
+                c.closed = Some(CloseReason::Moved);
+                c.last_seen = now;
+                self.out.push_back(Output::Close {
+                    conn: *conn,
+                    reason: CloseReason::Moved,
+                });
+            }
+        }
+        self.out.push_back(Output::RoomClosed { consultation });
+    }
+
     /// The connection ended (closed by either side, or failed). Its
     /// participant may resume within the grace period; the peer is told
     /// `peer_left` only when that expires. Unknown connections are ignored,

@@ -112,6 +112,8 @@ pub enum CloseReason {
     /// A join the room cannot take (the consultation is over), after an
     /// `error`.
     Rejected,
+    /// The room moved to another node (`Hub::relinquish`); may resume.
+    Moved,
 }
 
 impl CloseReason {
@@ -124,6 +126,7 @@ impl CloseReason {
             CloseReason::TooManyErrors => CloseCode::TOO_MANY_ERRORS,
             CloseReason::HeartbeatTimeout => CloseCode::HEARTBEAT_TIMEOUT,
             CloseReason::Rejected => CloseCode::REJECTED,
+            CloseReason::Moved => CloseCode::MOVED,
         }
     }
 
@@ -136,6 +139,7 @@ impl CloseReason {
             CloseReason::TooManyErrors => "too_many_errors",
             CloseReason::HeartbeatTimeout => "heartbeat_timeout",
             CloseReason::Rejected => "rejected",
+            CloseReason::Moved => "moved",
         }
     }
 }

@@ -5,7 +5,9 @@ mod common;
 
 use common::*;
 use konsult_protocol::{ClientMessage, Resume, Role};
-use konsult_signal::{AdmissionState, CallEvent, Config, EndReason, Hub, Presence, RoomRecord};
+use konsult_signal::{
+    AdmissionState, CallEvent, CloseReason, Config, EndReason, Hub, Output, Presence, RoomRecord,
+};
 
 /// The server "restarts": a new hub, and the saved room restored into it.
 fn restart(h: &mut Harness) -> RoomRecord {
@@ -136,4 +138,49 @@ fn saved_records_hold_no_token() {
         RoomRecord::from_json(&json).unwrap(),
         h.saved.clone().unwrap()
     );
+}
+
+#[test]
+fn a_room_given_up_to_another_node_closes_without_a_write_and_resumes_there() {
+    let mut h = Harness::new();
+    let (t, p) = h.admitted_pair();
+    let (rt, rp) = (h.resume_for(t), h.resume_for(p));
+    let writes = |h: &Harness| {
+        h.log
+            .iter()
+            .filter(|o| matches!(o, Output::Write { .. }))
+            .count()
+    };
+    let before = writes(&h);
+    h.take_closes();
+    h.relinquish();
+    let mut closes = h.take_closes();
+    closes.sort_by_key(|(conn, _)| *conn);
+    let mut expected = vec![(t, CloseReason::Moved), (p, CloseReason::Moved)];
+    expected.sort_by_key(|(conn, _)| *conn);
+    assert_eq!(closes, expected, "both told to resume elsewhere");
+    assert_eq!(CloseReason::Moved.code(), 1013);
+    assert_eq!(
+        writes(&h),
+        before,
+        "nothing written: the new owner has the record"
+    );
+    assert!(h.rooms_closed.contains(&CONSULTATION));
+    assert!(h.room().is_none());
+    assert!(h
+        .take_events()
+        .iter()
+        .all(|e| !matches!(e, CallEvent::Ended { .. })));
+    // The node that took the room over restores it, and both resume there
+    // without a new admission.
+    restart(&mut h);
+    let t2 = h.join_resume(Role::Therapist, rt);
+    let p2 = h.join_resume(Role::Patient, rp);
+    for conn in [t2, p2] {
+        match h.take_one(conn).body {
+            konsult_protocol::ServerBody::Welcome(w) => assert!(w.resumed),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(h.room().unwrap().admission, AdmissionState::Admitted);
 }

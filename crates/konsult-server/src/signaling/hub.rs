@@ -146,6 +146,13 @@ pub enum HubInput {
         /// The room's saved record.
         saved: konsult_store::consultations::SavedRoom,
     },
+    /// This node lost the room's lease to another node: forget the room
+    /// without writing and close its connections so that they resume on
+    /// the new owner.
+    Relinquish {
+        /// The consultation.
+        consultation: Uuid,
+    },
     /// Count the rooms and participants (a metrics scrape).
     Census {
         /// Where the count goes.
@@ -440,6 +447,12 @@ impl HubTask {
                 if !self.rooms.contains_key(&id) {
                     tracing::info!(consultation = %id, "adopting a room from its saved record");
                     self.restore(now, saved);
+                }
+            }
+            HubInput::Relinquish { consultation } => {
+                if self.rooms.contains_key(&consultation) {
+                    tracing::warn!(%consultation, "another node owns this room now; giving it up");
+                    self.hub.relinquish(now, consultation);
                 }
             }
             HubInput::Census { reply } => {

@@ -293,15 +293,24 @@ impl Signaling {
         let Some(leases) = &self.inner.leases else {
             return Route::Local;
         };
-        {
+        let stale = {
             let mut held = self.inner.held.lock().expect("leases lock");
-            if let Some(h) = held.get_mut(&consultation) {
-                if leases.valid(&h.lease, std::time::Instant::now()) {
+            match held.get_mut(&consultation) {
+                Some(h) if leases.valid(&h.lease, std::time::Instant::now()) => {
                     h.closed_at = None;
                     return Route::Local;
                 }
-                held.remove(&consultation);
+                Some(_) => held.remove(&consultation).is_some(),
+                None => false,
             }
+        };
+        if stale {
+            // Out of date by this node's own clock: another node may hold
+            // the room now. Give it up before claiming again.
+            let _ = self
+                .hub(consultation)
+                .send(HubInput::Relinquish { consultation })
+                .await;
         }
         match leases.claim(consultation).await {
             Ok(Claim::Owned(lease)) => {
@@ -340,6 +349,23 @@ impl Signaling {
         }
     }
 
+    /// Whether this node holds a valid lease on `consultation`'s room (alone:
+    /// always), for a join from another node: the lease is kept (not
+    /// released as a closed room's would be).
+    pub(crate) fn owns_for_join(&self, consultation: Uuid) -> bool {
+        let Some(leases) = &self.inner.leases else {
+            return true;
+        };
+        let mut held = self.inner.held.lock().expect("leases lock");
+        match held.get_mut(&consultation) {
+            Some(h) if leases.valid(&h.lease, std::time::Instant::now()) => {
+                h.closed_at = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Sends a connection's join to its room: to the hub task here, or to
     /// the node that owns the room. When that node does not take it (it
     /// stopped), asks again until its lease has run out and the room is
@@ -356,7 +382,8 @@ impl Signaling {
             match (self.route(consultation).await, self.inner.remote.get()) {
                 (Route::Remote(owner), Some(remote)) => match remote.join(owner, join).await {
                     Ok(hub) => return Some(hub),
-                    Err(back) => join = back,
+                    Err(Some(back)) => join = back,
+                    Err(None) => return None,
                 },
                 _ => {
                     let hub = self.hub(consultation).clone();
@@ -714,7 +741,13 @@ async fn keep_leases(
                         Ok(()) => {
                             signaling.inner.held.lock().expect("leases lock").insert(room, h);
                         }
-                        Err(lost) => tracing::error!(%room, %lost, "this node lost a room's lease"),
+                        Err(lost) => {
+                            tracing::error!(%room, %lost, "this node lost a room's lease");
+                            let _ = signaling
+                                .hub(room)
+                                .send(HubInput::Relinquish { consultation: room })
+                                .await;
+                        }
                     }
                 }
             }

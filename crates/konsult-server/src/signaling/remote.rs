@@ -119,12 +119,13 @@ impl Remote {
     /// the [`HubInput::Join`] a local room would get. Returns where the
     /// pump sends the connection's frames and its end, or the join back
     /// when the owner did not take it within [`JOIN_WAIT`] (it stopped: its
-    /// lease will run out and the room can be claimed).
+    /// lease will run out and the room can be claimed); `Err(None)` when
+    /// the connection was closed meanwhile.
     pub async fn join(
         self: &Arc<Self>,
         owner: Uuid,
         join: HubInput,
-    ) -> Result<mpsc::Sender<HubInput>, HubInput> {
+    ) -> Result<mpsc::Sender<HubInput>, Option<HubInput>> {
         let HubInput::Join {
             conn,
             request,
@@ -145,6 +146,9 @@ impl Remote {
             closes_at,
             session: session.as_ref().map(|s| s.as_hex().to_owned()),
         };
+        // Registered before the join is sent: the owner's first frames (the
+        // welcome) may arrive before its answer to the join.
+        self.conns.lock().expect("remote lock").insert(conn, writer);
         let payload = serde_json::to_vec(&first).expect("a remote message serialises");
         let taken = tokio::time::timeout(
             JOIN_WAIT,
@@ -156,16 +160,17 @@ impl Remote {
         };
         if !matches!(taken, Ok(Ok(_))) {
             tracing::warn!(%conn, %owner, "the room's node did not take a join");
-            return Err(HubInput::Join {
+            // Its queue back, for another try; gone if the owner closed it.
+            let writer = self.conns.lock().expect("remote lock").remove(&conn);
+            return Err(writer.map(|writer| HubInput::Join {
                 conn,
                 request: *request,
                 clinic,
                 closes_at,
                 session,
                 writer,
-            });
+            }));
         }
-        self.conns.lock().expect("remote lock").insert(conn, writer);
         let (to_owner, mut inputs) = mpsc::channel(FORWARD_QUEUE);
         let remote = Arc::clone(self);
         tokio::spawn(async move {
@@ -239,6 +244,12 @@ async fn serve_rooms(
                 session,
             } => {
                 let consultation = request.consultation;
+                if !signaling.owns_for_join(consultation) {
+                    // Not ours (any more): unanswered, the edge asks again
+                    // and finds the room's owner.
+                    tracing::info!(%conn, %consultation, "refused a join for a room this node does not own");
+                    continue;
+                }
                 let (writer, mut frames) = outbox(super::connection::OUTBOUND_CAPACITY);
                 let subject = conns_subject(&remote.prefix, edge);
                 let back = Arc::clone(&remote);
@@ -344,6 +355,7 @@ fn static_reason(reason: &str) -> &'static str {
         CloseReason::TooManyErrors,
         CloseReason::HeartbeatTimeout,
         CloseReason::Rejected,
+        CloseReason::Moved,
     ]
     .into_iter()
     .map(CloseReason::as_str)

@@ -171,6 +171,18 @@ impl Server {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to the process.
+    #[cfg(unix)]
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([&format!("-{signal}"), &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill -{signal}");
+        }
+    }
+
     /// Waits for the process to exit.
     pub fn wait(&mut self) {
         if let Some(mut child) = self.child.take() {

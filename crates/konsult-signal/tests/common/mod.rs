@@ -154,6 +154,12 @@ impl Harness {
         }
     }
 
+    /// This node gives the room up (its lease went to another node).
+    pub fn relinquish(&mut self) {
+        self.hub.relinquish(self.now, self.consultation);
+        self.drain();
+    }
+
     /// Feeds what the relay observed between the two participants.
     pub fn relay_media(
         &mut self,
