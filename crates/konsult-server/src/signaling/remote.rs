@@ -271,7 +271,11 @@ async fn serve_rooms(
                     }
                     back.publish(&subject, &ToEdge::Dropped { conn }).await;
                 });
-                rooms.insert(conn, consultation);
+                // The edge asks again when a join was taken too late for it
+                // (it gave up and dropped its end): the earlier one is gone.
+                if let Some(earlier) = rooms.insert(conn, consultation) {
+                    let _ = signaling.hub(earlier).send(HubInput::Gone { conn }).await;
+                }
                 let join = HubInput::Join {
                     conn,
                     request: *request,
