@@ -877,7 +877,7 @@ impl Store {
              LEFT JOIN courses co ON co.id = c.course_id
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND t.active = 1"
         ))
-        .bind(key.as_stored())
+        .bind(key.as_hex())
         .bind(ms(now))
         .bind(consultation.to_string())
         .fetch_optional(self.reader())

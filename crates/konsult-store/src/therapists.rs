@@ -160,13 +160,8 @@ impl SessionKey {
         Self(token_hash(token))
     }
 
-    /// The stored token hash.
-    pub(crate) fn as_stored(&self) -> &str {
-        &self.0
-    }
-
-    /// The key as text (the token's SHA-256 in hex), to tell another node
-    /// of the cluster which session ended.
+    /// The key as text: the token's SHA-256 in hex, as stored, and as told
+    /// to another node of the cluster when the session ended.
     pub fn as_hex(&self) -> &str {
         &self.0
     }

@@ -307,9 +307,7 @@ impl Signaling {
         if stale {
             // Out of date by this node's own clock: another node may hold
             // the room now. Give it up before claiming again.
-            let _ = self
-                .hub(consultation)
-                .send(HubInput::Relinquish { consultation })
+            self.to_room(consultation, HubInput::Relinquish { consultation })
                 .await;
         }
         match leases.claim(consultation).await {
@@ -330,7 +328,7 @@ impl Signaling {
                     .await
                 {
                     Ok(Some(saved)) => {
-                        let _ = self.hub(consultation).send(HubInput::Adopt { saved }).await;
+                        self.to_room(consultation, HubInput::Adopt { saved }).await;
                     }
                     Ok(None) => {}
                     Err(error) => {
@@ -444,9 +442,7 @@ impl Signaling {
                 self.end_sessions_here(sessions).await;
             }
             Notice::ConsultationClosed { consultation } => {
-                let _ = self
-                    .hub(consultation)
-                    .send(HubInput::Closed { consultation })
+                self.to_room(consultation, HubInput::Closed { consultation })
                     .await;
                 self.close_on_relay(consultation).await;
             }
@@ -458,13 +454,14 @@ impl Signaling {
                     if let Err(error) = self.inner.turn.close_link(consultation, &link).await {
                         tracing::warn!(%consultation, %error, "could not close a link on the relay");
                     }
-                    let _ = self
-                        .hub(consultation)
-                        .send(HubInput::LinkRevoked {
+                    self.to_room(
+                        consultation,
+                        HubInput::LinkRevoked {
                             consultation,
                             link: LinkRef(link),
-                        })
-                        .await;
+                        },
+                    )
+                    .await;
                 }
             }
             Notice::CallEnded { consultation } => self.close_on_relay(consultation).await,
@@ -518,19 +515,18 @@ impl Signaling {
             tracing::warn!(%error, "the cluster sweep could not close on the relay");
         }
         for consultation in closed {
-            let _ = self
-                .hub(consultation)
-                .send(HubInput::Closed { consultation })
+            self.to_room(consultation, HubInput::Closed { consultation })
                 .await;
         }
         for (consultation, link) in links {
-            let _ = self
-                .hub(consultation)
-                .send(HubInput::LinkRevoked {
+            self.to_room(
+                consultation,
+                HubInput::LinkRevoked {
                     consultation,
                     link: LinkRef(link),
-                })
-                .await;
+                },
+            )
+            .await;
         }
         let mut sessions = Vec::new();
         for hub in self.inner.hubs.iter() {
@@ -665,6 +661,12 @@ impl Signaling {
         self.inner.shutdown.subscribe()
     }
 
+    /// Sends `input` to the hub task of `consultation`'s room; a hub task
+    /// that is gone (the service is stopping) has nothing left to do.
+    async fn to_room(&self, consultation: Uuid, input: HubInput) {
+        let _ = self.hub(consultation).send(input).await;
+    }
+
     /// The input channel of the hub task that holds `consultation`'s room.
     fn hub(&self, consultation: Uuid) -> &mpsc::Sender<HubInput> {
         &self.inner.hubs[shard_of(consultation, self.inner.hubs.len())]
@@ -743,10 +745,7 @@ async fn keep_leases(
                         }
                         Err(lost) => {
                             tracing::error!(%room, %lost, "this node lost a room's lease");
-                            let _ = signaling
-                                .hub(room)
-                                .send(HubInput::Relinquish { consultation: room })
-                                .await;
+                            signaling.to_room(room, HubInput::Relinquish { consultation: room }).await;
                         }
                     }
                 }

@@ -274,7 +274,7 @@ async fn serve_rooms(
                 // The edge asks again when a join was taken too late for it
                 // (it gave up and dropped its end): the earlier one is gone.
                 if let Some(earlier) = rooms.insert(conn, consultation) {
-                    let _ = signaling.hub(earlier).send(HubInput::Gone { conn }).await;
+                    signaling.to_room(earlier, HubInput::Gone { conn }).await;
                 }
                 let join = HubInput::Join {
                     conn,
@@ -284,7 +284,7 @@ async fn serve_rooms(
                     session: session.as_deref().and_then(SessionKey::from_hex),
                     writer,
                 };
-                let _ = signaling.hub(consultation).send(join).await;
+                signaling.to_room(consultation, join).await;
                 // Taken: the edge may forward the connection's frames.
                 if let Some(reply) = message.reply {
                     let _ = remote.client.publish(reply, Vec::new().into()).await;
@@ -293,17 +293,15 @@ async fn serve_rooms(
             ToOwner::Text { conn, text } => {
                 if let Some(consultation) = rooms.get(&conn) {
                     let text = Utf8Bytes::from(text);
-                    let _ = signaling
-                        .hub(*consultation)
-                        .send(HubInput::Text { conn, text })
+                    signaling
+                        .to_room(*consultation, HubInput::Text { conn, text })
                         .await;
                 }
             }
             ToOwner::Gone { conn } => {
                 if let Some(consultation) = rooms.remove(&conn) {
-                    let _ = signaling
-                        .hub(consultation)
-                        .send(HubInput::Gone { conn })
+                    signaling
+                        .to_room(consultation, HubInput::Gone { conn })
                         .await;
                 }
             }
