@@ -129,6 +129,45 @@ async fn allocates(relay: std::net::SocketAddr, server: &konsult_protocol::IceSe
     .is_ok()
 }
 
+/// A patient waiting on `node`: the socket, the node's relay and the
+/// patient's credential for it, which the relay grants.
+async fn waiting_on(
+    node: &TestApp,
+    booking: &Booking,
+) -> (Ws, std::net::SocketAddr, konsult_protocol::IceServer) {
+    let mut patient = connect(node, None).await;
+    let welcome = join(&mut patient, patient_hello(&booking.token)).await;
+    expect(&mut patient, "waiting").await;
+    let relay = node.state.signaling.turn().relay_addr().await.unwrap();
+    let credential = welcome.ice_servers[0].clone();
+    assert!(allocates(relay, &credential).await, "before the cancel");
+    (patient, relay, credential)
+}
+
+/// The clinic cancels the consultation through `node`'s API.
+async fn cancel_on(node: &TestApp, fx: &ClinicFixture, booking: &Booking) {
+    let (status, body) = api(
+        node,
+        fx,
+        Method::POST,
+        &format!("/api/consultations/{}/cancel", booking.id()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The relay at `relay` refuses `credential` within 10 s.
+async fn relay_refuses(relay: std::net::SocketAddr, credential: &konsult_protocol::IceServer) {
+    assert!(
+        within(StdDuration::from_secs(10), || async {
+            !allocates(relay, credential).await
+        })
+        .await,
+        "the relay still grants the cancelled consultation's credential"
+    );
+}
+
 /// Polls `check` every 50 ms until it holds or `limit` passes.
 async fn within<F, Fut>(limit: StdDuration, mut check: F) -> bool
 where
@@ -186,31 +225,12 @@ async fn a_consultation_cancelled_on_one_node_ends_its_sockets_and_relay_on_anot
     let fx = clinic(&a, "Syd").await;
     let booking = book(&a, &fx, Duration::minutes(5), true).await;
     // The patient waits on B, with B's relay credentials.
-    let mut patient = connect(&b, None).await;
-    let welcome = join(&mut patient, patient_hello(&booking.token)).await;
-    expect(&mut patient, "waiting").await;
-    let relay = b.state.signaling.turn().relay_addr().await.unwrap();
-    let credential = welcome.ice_servers[0].clone();
-    assert!(allocates(relay, &credential).await, "before the cancel");
+    let (mut patient, relay, credential) = waiting_on(&b, &booking).await;
 
-    let (status, body) = api(
-        &a,
-        &fx,
-        Method::POST,
-        &format!("/api/consultations/{}/cancel", booking.id()),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    cancel_on(&a, &fx, &booking).await;
     let (code, seen) = until_closed(&mut patient).await;
     assert!(code.is_some(), "closed by the server; saw {seen:?}");
-    assert!(
-        within(StdDuration::from_secs(10), || async {
-            !allocates(relay, &credential).await
-        })
-        .await,
-        "B's relay still grants the cancelled consultation's credential"
-    );
+    relay_refuses(relay, &credential).await;
     a.stop().await;
     b.stop().await;
 }
@@ -228,33 +248,15 @@ async fn a_node_that_missed_the_notices_finds_the_endings_in_the_database() {
     let booking = book(&a, &fx, Duration::minutes(5), true).await;
     let mut therapist = connect(&b, Some(&fx.cookie)).await;
     join(&mut therapist, therapist_hello(booking.id())).await;
-    let mut patient = connect(&b, None).await;
-    let welcome = join(&mut patient, patient_hello(&booking.token)).await;
-    let relay = b.state.signaling.turn().relay_addr().await.unwrap();
-    let credential = welcome.ice_servers[0].clone();
-    assert!(allocates(relay, &credential).await, "before the cancel");
+    let (mut patient, relay, credential) = waiting_on(&b, &booking).await;
 
-    let (status, body) = api(
-        &a,
-        &fx,
-        Method::POST,
-        &format!("/api/consultations/{}/cancel", booking.id()),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    cancel_on(&a, &fx, &booking).await;
     let (code, _) = until_closed(&mut patient).await;
     assert!(
         code.is_some(),
         "the patient's socket was closed by the server"
     );
-    assert!(
-        within(StdDuration::from_secs(10), || async {
-            !allocates(relay, &credential).await
-        })
-        .await,
-        "B's relay still grants the cancelled consultation's credential"
-    );
+    relay_refuses(relay, &credential).await;
 
     // Another consultation keeps the dashboard busy; the logout on A
     // reaches B's socket through the database.
