@@ -124,18 +124,6 @@ async fn reissuing_the_link_ends_an_in_call_holder_and_its_relay_within_a_second
     app.stop().await;
 }
 
-/// Whether the relay at `relay` grants an allocation with `server`'s
-/// credentials.
-async fn allocates(relay: std::net::SocketAddr, server: &konsult_protocol::IceServer) -> bool {
-    konsult_server::relay::try_allocation(
-        &relay.to_string(),
-        server.username.as_deref().unwrap(),
-        server.credential.as_deref().unwrap(),
-    )
-    .await
-    .is_ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_technical_failure_ends_the_call_and_its_relay_and_stays_refused_after_a_restart() {
     let app = TestApp::spawn(Db::Sqlite).await;

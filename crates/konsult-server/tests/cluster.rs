@@ -117,18 +117,6 @@ async fn until_closed(ws: &mut Ws) -> (Option<u16>, Vec<String>) {
     }
 }
 
-/// Whether the relay at `relay` grants an allocation with `server`'s
-/// credentials.
-async fn allocates(relay: std::net::SocketAddr, server: &konsult_protocol::IceServer) -> bool {
-    konsult_server::relay::try_allocation(
-        &relay.to_string(),
-        server.username.as_deref().unwrap(),
-        server.credential.as_deref().unwrap(),
-    )
-    .await
-    .is_ok()
-}
-
 /// A patient waiting on `node`: the socket, the node's relay and the
 /// patient's credential for it, which the relay grants.
 async fn waiting_on(

@@ -828,3 +828,15 @@ pub async fn connect_pair(
     .unwrap();
     (patient, therapist)
 }
+
+/// Whether the relay at `relay` grants an allocation with `server`'s
+/// credentials.
+pub async fn allocates(relay: std::net::SocketAddr, server: &konsult_protocol::IceServer) -> bool {
+    konsult_server::relay::try_allocation(
+        &relay.to_string(),
+        server.username.as_deref().unwrap(),
+        server.credential.as_deref().unwrap(),
+    )
+    .await
+    .is_ok()
+}
