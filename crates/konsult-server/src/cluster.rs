@@ -150,9 +150,7 @@ impl Cluster {
             .with_context(|| format!("could not reach NATS at {url}"))?;
         let notices = format!("{prefix}.notices");
         let subscriber = client.subscribe(notices.clone()).await?;
-        let pings = client
-            .subscribe(format!("{prefix}.node.{node}.ping"))
-            .await?;
+        let pings = client.subscribe(ping_subject(&prefix, node)).await?;
         tokio::spawn(answer_pings(client.clone(), pings));
         let cluster = Self {
             client,
@@ -161,10 +159,7 @@ impl Cluster {
             node,
             metrics: Arc::clone(&metrics),
         };
-        tokio::spawn(measure(
-            cluster.clone(),
-            format!("{prefix}.node.{node}.ping"),
-        ));
+        tokio::spawn(measure(cluster.clone(), ping_subject(&prefix, node)));
         tracing::info!(%node, subject = %cluster.notices, "joined the cluster over NATS");
         Ok((
             cluster,
@@ -246,6 +241,12 @@ fn subject_token(prefix: &str) -> anyhow::Result<&str> {
         "cluster.subject_prefix must be letters, digits, '-' or '_' (got {prefix:?})"
     );
     Ok(prefix)
+}
+
+/// The subject each node answers pings on: its own round-trip measure,
+/// and other nodes' check that it lives (`signaling::remote`).
+pub fn ping_subject(prefix: &str, node: Uuid) -> String {
+    format!("{prefix}.node.{node}.ping")
 }
 
 async fn answer_pings(client: async_nats::Client, mut pings: async_nats::Subscriber) {

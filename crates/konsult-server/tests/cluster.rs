@@ -679,9 +679,22 @@ async fn when_a_rooms_node_is_killed_another_adopts_the_room_and_both_resume_wit
         return;
     };
     let mut x = admitted_across(&cluster).await;
-    // B dies. Both clients reconnect through the load balancer, here to A.
+    // B dies. A, the therapist's node, finds B gone and closes the
+    // therapist's socket with 1013 at once (not after the 30 s heartbeat
+    // timeout), so that it resumes.
     x.b.kill();
     let killed = Instant::now();
+    tokio::time::timeout(
+        StdDuration::from_secs(5),
+        expect_close(&mut x.therapist.0, 1013),
+    )
+    .await
+    .expect("the edge closes a dead owner's connections within 5 s");
+    eprintln!(
+        "owner killed: the therapist's node closed its socket with 1013 after {} ms",
+        killed.elapsed().as_millis()
+    );
+    // Both clients reconnect through the load balancer, here to A.
     let port = x.a.port;
     let (patient_back, mut x) = both_resume_on(x, port, killed).await;
     eprintln!(
@@ -703,10 +716,18 @@ async fn a_paused_owner_that_wakes_up_gives_its_room_up_and_changes_nothing() {
     let Some(cluster) = Cluster::new().await else {
         return;
     };
-    let x = admitted_across(&cluster).await;
-    // B stalls (SIGSTOP): its lease runs out and A adopts the room.
+    let mut x = admitted_across(&cluster).await;
+    // B stalls (SIGSTOP): A finds it unanswering and closes the
+    // therapist's socket with 1013; B's lease runs out and A adopts the
+    // room.
     x.b.signal("STOP");
     let paused = Instant::now();
+    tokio::time::timeout(
+        StdDuration::from_secs(5),
+        expect_close(&mut x.therapist.0, 1013),
+    )
+    .await
+    .expect("the edge closes a stalled owner's connections within 5 s");
     let port = x.a.port;
     let (back, mut x) = both_resume_on(x, port, paused).await;
     assert!(back < StdDuration::from_secs(5), "{back:?}");

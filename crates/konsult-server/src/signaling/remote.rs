@@ -15,9 +15,18 @@
 //!
 //! Connection ids are unique in the cluster: each node starts its counter
 //! at a random multiple of 2³² ([`super::Signaling::start`]).
+//!
+//! An edge checks every second that the owner of each of its remote
+//! connections still answers its ping subject (`crate::cluster`). When an
+//! owner is gone (NATS says nobody listens there, or two checks in a row
+//! go unanswered: a stalled process), the edge closes those connections
+//! with 1013 (`moved`): their clients resume at once, and the node that
+//! takes the room over from its lease adopts it. Without this they would
+//! wait for their heartbeat timeout.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
@@ -38,7 +47,14 @@ use super::WeakSignaling;
 const FORWARD_QUEUE: usize = 64;
 
 /// How long an edge waits for the room's owner to take a join.
-pub const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+pub const JOIN_WAIT: Duration = Duration::from_secs(1);
+
+/// How often an edge checks that the owners of its remote connections
+/// answer, and how long each check waits.
+const OWNER_CHECK: Duration = Duration::from_secs(1);
+
+/// Unanswered checks in a row after which an owner counts as gone.
+const OWNER_MISSES: u32 = 2;
 
 /// From an edge to the room's owner.
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,9 +97,9 @@ pub struct Remote {
     client: async_nats::Client,
     prefix: String,
     node: Uuid,
-    /// The connections of this node whose room is elsewhere: their pumps'
-    /// queues.
-    conns: Mutex<HashMap<ConnId, Outbox>>,
+    /// The connections of this node whose room is elsewhere: their room's
+    /// owner and their pumps' queues.
+    conns: Mutex<HashMap<ConnId, (Uuid, Outbox)>>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -112,6 +128,7 @@ impl Remote {
         });
         tokio::spawn(serve_rooms(Arc::clone(&remote), rooms, signaling));
         tokio::spawn(serve_conns(Arc::downgrade(&remote), conns));
+        tokio::spawn(watch_owners(Arc::downgrade(&remote)));
         Ok(remote)
     }
 
@@ -148,7 +165,10 @@ impl Remote {
         };
         // Registered before the join is sent: the owner's first frames (the
         // welcome) may arrive before its answer to the join.
-        self.conns.lock().expect("remote lock").insert(conn, writer);
+        self.conns
+            .lock()
+            .expect("remote lock")
+            .insert(conn, (owner, writer));
         let payload = serde_json::to_vec(&first).expect("a remote message serialises");
         let taken = tokio::time::timeout(
             JOIN_WAIT,
@@ -162,7 +182,7 @@ impl Remote {
             tracing::warn!(%conn, %owner, "the room's node did not take a join");
             // Its queue back, for another try; gone if the owner closed it.
             let writer = self.conns.lock().expect("remote lock").remove(&conn);
-            return Err(writer.map(|writer| HubInput::Join {
+            return Err(writer.map(|(_, writer)| HubInput::Join {
                 conn,
                 request: *request,
                 clinic,
@@ -194,6 +214,27 @@ impl Remote {
         Ok(to_owner)
     }
 
+    /// `owner` is gone: closes this node's connections to its rooms with
+    /// [`CloseReason::Moved`], so that their clients resume (and find the
+    /// room's next owner). Returns how many were closed.
+    fn owner_gone(&self, owner: Uuid) -> usize {
+        let mut conns = self.conns.lock().expect("remote lock");
+        let gone: Vec<ConnId> = conns
+            .iter()
+            .filter(|(_, (o, _))| *o == owner)
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in &gone {
+            if let Some((_, writer)) = conns.remove(conn) {
+                let _ = writer.try_send(Outbound::Close {
+                    code: CloseReason::Moved.code(),
+                    reason: CloseReason::Moved.as_str(),
+                });
+            }
+        }
+        gone.len()
+    }
+
     async fn publish<T: Serialize>(&self, subject: &str, message: &T) {
         let payload = serde_json::to_vec(message).expect("a remote message serialises");
         if let Err(error) = self
@@ -212,6 +253,59 @@ fn rooms_subject(prefix: &str, node: Uuid) -> String {
 
 fn conns_subject(prefix: &str, node: Uuid) -> String {
     format!("{prefix}.node.{node}.conns")
+}
+
+/// As the edge: checks every [`OWNER_CHECK`] that the owners of this
+/// node's remote connections answer their ping subject, and closes the
+/// connections of an owner that is gone ([`Remote::owner_gone`]).
+async fn watch_owners(remote: Weak<Remote>) {
+    let mut tick = tokio::time::interval(OWNER_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut misses: HashMap<Uuid, u32> = HashMap::new();
+    loop {
+        tick.tick().await;
+        let Some(remote) = remote.upgrade() else {
+            return;
+        };
+        let owners: HashSet<Uuid> = {
+            let conns = remote.conns.lock().expect("remote lock");
+            conns.values().map(|(owner, _)| *owner).collect()
+        };
+        misses.retain(|owner, _| owners.contains(owner));
+        let checks = owners.into_iter().map(|owner| {
+            let client = remote.client.clone();
+            let subject = crate::cluster::ping_subject(&remote.prefix, owner);
+            async move {
+                let answer =
+                    tokio::time::timeout(OWNER_CHECK, client.request(subject, Vec::new().into()))
+                        .await;
+                (owner, answer)
+            }
+        });
+        for (owner, answer) in futures_util::future::join_all(checks).await {
+            let gone = match answer {
+                Ok(Ok(_)) => {
+                    misses.remove(&owner);
+                    false
+                }
+                Ok(Err(error))
+                    if error.kind() == async_nats::client::RequestErrorKind::NoResponders =>
+                {
+                    true
+                }
+                _ => {
+                    let missed = misses.entry(owner).or_default();
+                    *missed += 1;
+                    *missed >= OWNER_MISSES
+                }
+            };
+            if gone {
+                misses.remove(&owner);
+                let closed = remote.owner_gone(owner);
+                tracing::warn!(%owner, closed, "a room's node is gone: its remote connections resume elsewhere");
+            }
+        }
+    }
 }
 
 /// As the owner: feeds the hub tasks what edges send for their
@@ -310,7 +404,7 @@ async fn serve_rooms(
 }
 
 /// As the edge: hands each connection what its room's owner sends it.
-async fn serve_conns(remote: std::sync::Weak<Remote>, mut messages: async_nats::Subscriber) {
+async fn serve_conns(remote: Weak<Remote>, mut messages: async_nats::Subscriber) {
     while let Some(message) = messages.next().await {
         let Some(remote) = remote.upgrade() else {
             return;
@@ -327,14 +421,14 @@ async fn serve_conns(remote: std::sync::Weak<Remote>, mut messages: async_nats::
             ToEdge::Frame { conn, text } => {
                 let refused = conns
                     .get(&conn)
-                    .is_some_and(|writer| writer.try_send(Outbound::Frame(text)).is_err());
+                    .is_some_and(|(_, writer)| writer.try_send(Outbound::Frame(text)).is_err());
                 if refused {
                     // It does not read: dropping its queue ends its pump.
                     conns.remove(&conn);
                 }
             }
             ToEdge::Close { conn, code, reason } => {
-                if let Some(writer) = conns.remove(&conn) {
+                if let Some((_, writer)) = conns.remove(&conn) {
                     let _ = writer.try_send(Outbound::Close {
                         code,
                         reason: static_reason(&reason),
