@@ -396,8 +396,9 @@ impl Turn {
     /// Ends the consultation on the embedded relay: its credentials are
     /// refused from now on and its allocations are deleted, so relayed media
     /// stops at once. Returns how many allocations were closed (0 without an
-    /// embedded relay). An external coturn lets its allocations expire with
-    /// their credentials.
+    /// embedded relay). An external coturn is not told: it refuses new
+    /// allocations once the credentials expire, but keeps one made before
+    /// for as long as its client refreshes it (docs/cluster.md).
     pub async fn close_consultation(&self, consultation: Uuid) -> anyhow::Result<usize> {
         let Some(reference) = self.reference(consultation) else {
             return Ok(0);
