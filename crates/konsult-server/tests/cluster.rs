@@ -644,16 +644,15 @@ async fn both_resume_on(
     } = x;
     drop(old_p);
     drop(old_t);
+    // Both hellos at once: the first to claim the room adopts it, and the
+    // other's join must not reach the room before the adoption.
     let mut patient = connect_port(port, None).await;
+    let mut therapist = connect_port(port, Some(&x.cookie)).await;
     send(
         &mut patient,
         resume_hello(serde_json::json!({"link_token": x.token}), &p_token, p_seq),
     )
     .await;
-    let back = until_kind(&mut patient, "welcome", &mut p_seq).await;
-    let patient_back = since.elapsed();
-    assert_eq!(back["resumed"], true, "the patient resumed: {back}");
-    let mut therapist = connect_port(port, Some(&x.cookie)).await;
     send(
         &mut therapist,
         resume_hello(
@@ -663,6 +662,9 @@ async fn both_resume_on(
         ),
     )
     .await;
+    let back = until_kind(&mut patient, "welcome", &mut p_seq).await;
+    let patient_back = since.elapsed();
+    assert_eq!(back["resumed"], true, "the patient resumed: {back}");
     let back = until_kind(&mut therapist, "welcome", &mut t_seq).await;
     assert_eq!(back["resumed"], true, "the therapist resumed: {back}");
     let x = AdmittedAcross {

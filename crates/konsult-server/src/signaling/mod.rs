@@ -123,6 +123,8 @@ struct Inner {
     leases: Option<Leases>,
     /// The rooms this node owns.
     held: std::sync::Mutex<std::collections::HashMap<Uuid, Held>>,
+    /// Hellos route one room one at a time ([`Signaling::route`]).
+    routing: std::sync::Mutex<std::collections::HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     /// Connections whose room is on another node, and rooms with
     /// connections on other nodes.
     remote: std::sync::OnceLock<Arc<remote::Remote>>,
@@ -260,6 +262,7 @@ impl Signaling {
                 cluster: nodes,
                 leases,
                 held: std::sync::Mutex::default(),
+                routing: std::sync::Mutex::default(),
                 remote: std::sync::OnceLock::new(),
                 store: store.clone(),
                 shutdown,
@@ -289,7 +292,37 @@ impl Signaling {
     /// Where the room of `consultation` runs: here when this node holds
     /// its lease or can claim it, else on the node that holds it. Alone,
     /// or when NATS cannot be asked, here.
+    ///
+    /// Hellos of one room route one at a time: when the first claims a room
+    /// that another node ran, its adoption reaches the hub before any later
+    /// hello's join (which would otherwise start the room afresh and lose
+    /// its participants' resume tokens).
     pub async fn route(&self, consultation: Uuid) -> Route {
+        if self.inner.leases.is_none() {
+            return Route::Local;
+        }
+        let gate = Arc::clone(
+            self.inner
+                .routing
+                .lock()
+                .expect("routing lock")
+                .entry(consultation)
+                .or_default(),
+        );
+        let route = {
+            let _turn = gate.lock().await;
+            self.route_now(consultation).await
+        };
+        let mut routing = self.inner.routing.lock().expect("routing lock");
+        // Nobody else waits (the map's and this one are the only handles,
+        // and no new one can be taken while the map is locked).
+        if Arc::strong_count(&gate) == 2 {
+            routing.remove(&consultation);
+        }
+        route
+    }
+
+    async fn route_now(&self, consultation: Uuid) -> Route {
         let Some(leases) = &self.inner.leases else {
             return Route::Local;
         };
