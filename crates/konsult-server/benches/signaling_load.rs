@@ -56,6 +56,7 @@
 //! its figures are disturbed. Run it on an otherwise idle machine.
 
 #[path = "signaling_load/mod.rs"]
+#[allow(dead_code)] // the parts only `cluster_load` uses
 mod load;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -69,6 +70,7 @@ use load::process::{machine, raise_open_files_limit, MachineSample, ProcessSampl
 use load::servers::{
     schedule_consultations, Api, Installation, Kind, Room, Server, THERAPIST_EMAIL,
 };
+use load::streaming::{ms, percentiles, stream, Streamed, SATURATION_DELIVERED, SATURATION_P99};
 
 /// A relay step: `pairs` admitted pairs at `rate` candidates a second in
 /// all, with `waiting` more participants in waiting rooms.
@@ -116,11 +118,6 @@ struct Plan {
     /// The bare forwarder leaves Nagle's algorithm on, as Konsult does.
     bare_nagle: bool,
 }
-
-/// Latency above which a saturation step failed.
-const SATURATION_P99: Duration = Duration::from_millis(50);
-/// Share delivered below which a saturation step failed.
-const SATURATION_DELIVERED: f64 = 99.0;
 
 impl Plan {
     fn full(waiting: usize) -> Self {
@@ -473,11 +470,11 @@ impl Run {
     }
 
     fn endpoint(&self, server: &Server) -> Endpoint {
-        Endpoint {
-            kind: server.kind,
-            addr: server.addr,
-            cookie: (server.kind == Kind::Konsult).then(|| self.cookie.clone()),
-        }
+        Endpoint::single(
+            server.kind,
+            server.addr,
+            (server.kind == Kind::Konsult).then(|| self.cookie.clone()),
+        )
     }
 
     fn check(&mut self, held: bool, what: impl FnOnce() -> String) {
@@ -887,16 +884,6 @@ struct Calls {
     pairs: Population,
 }
 
-/// p50, p99 and max of `µs`, as durations.
-fn percentiles(us: &mut [u32]) -> (Duration, Duration, Duration) {
-    us.sort_unstable();
-    let at = |q: f64| {
-        us.get(((us.len() as f64 * q) as usize).min(us.len().saturating_sub(1)))
-            .map_or(Duration::ZERO, |us| Duration::from_micros(u64::from(*us)))
-    };
-    (at(0.5), at(0.99), at(1.0))
-}
-
 async fn calls(cx: &mut Run, kind: Kind, pairs: usize, waiting: usize) -> anyhow::Result<Calls> {
     let plan = cx.plan.clone();
     let server = Server::start(
@@ -1037,153 +1024,6 @@ impl Calls {
     }
 }
 
-/// One window of streamed candidates.
-#[derive(Debug, Clone, Default)]
-struct Streamed {
-    target: u32,
-    sent: u64,
-    received: u64,
-    late: u64,
-    out_of_order: u64,
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-    window: Duration,
-    server_cpu: Duration,
-    server_cpu_percent: f64,
-    generator_cpu_percent: f64,
-    /// The whole machine: busy and stolen, in % of all its cores.
-    machine_busy_percent: f64,
-    machine_steal_percent: f64,
-}
-
-impl Streamed {
-    fn delivered_percent(&self) -> f64 {
-        if self.sent == 0 {
-            0.0
-        } else {
-            self.received as f64 * 100.0 / self.sent as f64
-        }
-    }
-
-    fn achieved(&self) -> f64 {
-        self.received as f64 / self.window.as_secs_f64().max(1e-9)
-    }
-
-    fn cpu_per_message_us(&self) -> f64 {
-        self.server_cpu.as_secs_f64() * 1e6 / self.received.max(1) as f64
-    }
-
-    fn held(&self) -> bool {
-        self.p99 <= SATURATION_P99 && self.delivered_percent() >= SATURATION_DELIVERED
-    }
-
-    /// The machine's CPU that neither the server nor the generator used,
-    /// in % of all its cores (the kernel's own threads, or another job).
-    fn others_percent(&self) -> f64 {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        (self.machine_busy_percent - (self.server_cpu_percent + self.generator_cpu_percent) / cores)
-            .max(0.0)
-    }
-
-    fn print(&self, label: &str, kind: Kind) {
-        println!(
-            "  {label:<22} {:<7} {:>7}/s  achieved {:>8.0}/s  delivered {:>7.3} %  \
-             p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.1} ms  server CPU {:>5.1} % = {:>6.1} µs/msg  \
-             gen CPU {:>5.1} %  machine busy {:>3.0} % (others {:.0} %, steal {:.0} %)",
-            kind.to_string(),
-            self.target,
-            self.achieved(),
-            self.delivered_percent(),
-            ms(self.p50),
-            ms(self.p99),
-            ms(self.max),
-            self.server_cpu_percent,
-            self.cpu_per_message_us(),
-            self.generator_cpu_percent,
-            self.machine_busy_percent,
-            self.others_percent(),
-            self.machine_steal_percent,
-        );
-        if self.others_percent() > 20.0 || self.machine_steal_percent > 10.0 {
-            println!(
-                "      WARNING: {:.0} % of the machine went to other processes and {:.0} % \
-                 was stolen by the hypervisor in this window: its figures are disturbed",
-                self.others_percent(),
-                self.machine_steal_percent
-            );
-        }
-        if self.late > 0 || self.out_of_order > 0 {
-            println!(
-                "      {} arrived after the window, {} out of order",
-                self.late, self.out_of_order
-            );
-        }
-    }
-}
-
-/// Streams candidates through every pair of `calls` at `rate` in all.
-async fn stream(
-    calls: &Calls,
-    phase: u32,
-    rate: u32,
-    window: Duration,
-    drain: Duration,
-) -> anyhow::Result<Streamed> {
-    let population = &calls.pairs;
-    let shared = &population.shared;
-    let senders = 2 * shared.ready_pairs.load(Relaxed);
-    if senders == 0 {
-        bail!("no pair is ready to stream");
-    }
-    let per_sender_hz = rate as f64 / senders as f64;
-    shared.begin_phase(phase);
-    let server_before = calls.server.sample()?;
-    let generator_before = ProcessSample::read(0)?;
-    let machine_before = MachineSample::read()?;
-    let start = Instant::now() + Duration::from_millis(200);
-    let until = start + window;
-    population.tell(Control::Stream {
-        phase,
-        per_sender_hz,
-        start,
-        until,
-    });
-    tokio::time::sleep_until((until + drain).into()).await;
-    let mut latencies = population.report(Duration::from_secs(10)).await;
-    let server_after = calls.server.sample()?;
-    let generator_after = ProcessSample::read(0)?;
-    let (machine_busy_percent, machine_steal_percent) =
-        machine_before.busy_and_steal_until(&MachineSample::read()?);
-    latencies.sort_unstable();
-    let at = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .map_or(Duration::ZERO, |us| Duration::from_micros(u64::from(*us)))
-    };
-    let streamed = Streamed {
-        target: rate,
-        sent: shared.sent.load(Relaxed),
-        received: shared.received.load(Relaxed),
-        late: shared.late.swap(0, Relaxed),
-        out_of_order: shared.out_of_order.load(Relaxed),
-        p50: at(0.50),
-        p99: at(0.99),
-        max: latencies
-            .last()
-            .map_or(Duration::ZERO, |us| Duration::from_micros(u64::from(*us))),
-        window,
-        server_cpu: server_after.cpu.saturating_sub(server_before.cpu),
-        server_cpu_percent: server_before.cpu_percent_until(&server_after),
-        generator_cpu_percent: generator_before.cpu_percent_until(&generator_after),
-        machine_busy_percent,
-        machine_steal_percent,
-    };
-    // Let every token bucket refill before the next window.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    Ok(streamed)
-}
-
 /// Scenario 2.
 async fn relay(cx: &mut Run) -> anyhow::Result<()> {
     let plan = cx.plan.clone();
@@ -1225,8 +1065,16 @@ async fn relay(cx: &mut Run) -> anyhow::Result<()> {
             let idle_before = calls.server.sample()?;
             tokio::time::sleep(Duration::from_secs(1)).await;
             let idle_cpu = idle_before.cpu_percent_until(&calls.server.sample()?);
-            let streamed = stream(&calls, 1, step.rate, plan.relay_window, plan.drain).await?;
-            streamed.print(&label, kind);
+            let streamed = stream(
+                &calls.pairs,
+                &[calls.server.pid()],
+                1,
+                step.rate,
+                plan.relay_window,
+                plan.drain,
+            )
+            .await?;
+            streamed.print(&label, &kind.to_string());
             println!("      {kind}: server CPU before streaming {idle_cpu:.1} %");
             cx.check(
                 streamed.sent > 0
@@ -1294,9 +1142,16 @@ async fn saturation(cx: &mut Run) -> anyhow::Result<()> {
                 );
                 break;
             }
-            let streamed =
-                stream(&calls, n as u32 + 1, rate, plan.relay_window, plan.drain).await?;
-            streamed.print(&format!("{rate}/s"), kind);
+            let streamed = stream(
+                &calls.pairs,
+                &[calls.server.pid()],
+                n as u32 + 1,
+                rate,
+                plan.relay_window,
+                plan.drain,
+            )
+            .await?;
+            streamed.print(&format!("{rate}/s"), &kind.to_string());
             steps.entry(kind).or_default().push(streamed.clone());
             if streamed.held() {
                 held = rate;
@@ -1414,10 +1269,6 @@ fn figure(x: f64) -> String {
     } else {
         format!("{x:.2}")
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// CPU readings as printed: whole percents, space-separated.

@@ -5,3 +5,4 @@ pub mod bare;
 pub mod participants;
 pub mod process;
 pub mod servers;
+pub mod streaming;

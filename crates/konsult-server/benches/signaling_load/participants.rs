@@ -12,6 +12,12 @@
 //! at once through a watch channel: stream candidates at a rate for a
 //! window, report, leave.
 //!
+//! With [`Endpoint::resume`] (the cluster benchmark), a participant whose
+//! connection is lost, or closed with a code that allows it (1013, 4003,
+//! 4004), reconnects with `hello.resume` to the next server of its
+//! endpoint that accepts connections (as a load balancer would send it),
+//! and carries on where it was.
+//!
 //! A streamed candidate is a valid host candidate line whose foundation is
 //! `<phase>x<seq>x<send time in µs>` (the port carries the sequence number
 //! too): the receiver, in the same process and on the same clock, takes
@@ -41,6 +47,11 @@ use super::servers::{Kind, Room};
 
 /// How long one participant may take from its connect to its welcome.
 const JOIN_PATIENCE: Duration = Duration::from_secs(60);
+/// How long a participant whose connection dropped may take to find a
+/// server that resumes it.
+const RESUME_PATIENCE: Duration = Duration::from_secs(30);
+/// How long it waits between tries.
+const RESUME_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a participant waits for the server to close after `leave`.
 const LEAVE_PATIENCE: Duration = Duration::from_secs(15);
 /// The ping interval when the server announces none (the bare forwarder).
@@ -85,6 +96,20 @@ pub enum Role {
 /// What every participant of a population adds to, read by the controller.
 #[derive(Debug, Default)]
 pub struct Shared {
+    /// When the controller killed a server ([`now_us`]; 0: never): resume
+    /// times count from here.
+    pub killed_at_us: AtomicU64,
+    /// Connections lost or closed for a resume.
+    pub dropped: AtomicUsize,
+    /// Welcomes with `resumed: true` after a drop.
+    pub resumed: AtomicUsize,
+    /// Welcomes with `resumed: false` after a drop: the call was lost.
+    pub not_resumed: AtomicUsize,
+    /// Participants that found no server to resume on within
+    /// [`RESUME_PATIENCE`].
+    pub gave_up: AtomicUsize,
+    /// Server kill → welcome again (µs), one per resume.
+    resumes_us: Mutex<Vec<u32>>,
     /// Participants welcomed.
     pub welcomed: AtomicUsize,
     /// Participants whose join failed, and why.
@@ -164,6 +189,17 @@ impl Shared {
         self.admissions_us.lock().unwrap().clone()
     }
 
+    /// How long each resume took (µs), from the server's kill to the
+    /// welcome.
+    pub fn resumes(&self) -> Vec<u32> {
+        self.resumes_us.lock().unwrap().clone()
+    }
+
+    /// Marks now as the moment a server was killed.
+    pub fn mark_kill(&self) {
+        self.killed_at_us.store(now_us().max(1), Relaxed);
+    }
+
     /// The latencies (µs) reported for the phase.
     pub fn take_latencies(&self) -> Vec<u32> {
         std::mem::take(&mut *self.latencies_us.lock().unwrap())
@@ -187,10 +223,51 @@ pub struct Population {
 pub struct Endpoint {
     /// Konsult or bare.
     pub kind: Kind,
-    /// The server's address.
-    pub addr: SocketAddr,
+    /// The servers (the nodes of one cluster, or one server).
+    pub addrs: Vec<SocketAddr>,
+    /// Which server each participant connects to.
+    pub placement: Placement,
     /// The therapist's `konsult_session=…` cookie (Konsult).
     pub cookie: Option<String>,
+    /// Reconnect with `resume` when a connection is lost.
+    pub resume: bool,
+}
+
+impl Endpoint {
+    /// One server, no resume.
+    pub fn single(kind: Kind, addr: SocketAddr, cookie: Option<String>) -> Self {
+        Self {
+            kind,
+            addrs: vec![addr],
+            placement: Placement::Same,
+            cookie,
+            resume: false,
+        }
+    }
+}
+
+/// Which of an endpoint's servers the participants of room `r` (counted
+/// over the population) connect to, of `n` servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Both on server `r mod n`.
+    Same,
+    /// The therapist on `r mod n`, the patient on the next one.
+    Cross,
+    /// The therapist on `r mod n`, the patient on `(r / n) mod n`: every
+    /// combination equally often, as a load balancer without stickiness
+    /// would spread them.
+    Spread,
+}
+
+impl Placement {
+    fn server(self, room: usize, role: Role, n: usize) -> usize {
+        match (self, role) {
+            (_, Role::Therapist) | (Placement::Same, _) => room % n,
+            (Placement::Cross, Role::Patient) => (room + 1) % n,
+            (Placement::Spread, Role::Patient) => (room / n) % n,
+        }
+    }
 }
 
 impl Population {
@@ -211,14 +288,17 @@ impl Population {
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
         let began = Instant::now();
         let mut tasks = Vec::with_capacity(rooms.len() * 2);
-        for room in rooms {
+        let addrs: Arc<[SocketAddr]> = endpoint.addrs.clone().into();
+        for (r, room) in rooms.iter().enumerate() {
             for role in [Role::Therapist, Role::Patient] {
                 let index = first_source + tasks.len();
                 let spec = Spec {
                     index,
                     role,
                     kind: endpoint.kind,
-                    addr: endpoint.addr,
+                    addrs: addrs.clone(),
+                    server: endpoint.placement.server(r, role, addrs.len()),
+                    resume: endpoint.resume,
                     source: Ipv4Addr::new(127, 0, 0, 2 + (index % 253) as u8),
                     cookie: match (endpoint.kind, role) {
                         (Kind::Konsult, Role::Therapist) => endpoint.cookie.clone(),
@@ -322,7 +402,11 @@ struct Spec {
     index: usize,
     role: Role,
     kind: Kind,
-    addr: SocketAddr,
+    /// The endpoint's servers, and the one this participant joins first.
+    addrs: Arc<[SocketAddr]>,
+    server: usize,
+    /// Reconnect with `resume` when the connection is lost.
+    resume: bool,
     source: Ipv4Addr,
     cookie: Option<String>,
     hello: String,
@@ -346,6 +430,12 @@ struct Incoming<'a> {
     candidate_policy: Option<&'a str>,
     #[serde(default)]
     limits: Option<Limits>,
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(default, borrow)]
+    resume_token: Option<&'a str>,
+    #[serde(default)]
+    resumed: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -364,9 +454,10 @@ async fn participant(
         let Ok(_permit) = permits.acquire().await else {
             return;
         };
-        tokio::time::timeout(JOIN_PATIENCE, join(&spec)).await
+        let addr = spec.addrs[spec.server];
+        tokio::time::timeout(JOIN_PATIENCE, join(&spec, addr, &spec.hello)).await
     };
-    let (ws, ping_interval) = match joined {
+    let (ws, welcome) = match joined {
         Ok(Ok((ws, welcome))) => {
             if welcome
                 .candidate_policy
@@ -382,7 +473,7 @@ async fn participant(
             }
             shared.alive.fetch_add(1, Relaxed);
             shared.welcomed.fetch_add(1, Relaxed);
-            (ws, welcome.ping_interval.unwrap_or(DEFAULT_PING_INTERVAL))
+            (ws, welcome)
         }
         Ok(Err(e)) => {
             join_failed(&shared, format!("{e:#}"));
@@ -393,7 +484,7 @@ async fn participant(
             return;
         }
     };
-    if let Err(e) = converse(&spec, ws, ping_interval, &shared, control).await {
+    if let Err(e) = converse(&spec, ws, welcome, &shared, control).await {
         shared.event(format!("{:?} connection failed: {e:#}", spec.role));
     }
     shared.alive.fetch_sub(1, Relaxed);
@@ -409,18 +500,20 @@ struct Welcome {
     ping_interval: Option<Duration>,
     rate_per_second: Option<u64>,
     candidate_policy: Option<String>,
+    resume_token: Option<String>,
+    resumed: bool,
 }
 
 /// Connects, upgrades (the session cookie for a Konsult therapist, no
 /// `Origin`), sends the hello and waits for the welcome.
-async fn join(spec: &Spec) -> anyhow::Result<(Ws, Welcome)> {
+async fn join(spec: &Spec, addr: SocketAddr, hello: &str) -> anyhow::Result<(Ws, Welcome)> {
     let socket = TcpSocket::new_v4()?;
     socket
         .bind(SocketAddr::from((spec.source, 0)))
         .with_context(|| format!("bind {}", spec.source))?;
-    let stream = socket.connect(spec.addr).await.context("connect")?;
+    let stream = socket.connect(addr).await.context("connect")?;
     stream.set_nodelay(true)?;
-    let mut request = format!("ws://{}/ws", spec.addr).into_client_request()?;
+    let mut request = format!("ws://{addr}/ws").into_client_request()?;
     if let Some(cookie) = &spec.cookie {
         request
             .headers_mut()
@@ -432,7 +525,7 @@ async fn join(spec: &Spec) -> anyhow::Result<(Ws, Welcome)> {
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
         .await
         .context("WebSocket upgrade")?;
-    ws.send(Message::text(spec.hello.clone()))
+    ws.send(Message::text(hello.to_owned()))
         .await
         .context("send hello")?;
     loop {
@@ -451,6 +544,8 @@ async fn join(spec: &Spec) -> anyhow::Result<(Ws, Welcome)> {
                                     .map(|l| Duration::from_millis(l.ping_interval_ms)),
                                 rate_per_second: m.limits.as_ref().map(|l| l.rate_per_second),
                                 candidate_policy: m.candidate_policy.map(str::to_owned),
+                                resume_token: m.resume_token.map(str::to_owned),
+                                resumed: m.resumed == Some(true),
                             },
                         ))
                     }
@@ -521,14 +616,85 @@ struct Streaming {
     seq: u64,
 }
 
+/// Close codes after which a client resumes (docs/protocol.md section 12).
+fn resumable(code: Option<u16>) -> bool {
+    !matches!(code, Some(1000 | 1008 | 4001 | 4002))
+}
+
+/// `hello` with `resume`.
+fn resume_hello(hello: &str, token: &str, last_seq: u64) -> String {
+    let mut hello: serde_json::Value = serde_json::from_str(hello).expect("our own hello");
+    hello["resume"] = serde_json::json!({"token": token, "last_seq": last_seq});
+    hello.to_string()
+}
+
+/// After a drop: reconnects with `resume` to the endpoint's next server
+/// that takes the connection (from `server` on), until welcomed or
+/// [`RESUME_PATIENCE`] is over.
+async fn rejoin(
+    spec: &Spec,
+    server: &mut usize,
+    token: &str,
+    last_seq: u64,
+    shared: &Shared,
+) -> Option<Ws> {
+    shared.dropped.fetch_add(1, Relaxed);
+    let hello = resume_hello(&spec.hello, token, last_seq);
+    let deadline = Instant::now() + RESUME_PATIENCE;
+    let mut last_error = String::new();
+    while Instant::now() < deadline {
+        *server = (*server + 1) % spec.addrs.len();
+        let addr = spec.addrs[*server];
+        let patience = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(patience, join(spec, addr, &hello)).await {
+            Ok(Ok((ws, welcome))) => {
+                if welcome.resumed {
+                    shared.resumed.fetch_add(1, Relaxed);
+                } else {
+                    shared.not_resumed.fetch_add(1, Relaxed);
+                    shared.event(format!("{:?} welcomed back without resume", spec.role));
+                }
+                let killed = shared.killed_at_us.load(Relaxed);
+                if killed > 0 {
+                    let took = now_us().saturating_sub(killed).min(u32::MAX as u64) as u32;
+                    shared.resumes_us.lock().unwrap().push(took);
+                }
+                return Some(ws);
+            }
+            Ok(Err(e)) => last_error = format!("{e:#}"),
+            Err(_) => last_error = "no welcome".to_owned(),
+        }
+        tokio::time::sleep(RESUME_BACKOFF).await;
+    }
+    shared.gave_up.fetch_add(1, Relaxed);
+    shared.event(format!(
+        "{:?} could not resume within {RESUME_PATIENCE:?}: {last_error}",
+        spec.role
+    ));
+    None
+}
+
+/// Sends; with resume, a failed send is left to the reading side, which
+/// sees the drop and resumes.
+async fn write(ws: &mut Ws, message: Message, resume: bool) -> anyhow::Result<()> {
+    match ws.send(message).await {
+        Err(_) if resume => Ok(()),
+        sent => Ok(sent?),
+    }
+}
+
 /// After the welcome: read, heartbeat, follow the controller.
 async fn converse(
     spec: &Spec,
     mut ws: Ws,
-    ping_interval: Duration,
+    welcome: Welcome,
     shared: &Shared,
     mut control: watch::Receiver<Control>,
 ) -> anyhow::Result<()> {
+    let ping_interval = welcome.ping_interval.unwrap_or(DEFAULT_PING_INTERVAL);
+    let resume_token = welcome.resume_token.unwrap_or_default();
+    let mut server = spec.server;
+    let mut last_seq = 0u64;
     let therapist = spec.role == Role::Therapist;
     // Pings spread over the interval, not all at once.
     let spread = (spec.index as u64).wrapping_mul(2_654_435_761) % 1000;
@@ -554,7 +720,7 @@ async fn converse(
                     Control::Negotiate => {
                         if therapist && !offered {
                             offered = true;
-                            ws.send(offer()).await?;
+                            write(&mut ws, offer(), spec.resume).await?;
                         }
                     }
                     Control::Stream { phase, per_sender_hz, start, until } => {
@@ -582,18 +748,35 @@ async fn converse(
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Close(frame))) => {
+                        let code = frame.map(|f| u16::from(f.code));
                         if leaving(&control) {
                             shared.left.fetch_add(1, Relaxed);
+                        } else if spec.resume && resumable(code) {
+                            match rejoin(spec, &mut server, &resume_token, last_seq, shared).await {
+                                Some(again) => {
+                                    ws = again;
+                                    continue;
+                                }
+                                None => return Ok(()),
+                            }
                         } else {
                             shared.event(format!(
-                                "{:?} closed by the server ({:?})",
+                                "{:?} closed by the server ({code:?})",
                                 spec.role,
-                                frame.map(|f| u16::from(f.code))
                             ));
                         }
                         return Ok(());
                     }
                     Some(Ok(_)) => continue,
+                    Some(Err(_)) | None if spec.resume && !leaving(&control) => {
+                        match rejoin(spec, &mut server, &resume_token, last_seq, shared).await {
+                            Some(again) => {
+                                ws = again;
+                                continue;
+                            }
+                            None => return Ok(()),
+                        }
+                    }
                     Some(Err(e)) => {
                         if !leaving(&control) {
                             shared.event(format!("{:?} connection error: {e}", spec.role));
@@ -611,6 +794,9 @@ async fn converse(
                     shared.event(format!("unparseable server message: {:.80}", text.as_str()));
                     continue;
                 };
+                if let Some(seq) = m.seq {
+                    last_seq = last_seq.max(seq);
+                }
                 match m.kind {
                     "candidate" => {
                         let received_at = now_us();
@@ -642,7 +828,7 @@ async fn converse(
                     "patient_waiting" => {
                         if spec.admit {
                             admit_sent.get_or_insert_with(now_us);
-                            ws.send(Message::text(r#"{"type":"admit"}"#)).await?;
+                            write(&mut ws, Message::text(r#"{"type":"admit"}"#), spec.resume).await?;
                         }
                     }
                     "admitted" => {
@@ -655,12 +841,12 @@ async fn converse(
                         }
                         if therapist && !offered {
                             offered = true;
-                            ws.send(offer()).await?;
+                            write(&mut ws, offer(), spec.resume).await?;
                         }
                     }
                     "offer" => {
                         if !therapist {
-                            ws.send(answer()).await?;
+                            write(&mut ws, answer(), spec.resume).await?;
                             ready = true;
                         }
                     }
@@ -674,7 +860,7 @@ async fn converse(
                         let code = m.code.unwrap_or("?");
                         shared.event(format!("error {code}"));
                         if code == "admission_check_failed" && spec.admit {
-                            ws.send(Message::text(r#"{"type":"admit"}"#)).await?;
+                            write(&mut ws, Message::text(r#"{"type":"admit"}"#), spec.resume).await?;
                         }
                     }
                     "bye" | "denied" | "peer_left" | "replaced" => {
@@ -687,7 +873,7 @@ async fn converse(
                 }
             }
             () = &mut ping => {
-                ws.send(Message::text(r#"{"type":"ping"}"#)).await?;
+                write(&mut ws, Message::text(r#"{"type":"ping"}"#), spec.resume).await?;
                 let next = ping.deadline() + ping_interval;
                 ping.as_mut().reset(next);
             }
@@ -698,7 +884,7 @@ async fn converse(
                     streaming = None;
                     continue;
                 }
-                ws.send(candidate(s.phase, s.seq)).await?;
+                write(&mut ws, candidate(s.phase, s.seq), spec.resume).await?;
                 shared.sent.fetch_add(1, Relaxed);
                 s.seq += 1;
                 let mut next = send.deadline() + s.period;

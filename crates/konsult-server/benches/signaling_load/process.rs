@@ -101,6 +101,63 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A CPU budget for child processes: a cgroup of the (v1) `cpu`
+/// controller with a CFS quota, so that each server of a cluster gets the
+/// same share of the machine as one server alone had (as if each ran on a
+/// machine of its own). Removed when dropped, after its processes died.
+pub struct CpuBudget {
+    dir: std::path::PathBuf,
+}
+
+impl CpuBudget {
+    /// Where the `cpu` controller is mounted (cgroup v1).
+    const ROOT: &'static str = "/sys/fs/cgroup/cpu";
+
+    /// A budget of `cpus` cores (0.5: half a core) named `name`; an error
+    /// when this machine offers no writable `cpu` controller.
+    pub fn new(name: &str, cpus: f64) -> anyhow::Result<Self> {
+        let dir = Path::new(Self::ROOT).join(name);
+        std::fs::create_dir(&dir).with_context(|| {
+            format!("make the cgroup {} (cgroup v1 cpu, as root)", dir.display())
+        })?;
+        let budget = Self { dir };
+        let period = 100_000u64;
+        std::fs::write(budget.dir.join("cpu.cfs_period_us"), period.to_string())?;
+        std::fs::write(
+            budget.dir.join("cpu.cfs_quota_us"),
+            ((cpus * period as f64) as u64).max(1000).to_string(),
+        )?;
+        Ok(budget)
+    }
+
+    /// Puts process `pid` (all its threads) under the budget.
+    pub fn add(&self, pid: u32) -> anyhow::Result<()> {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+            .with_context(|| format!("put {pid} into {}", self.dir.display()))
+    }
+
+    /// Time the budget's processes were throttled so far.
+    pub fn throttled(&self) -> Duration {
+        let stat = std::fs::read_to_string(self.dir.join("cpu.stat")).unwrap_or_default();
+        stat.lines()
+            .find_map(|l| l.strip_prefix("throttled_time "))
+            .and_then(|ns| ns.trim().parse().ok())
+            .map_or(Duration::ZERO, Duration::from_nanos)
+    }
+}
+
+impl Drop for CpuBudget {
+    fn drop(&mut self) {
+        // Whatever still lives in it goes back to the root first.
+        if let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+            for pid in procs.lines() {
+                let _ = std::fs::write(Path::new(Self::ROOT).join("cgroup.procs"), pid);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
 /// CPU time and memory of a process at one instant.
 #[derive(Debug, Clone, Copy)]
 pub struct ProcessSample {

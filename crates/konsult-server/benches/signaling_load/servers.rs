@@ -61,19 +61,56 @@ pub struct Installation {
     started: u32,
     /// The demo password, once the first start printed it.
     pub password: Option<String>,
+    /// Settings beside the data directory's (`KONSULT_…` variables): a
+    /// cluster node's database and NATS.
+    env: Vec<(String, String)>,
 }
 
 impl Installation {
     /// A fresh, empty data directory.
     pub fn new() -> anyhow::Result<Self> {
         Ok(Self {
+            // KONSULT_BENCH_KEEP=1 keeps the data directories (and the
+            // servers' logs) for a look afterwards.
             dir: tempfile::Builder::new()
                 .prefix("konsult-signaling-load-")
+                .keep(std::env::var("KONSULT_BENCH_KEEP").is_ok_and(|v| v == "1"))
                 .tempdir()?,
             turn_port: free_udp_port()?,
             started: 0,
             password: None,
+            env: Vec::new(),
         })
+    }
+
+    /// A fresh data directory for the first node of a cluster, with the
+    /// settings `env` (its first start seeds the demo clinic into the
+    /// shared database).
+    pub fn clustered(env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut installation = Self::new()?;
+        installation.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Ok(installation)
+    }
+
+    /// Another node of `first`'s cluster: the same settings and the same
+    /// keys (data key, relay secret), a data directory and a relay port of
+    /// its own; it seeds nothing.
+    pub fn node_of(first: &Installation) -> anyhow::Result<Self> {
+        let mut node = Self::new()?;
+        for name in ["data.key", "data.key.audit-keyed", "turn.secret"] {
+            let from = first.dir.path().join(name);
+            if from.exists() {
+                std::fs::copy(&from, node.dir.path().join(name))
+                    .with_context(|| format!("copy {name} to another node"))?;
+            }
+        }
+        node.env = first.env.clone();
+        node.started = 1;
+        node.password = first.password.clone();
+        Ok(node)
     }
 
     /// The server's log (every start of this installation).
@@ -115,6 +152,7 @@ impl Server {
             )
             // The server caps connections by its descriptor limit as well.
             .env("KONSULT_HTTP__MAX_CONNECTIONS", "60000")
+            .envs(installation.env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "--listen", &addr.to_string()]);
         if demo {
             command.arg("--demo");
@@ -243,6 +281,16 @@ impl Server {
     pub fn stop(self) {
         self.child.stop(STOP_PATIENCE);
     }
+
+    /// The last `bytes` of the server's log.
+    pub fn log_tail(&self, bytes: usize) -> String {
+        log_tail(&self.log, bytes)
+    }
+
+    /// SIGKILL: the server dies at once, as a crashed node does.
+    pub fn kill(self) {
+        drop(self.child);
+    }
 }
 
 /// A logged-in dashboard session, through the HTTP API.
@@ -322,6 +370,23 @@ impl Api {
         ))
     }
 
+    /// GET as the logged-in user; the JSON answer of a 200.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = response.status();
+        let text = response.text().await?;
+        if status != StatusCode::OK {
+            bail!("GET {path}: {status} {text}");
+        }
+        Ok(serde_json::from_str(&text)?)
+    }
+
     async fn post_created(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let (status, answer, _) = self.post(path, &body).await?;
         if status != StatusCode::CREATED {
@@ -381,7 +446,7 @@ pub struct Seeding {
     pub scheduled: usize,
     /// Wall time of the scheduling requests.
     pub elapsed: Duration,
-    /// Answers 429 (each retried after its `Retry-After`).
+    /// Answers 429 or 503 (each retried after its `Retry-After`).
     pub rate_limited: u64,
     /// Request latencies.
     pub p50: Duration,
@@ -420,7 +485,11 @@ pub async fn schedule_consultations(
                 let sent = Instant::now();
                 let (status, answer, retry_after) = api.post("/api/consultations", &body).await?;
                 let took = sent.elapsed();
-                if status == StatusCode::TOO_MANY_REQUESTS {
+                // 503: the database is busy (a cluster's shared PostgreSQL
+                // with every scheduling request in one clinic's lock).
+                if status == StatusCode::TOO_MANY_REQUESTS
+                    || status == StatusCode::SERVICE_UNAVAILABLE
+                {
                     rate_limited += 1;
                     tokio::time::sleep(Duration::from_secs(retry_after.clamp(1, 60))).await;
                     continue;
