@@ -74,7 +74,7 @@ impl Installation {
             // servers' logs) for a look afterwards.
             dir: tempfile::Builder::new()
                 .prefix("konsult-signaling-load-")
-                .keep(std::env::var("KONSULT_BENCH_KEEP").is_ok_and(|v| v == "1"))
+                .disable_cleanup(std::env::var("KONSULT_BENCH_KEEP").is_ok_and(|v| v == "1"))
                 .tempdir()?,
             turn_port: free_udp_port()?,
             started: 0,
