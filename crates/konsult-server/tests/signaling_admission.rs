@@ -1,8 +1,9 @@
 //! The waiting room through the real server: a patient waits, the
 //! therapist admits after the store re-checked eligibility, both report
 //! media, the therapist ends the call, and every step lands in the store as
-//! a call event (no addresses, no SDP). An assessment revoked while the
-//! patient waits stops the admission, naming the reason.
+//! a call event (no addresses, no SDP). An assessment revoked, or the
+//! patient's link closed, while the patient waits stops the admission,
+//! naming the reason.
 
 use crate::common;
 
@@ -169,6 +170,31 @@ async fn admission_is_refused_when_the_assessment_was_revoked_meanwhile() {
     // The therapist's connection stays usable.
     send(&mut therapist, r#"{"type":"ping"}"#).await;
     expect(&mut therapist, "pong").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn admission_is_refused_when_the_patient_s_link_closed_while_waiting() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let fx = clinic(&app, "Nord").await;
+    let b = book(&app, &fx, Duration::minutes(5), false).await;
+    let mut patient = connect(&app, None).await;
+    join(&mut patient, patient_hello(&b.token)).await;
+    expect(&mut patient, "waiting").await;
+    // The therapist joins after the patient (and has no link window of
+    // its own): the patient's window still holds at admission.
+    let mut therapist = connect(&app, Some(&fx.cookie)).await;
+    join(&mut therapist, therapist_hello(b.id())).await;
+    expect(&mut therapist, "patient_waiting").await;
+
+    app.set_now(b.closes_at + Duration::seconds(1));
+    send(&mut therapist, r#"{"type":"admit"}"#).await;
+    let error = expect_error(&mut therapist, "not_eligible").await;
+    assert_eq!(error["failures"], serde_json::json!(["window_closed"]));
+    let denied = expect(&mut patient, "denied").await;
+    assert_eq!(denied["failures"], serde_json::json!(["window_closed"]));
+    expect_close(&mut patient, 4002).await;
+    wait_for_events(&app, &fx, &b, &["patient_waiting", "patient_left_waiting"]).await;
     app.stop().await;
 }
 

@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::filter::{filter_candidate, filter_sdp, Relays};
-use crate::output::{AdmissionCheckId, CloseReason, ConnId, Output, WriteId};
+use crate::output::{AdmissionCheckId, CloseReason, ConnId, Output, RoomContext, WriteId};
 use crate::ratelimit::RateLimiter;
 use crate::record::{
     LinkRef, ParticipantRecord, RecordError, RoomRecord, TokenHash, RECORD_VERSION,
@@ -55,6 +55,12 @@ pub struct JoinRequest {
     pub resume: Option<Resume>,
     /// `hello.features`: the optional messages this connection receives.
     pub features: Features,
+    /// What the pump needs back with the room's outputs (opaque to the
+    /// core). When the join takes its participant's place, it becomes the
+    /// room's context, echoed in the room's writes and close, and the
+    /// participant's, echoed (for a patient) in admission checks. A refused
+    /// join changes neither.
+    pub context: RoomContext,
 }
 
 /// A pump bug: the core refuses the call and changes nothing.
@@ -209,6 +215,9 @@ struct Participant {
     /// Restored from a saved record: the client may have seen messages
     /// above `next_seq` that this process never knew (see `resume`).
     restored: bool,
+    /// The pump's context of this participant's latest join (or of the
+    /// restore).
+    context: RoomContext,
 }
 
 impl Participant {
@@ -222,6 +231,7 @@ impl Participant {
             buffer: VecDeque::new(),
             link_ref: req.link.clone(),
             restored: false,
+            context: req.context.clone(),
         }
     }
 
@@ -309,6 +319,9 @@ struct Room {
     hold_step: bool,
     /// The current step changed what the saved record says.
     dirty: bool,
+    /// The pump's context of the latest join that took a place here (or of
+    /// the restore).
+    context: RoomContext,
 }
 
 /// Everything a room operation needs besides the room.
@@ -358,6 +371,7 @@ impl Room {
             pending: Vec::new(),
             hold_step: false,
             dirty: false,
+            context: RoomContext::default(),
         }
     }
 
@@ -540,6 +554,7 @@ impl Room {
             ctx.close(old, CloseReason::Replaced);
         }
         p.link = Presence::Connected(conn);
+        p.context = req.context.clone();
         // Fresh credentials for this connection, in its welcome only.
         let ice_servers = std::mem::take(&mut req.ice_servers);
         match own {
@@ -592,12 +607,14 @@ impl Room {
                 self.resync_new_device(ctx, role);
             }
         }
+        self.context = req.context;
     }
 
     fn join_new(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, req: JoinRequest) {
         let role = req.role;
         let token = req.resume_token_for_new.clone();
         *self.slot(role) = Some(Participant::new(conn, TokenHash::of(&token), &req));
+        self.context = req.context.clone();
         self.dirty = true;
         self.welcome(ctx, role, conn, token, false, req.ice_servers);
         match role {
@@ -1022,7 +1039,13 @@ impl Room {
         }
     }
 
-    fn restore(id: Uuid, record: &RoomRecord, grace_until: Instant, replay_buffer: usize) -> Room {
+    fn restore(
+        id: Uuid,
+        record: &RoomRecord,
+        context: RoomContext,
+        grace_until: Instant,
+        replay_buffer: usize,
+    ) -> Room {
         let mut room = Room::new(id, record.candidate_policy, record.evidence_policy);
         room.call_started = record.call_started;
         let both = record
@@ -1045,8 +1068,10 @@ impl Room {
                 buffer: VecDeque::with_capacity(replay_buffer.min(16)),
                 link_ref: p.link.clone(),
                 restored: true,
+                context: context.clone(),
             });
         }
+        room.context = context;
         room
     }
 }
@@ -1073,9 +1098,19 @@ type Refusal = (ErrorCode, &'static str);
 /// the room's [`RoomRecord`], so a restarted server can take the
 /// participants back with [`Hub::restore`].
 ///
+/// # The room's context
+///
+/// What the pump needs to carry out a room's outputs (in the server: the
+/// clinic to write to, the patient's link window to check at admission)
+/// it gives the core as an opaque [`RoomContext`] with each join
+/// ([`JoinRequest::context`]) and with [`Hub::restore`]. The room keeps
+/// the latest one and echoes it in its [`Output::Write`]s and its
+/// [`Output::RoomClosed`]; an [`Output::AdmissionCheck`] carries the
+/// patient's. So the pump keeps no table of rooms beside the core's.
+///
 /// # Calling order
 ///
-/// 0. At start-up, [`Hub::restore`] every saved room.
+/// 0. At start-up, [`Hub::restore`] every saved room, with its context.
 /// 1. Accept a WebSocket and give it a fresh [`ConnId`]. Read the first text
 ///    frame and check it with [`Hub::parse_hello`]; on `Err` send the error,
 ///    close with [`konsult_protocol::CloseCode::REJECTED`] and stop.
@@ -1099,8 +1134,8 @@ type Refusal = (ErrorCode, &'static str);
 ///    [`Hub::handle_consultation_closed`] or [`Hub::handle_link_revoked`].
 /// 8. After **every** `handle_*` call, drain [`Hub::poll_output`] until
 ///    `None`, writing `Send`s to their connections in order, closing on
-///    `Close`, committing `Write`s, starting `AdmissionCheck`s, forgetting
-///    rooms on `RoomClosed`; then re-read [`Hub::poll_timeout`].
+///    `Close`, committing `Write`s, starting `AdmissionCheck`s (both with
+///    what their context says); then re-read [`Hub::poll_timeout`].
 ///
 /// # Example: a pump
 ///
@@ -1110,7 +1145,7 @@ type Refusal = (ErrorCode, &'static str);
 /// ```
 /// use konsult_domain::EvidencePolicy;
 /// use konsult_protocol::{CandidatePolicy, ResumeToken, Role};
-/// use konsult_signal::{ConnId, Config, Hub, JoinRequest, Output};
+/// use konsult_signal::{ConnId, Config, Hub, JoinRequest, Output, RoomContext};
 /// use std::time::{Duration, Instant};
 ///
 /// let mut hub = Hub::new(Config::default());
@@ -1133,6 +1168,8 @@ type Refusal = (ErrorCode, &'static str);
 ///     resume_token_for_new: ResumeToken::parse("fresh-random-token-1".into()).unwrap(),
 ///     resume: hello.resume,
 ///     features: hello.features,
+///     // What the pump will need to carry out this room's outputs.
+///     context: RoomContext::new(*b"clinic-3"),
 /// })?;
 ///
 /// // 3. Later frames.
@@ -1145,11 +1182,13 @@ type Refusal = (ErrorCode, &'static str);
 ///     match output {
 ///         Output::Send { conn, message } => sent.push((conn, message.to_json())),
 ///         Output::Close { conn, reason } => { /* close `conn` with reason.code() */ }
-///         Output::Write { consultation, write, events, .. } => {
-///             // 5. commit `events` and the room record, then acknowledge.
+///         Output::Write { consultation, write, events, context, .. } => {
+///             // 5. commit `events` and the room record (to the clinic the
+///             // context names), then acknowledge.
+///             assert_eq!(context.as_bytes(), b"clinic-3");
 ///             writes.push((consultation, write, events));
 ///         }
-///         Output::AdmissionCheck { consultation, check } => {
+///         Output::AdmissionCheck { consultation, check, context } => {
 ///             /* query the database, then hub.handle_admission_check(..) */
 ///         }
 ///         Output::RoomClosed { .. } => {}
@@ -1277,15 +1316,18 @@ impl Hub {
         &self.config
     }
 
-    /// Takes back a room saved before a restart. Its participants are
-    /// disconnected with [`Config::restore_grace`] to resume; a patient who
-    /// was admitted stays admitted. If nobody comes back, the room ends as
-    /// any room does (a started call is `ended` as `abandoned`).
+    /// Takes back a room saved before a restart (or run by another node),
+    /// with the pump's `context` for it, as a join would give it. Its
+    /// participants are disconnected with [`Config::restore_grace`] to
+    /// resume; a patient who was admitted stays admitted. If nobody comes
+    /// back, the room ends as any room does (a started call is `ended` as
+    /// `abandoned`).
     pub fn restore(
         &mut self,
         now: Instant,
         consultation: Uuid,
         record: &RoomRecord,
+        context: RoomContext,
     ) -> Result<(), RecordError> {
         if self.rooms.contains_key(&consultation) {
             return Err(RecordError::RoomExists);
@@ -1295,7 +1337,13 @@ impl Hub {
         }
         let grace_until = after(now, self.config.restore_grace);
         let start = self.out.len();
-        let mut room = Room::restore(consultation, record, grace_until, self.config.replay_buffer);
+        let mut room = Room::restore(
+            consultation,
+            record,
+            context,
+            grace_until,
+            self.config.replay_buffer,
+        );
         // An empty saved room is settled now (a started call ends as
         // abandoned, in `after`): its record goes.
         room.dirty = room.is_empty();
@@ -1418,9 +1466,9 @@ impl Hub {
     /// owner. Nothing else is sent: what the room still held back for a
     /// write is replayed by the new owner from the record.
     pub fn relinquish(&mut self, now: Instant, consultation: Uuid) {
-        if self.rooms.remove(&consultation).is_none() {
+        let Some(room) = self.rooms.remove(&consultation) else {
             return;
-        }
+        };
         self.timers.rooms.remove(&consultation);
         self.touched.remove(&consultation);
         for (conn, c) in self.conns.iter_mut() {
@@ -1433,7 +1481,10 @@ impl Hub {
                 });
             }
         }
-        self.out.push_back(Output::RoomClosed { consultation });
+        self.out.push_back(Output::RoomClosed {
+            consultation,
+            context: room.context,
+        });
     }
 
     /// The connection ended (closed by either side, or failed). Its
@@ -1726,6 +1777,11 @@ impl Hub {
         self.timers.next()
     }
 
+    /// Whether the consultation has a room here.
+    pub fn has_room(&self, consultation: Uuid) -> bool {
+        self.rooms.contains_key(&consultation)
+    }
+
     /// A view of one consultation's room, if it exists.
     pub fn room(&self, consultation: Uuid) -> Option<RoomSnapshot> {
         self.rooms.get(&consultation).map(Room::snapshot)
@@ -1800,9 +1856,14 @@ impl Hub {
                 if role != Role::Therapist {
                     return Err((ErrorCode::Forbidden, "only the therapist can admit"));
                 }
-                if room.patient.is_none() || room.admission != Admission::Waiting {
+                let Some(patient) = room
+                    .patient
+                    .as_ref()
+                    .filter(|_| room.admission == Admission::Waiting)
+                else {
                     return Err((ErrorCode::WrongState, "no patient is waiting"));
-                }
+                };
+                let context = patient.context.clone();
                 let check = self.next_check;
                 self.next_check += 1;
                 room.admission = Admission::Checking {
@@ -1812,6 +1873,7 @@ impl Hub {
                 ctx.out.push_back(Output::AdmissionCheck {
                     consultation,
                     check: AdmissionCheckId(check),
+                    context,
                 });
                 Ok(())
             }
@@ -1987,14 +2049,19 @@ impl Hub {
                     events: std::mem::take(&mut room.pending),
                     room: (!room.is_empty() && !room.over).then(|| room.record()),
                     hold,
+                    context: room.context.clone(),
                 });
             }
             room.dirty = false;
             room.hold_step = false;
             if room.is_done() {
+                let context = std::mem::take(&mut room.context);
                 self.rooms.remove(&consultation);
                 self.timers.rooms.remove(&consultation);
-                self.out.push_back(Output::RoomClosed { consultation });
+                self.out.push_back(Output::RoomClosed {
+                    consultation,
+                    context,
+                });
             } else {
                 self.timers
                     .schedule_room(consultation, room.next_deadline());

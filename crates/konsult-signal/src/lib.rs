@@ -18,6 +18,11 @@
 //! only hear of once committed hold the room's messages back until the pump
 //! acknowledges the write ([`Hub::handle_written`]).
 //!
+//! What the pump needs per room to carry out those outputs (which clinic to
+//! write to, what to check at admission) it hands the core as an opaque
+//! [`RoomContext`] with each join; the core keeps it with the room and
+//! echoes it in the outputs, so the pump keeps no table of rooms.
+//!
 //! # Architecture invariants
 //!
 //! - No clock, no randomness, no async runtime, no sockets, no database:
@@ -82,13 +87,14 @@
 //!                         let _ = tx.try_send(Out::Close(reason.code(), reason.as_str()));
 //!                     }
 //!                 }
-//!                 // Commits in order per consultation (retrying), then
-//!                 // sends In::Written back.
-//!                 Output::Write { consultation, write, events, room, .. } =>
-//!                     writer.queue(consultation, write, events, room),
+//!                 // Commits in order per consultation (retrying), to the
+//!                 // clinic the context names, then sends In::Written back.
+//!                 Output::Write { consultation, write, events, room, context, .. } =>
+//!                     writer.queue(clinic_of(&context), consultation, write, events, room),
 //!                 // Runs the eligibility query and sends In::Checked back.
-//!                 Output::AdmissionCheck { consultation, check } => checks.spawn(consultation, check),
-//!                 Output::RoomClosed { consultation } => { /* forget per-room data */ }
+//!                 Output::AdmissionCheck { consultation, check, context } =>
+//!                     checks.spawn(clinic_of(&context), consultation, check),
+//!                 Output::RoomClosed { .. } => { /* nothing kept per room to forget */ }
 //!             }
 //!         }
 //!     }
@@ -120,5 +126,5 @@ pub use hub::{
 };
 pub use konsult_domain::evidence::ObservedFlow;
 pub use konsult_domain::{CallEvent, EndReason, Evidence, EvidencePolicy};
-pub use output::{AdmissionCheckId, CloseReason, ConnId, Output, WriteId};
+pub use output::{AdmissionCheckId, CloseReason, ConnId, Output, RoomContext, WriteId};
 pub use record::{LinkRef, RecordError, RoomRecord};

@@ -19,6 +19,34 @@ impl fmt::Display for ConnId {
     }
 }
 
+/// What the pump needs back with a room's outputs, opaque to the core:
+/// given with each join ([`crate::JoinRequest::context`]) and with
+/// `Hub::restore`, held by the room, and echoed in the outputs the pump
+/// carries out for it ([`Output::Write`], [`Output::AdmissionCheck`],
+/// [`Output::RoomClosed`]), so that the pump keeps no table of rooms beside
+/// the core's. The core never reads it. Its `Debug` shows the length only.
+#[derive(Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct RoomContext(Box<[u8]>);
+
+impl RoomContext {
+    /// The pump's bytes, as they will come back.
+    pub fn new(bytes: impl Into<Box<[u8]>>) -> Self {
+        RoomContext(bytes.into())
+    }
+
+    /// The bytes the pump gave.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RoomContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RoomContext({} bytes)", self.0.len())
+    }
+}
+
 /// Names one admission check, so a late answer to an earlier check cannot
 /// admit a later patient. The pump passes it back unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,6 +106,8 @@ pub enum Output {
         room: Option<RoomRecord>,
         /// Whether the room's messages wait for this write.
         hold: bool,
+        /// The room's context: the latest join's (or the restore's).
+        context: RoomContext,
     },
     /// The therapist admitted the patient: re-check eligibility and the
     /// consultation window now (the database may have changed since the link
@@ -87,12 +117,18 @@ pub enum Output {
         consultation: Uuid,
         /// Pass back unchanged.
         check: AdmissionCheckId,
+        /// The context of the patient's latest join (or of the restore, if
+        /// the patient has not come back since): the check is about the
+        /// patient.
+        context: RoomContext,
     },
     /// The room is gone from the core (its last write was emitted before
     /// this): the pump may forget what it keeps per room.
     RoomClosed {
         /// The consultation.
         consultation: Uuid,
+        /// The room's last context.
+        context: RoomContext,
     },
 }
 

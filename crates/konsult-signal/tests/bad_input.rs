@@ -281,6 +281,7 @@ fn joining_a_connection_twice_is_a_pump_bug() {
                 resume_token_for_new: token,
                 resume: None,
                 features: konsult_protocol::Features::default(),
+                context: konsult_signal::RoomContext::default(),
             },
         )
         .unwrap_err();

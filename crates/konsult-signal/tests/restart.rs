@@ -13,7 +13,9 @@ use konsult_signal::{
 fn restart(h: &mut Harness) -> RoomRecord {
     let record = h.saved.clone().expect("the room was saved");
     h.hub = Hub::new(Config::default());
-    h.hub.restore(h.now, CONSULTATION, &record).unwrap();
+    h.hub
+        .restore(h.now, CONSULTATION, &record, h.context.clone())
+        .unwrap();
     record
 }
 

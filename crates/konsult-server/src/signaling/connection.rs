@@ -16,7 +16,7 @@ use rand::RngCore;
 use tokio::sync::{mpsc, watch};
 
 use super::auth::{authenticate, Refusal};
-use super::hub::{HubInput, Outbound};
+use super::hub::{HubInput, Outbound, PumpContext};
 use super::outbox::{outbox, Inbox};
 use crate::relay::Participant;
 use crate::state::AppState;
@@ -209,13 +209,16 @@ async fn hello(
         resume_token_for_new: fresh_resume_token(),
         resume: hello.resume,
         features: hello.features,
+        context: PumpContext {
+            clinic: who.clinic,
+            closes_at: who.closes_at,
+        }
+        .encode(),
     };
     let (writer, frames) = outbox(OUTBOUND_CAPACITY);
     let join = HubInput::Join {
         conn,
         request,
-        clinic: who.clinic,
-        closes_at: who.closes_at,
         session: who.session.clone(),
         writer,
     };

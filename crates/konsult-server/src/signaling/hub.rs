@@ -9,6 +9,11 @@
 //! counted for the rooms in a call. It sleeps until the core's next
 //! deadline.
 //!
+//! What the task needs per room to carry out its outputs (the clinic to
+//! write to, the patient's link window to check at admission) travels with
+//! the room in the core, as the [`RoomContext`] each join gives it
+//! ([`PumpContext`]): the task keeps no table of rooms.
+//!
 //! The recorder commits writes in the order the core emitted them for each
 //! consultation (a few workers, each consultation always on the same one),
 //! retrying failed writes until they commit, and answers each with
@@ -27,8 +32,8 @@ use chrono::{DateTime, Utc};
 use konsult_domain::{CallEvent, ClinicId, ConsultationId};
 use konsult_protocol::{CloseCode, ErrorCode, ServerBody, ServerMessage};
 use konsult_signal::{
-    AdmissionCheckId, Census, ConnId, Hub, JoinRequest, LinkRef, Output, RoomRecord, WriteId,
-    WriteRefused,
+    AdmissionCheckId, Census, ConnId, Hub, JoinRequest, LinkRef, Output, RoomContext, RoomRecord,
+    WriteId, WriteRefused,
 };
 use konsult_store::consultations::{CallWriteRequest, RoomWrite};
 use konsult_store::therapists::SessionKey;
@@ -75,12 +80,8 @@ pub enum HubInput {
     Join {
         /// The connection.
         conn: ConnId,
-        /// For `Hub::handle_join`.
+        /// For `Hub::handle_join`, with its [`PumpContext`].
         request: JoinRequest,
-        /// The consultation's clinic (for store writes).
-        clinic: ClinicId,
-        /// Patient: when the join link closes (checked again at admission).
-        closes_at: Option<DateTime<Utc>>,
         /// Therapist: the login session the connection rests on.
         session: Option<SessionKey>,
         /// Where the connection's frames go.
@@ -234,10 +235,26 @@ impl EndedSessions {
     }
 }
 
-/// What the pump knows of a room that the core does not.
-struct RoomInfo {
-    clinic: ClinicId,
-    closes_at: Option<DateTime<Utc>>,
+/// What the hub task needs to carry out a room's outputs, kept by the core
+/// as the room's opaque [`RoomContext`] (JSON) and echoed in them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PumpContext {
+    /// The consultation's clinic (for store writes and admission checks).
+    pub clinic: ClinicId,
+    /// Patient: when the join link closes (checked again at admission).
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+impl PumpContext {
+    /// As the core carries it.
+    pub fn encode(&self) -> RoomContext {
+        RoomContext::new(serde_json::to_vec(self).expect("a pump context serialises"))
+    }
+
+    /// Read back from an output of the core.
+    fn decode(context: &RoomContext) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(context.as_bytes())
+    }
 }
 
 /// What the hub task works with besides the core and its channels.
@@ -271,7 +288,6 @@ pub struct HubTask {
     /// Sessions ended lately, so that a connection whose hello was checked
     /// just before its session ended is closed when it joins.
     ended: EndedSessions,
-    rooms: HashMap<Uuid, RoomInfo>,
     recorder: Recorder,
     store: Store,
     clock: Clock,
@@ -306,7 +322,6 @@ impl HubTask {
             writers: HashMap::new(),
             sessions: HashMap::new(),
             ended: EndedSessions::default(),
-            rooms: HashMap::new(),
             recorder,
             store,
             clock,
@@ -329,16 +344,13 @@ impl HubTask {
         let id = saved.consultation.as_uuid();
         match RoomRecord::from_json(&saved.record) {
             Ok(record) => {
-                self.rooms.insert(
-                    id,
-                    RoomInfo {
-                        clinic: saved.clinic,
-                        closes_at: None,
-                    },
-                );
-                if let Err(error) = self.hub.restore(now, id, &record) {
+                // The link window comes with the patient's next join.
+                let context = PumpContext {
+                    clinic: saved.clinic,
+                    closes_at: None,
+                };
+                if let Err(error) = self.hub.restore(now, id, &record, context.encode()) {
                     tracing::error!(consultation = %id, %error, "could not restore a room");
-                    self.rooms.remove(&id);
                 }
             }
             Err(error) => {
@@ -378,18 +390,9 @@ impl HubTask {
             HubInput::Join {
                 conn,
                 request,
-                clinic,
-                closes_at,
                 session,
                 writer,
             } => {
-                let room = self.rooms.entry(request.consultation).or_insert(RoomInfo {
-                    clinic,
-                    closes_at: None,
-                });
-                if closes_at.is_some() {
-                    room.closes_at = closes_at;
-                }
                 self.writers.insert(conn, writer);
                 let role = request.role;
                 match self.hub.handle_join(now, conn, request) {
@@ -443,13 +446,13 @@ impl HubTask {
             }
             HubInput::Adopt { saved } => {
                 let id = saved.consultation.as_uuid();
-                if !self.rooms.contains_key(&id) {
+                if !self.hub.has_room(id) {
                     tracing::info!(consultation = %id, "adopting a room from its saved record");
                     self.restore(now, saved);
                 }
             }
             HubInput::Relinquish { consultation } => {
-                if self.rooms.contains_key(&consultation) {
+                if self.hub.has_room(consultation) {
                     tracing::warn!(%consultation, "another node owns this room now; giving it up");
                     self.hub.relinquish(now, consultation);
                 }
@@ -532,13 +535,14 @@ impl HubTask {
                     events,
                     room,
                     hold,
-                } => self.record(consultation, write, events, room, hold),
+                    context,
+                } => self.record(consultation, write, events, room, hold, &context),
                 Output::AdmissionCheck {
                     consultation,
                     check,
-                } => self.spawn_check(consultation, check),
-                Output::RoomClosed { consultation } => {
-                    self.rooms.remove(&consultation);
+                    context,
+                } => self.spawn_check(consultation, check, &context),
+                Output::RoomClosed { consultation, .. } => {
                     if let Some(closed) = &self.rooms_closed {
                         let _ = closed.send(consultation);
                     }
@@ -569,20 +573,24 @@ impl HubTask {
         events: Vec<CallEvent>,
         room: Option<RoomRecord>,
         hold: bool,
+        context: &RoomContext,
     ) {
         for event in &events {
             tracing::info!(consultation = %consultation, event = event.code(), detail = event.detail(), "room event");
         }
-        let Some(info) = self.rooms.get(&consultation) else {
-            // Cannot happen (the pump learns a room's clinic before the core
-            // has it); refuse rather than leave the room waiting for ever.
-            tracing::error!(consultation = %consultation, %write, "a write for a room the pump does not know");
-            self.hub
-                .handle_written(Instant::now(), consultation, write, Err(WriteRefused));
-            return;
+        let clinic = match PumpContext::decode(context) {
+            Ok(context) => context.clinic,
+            Err(error) => {
+                // Cannot happen (every join and restore gives one); refuse
+                // rather than leave the room waiting for ever.
+                tracing::error!(consultation = %consultation, %write, %error, "a write without a readable room context");
+                self.hub
+                    .handle_written(Instant::now(), consultation, write, Err(WriteRefused));
+                return;
+            }
         };
         self.recorder.submit(WriteJob {
-            clinic: info.clinic,
+            clinic,
             consultation,
             write,
             events,
@@ -592,11 +600,15 @@ impl HubTask {
         });
     }
 
-    fn spawn_check(&self, consultation: Uuid, check: AdmissionCheckId) {
-        let Some(room) = self.rooms.get(&consultation) else {
-            return;
+    fn spawn_check(&self, consultation: Uuid, check: AdmissionCheckId, context: &RoomContext) {
+        let PumpContext { clinic, closes_at } = match PumpContext::decode(context) {
+            Ok(context) => context,
+            Err(error) => {
+                // Cannot happen; the core times the check out.
+                tracing::error!(consultation = %consultation, %error, "an admission check without a readable room context");
+                return;
+            }
         };
-        let (clinic, closes_at) = (room.clinic, room.closes_at);
         let store = self.store.clone();
         let clock = self.clock.clone();
         let feedback = self.feedback.clone();

@@ -29,9 +29,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use konsult_domain::ClinicId;
 use konsult_signal::{CloseReason, ConnId, JoinRequest};
 use konsult_store::therapists::SessionKey;
 use serde::{Deserialize, Serialize};
@@ -65,8 +63,6 @@ enum ToOwner {
         conn: ConnId,
         edge: Uuid,
         request: Box<JoinRequest>,
-        clinic: ClinicId,
-        closes_at: Option<DateTime<Utc>>,
         /// The therapist's login session (`SessionKey::as_hex`).
         session: Option<String>,
     },
@@ -146,8 +142,6 @@ impl Remote {
         let HubInput::Join {
             conn,
             request,
-            clinic,
-            closes_at,
             session,
             writer,
         } = join
@@ -159,8 +153,6 @@ impl Remote {
             conn,
             edge: self.node,
             request: Box::new(request),
-            clinic,
-            closes_at,
             session: session.as_ref().map(|s| s.as_hex().to_owned()),
         };
         // Registered before the join is sent: the owner's first frames (the
@@ -185,8 +177,6 @@ impl Remote {
             return Err(writer.map(|(_, writer)| HubInput::Join {
                 conn,
                 request: *request,
-                clinic,
-                closes_at,
                 session,
                 writer,
             }));
@@ -333,8 +323,6 @@ async fn serve_rooms(
                 conn,
                 edge,
                 request,
-                clinic,
-                closes_at,
                 session,
             } => {
                 let consultation = request.consultation;
@@ -373,8 +361,6 @@ async fn serve_rooms(
                 let join = HubInput::Join {
                     conn,
                     request: *request,
-                    clinic,
-                    closes_at,
                     session: session.as_deref().and_then(SessionKey::from_hex),
                     writer,
                 };

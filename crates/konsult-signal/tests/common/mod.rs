@@ -10,7 +10,7 @@ use konsult_protocol::{
 };
 use konsult_signal::{
     AdmissionCheckId, CallEvent, CloseReason, Config, ConnId, EvidencePolicy, Hub, JoinRequest,
-    LinkRef, Output, RoomRecord, RoomSnapshot, WriteId, WriteRefused,
+    LinkRef, Output, RoomContext, RoomRecord, RoomSnapshot, WriteId, WriteRefused,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -52,6 +52,8 @@ pub struct Harness {
     pub link: Option<LinkRef>,
     /// `hello.features` of joins.
     pub features: konsult_protocol::Features,
+    /// The pump's room context of joins.
+    pub context: RoomContext,
     /// Admission checks the hub asked for and nobody answered yet.
     pub checks: Vec<(Uuid, AdmissionCheckId)>,
     /// Every output in the order the hub produced it.
@@ -100,6 +102,7 @@ impl Harness {
             call_started: false,
             link: Some(LinkRef("link-1".into())),
             features: konsult_protocol::Features::default(),
+            context: RoomContext::new(*b"clinic-1"),
             checks: Vec::new(),
             log: Vec::new(),
             roles: BTreeMap::new(),
@@ -128,6 +131,7 @@ impl Harness {
                         events,
                         room,
                         hold,
+                        ..
                     } => {
                         // Tests of many rooms follow the harness's one.
                         if consultation == self.consultation {
@@ -140,8 +144,9 @@ impl Harness {
                     Output::AdmissionCheck {
                         consultation,
                         check,
+                        ..
                     } => self.checks.push((consultation, check)),
-                    Output::RoomClosed { consultation } => self.rooms_closed.push(consultation),
+                    Output::RoomClosed { consultation, .. } => self.rooms_closed.push(consultation),
                 }
             }
             if !self.auto_commit || self.pending_writes.is_empty() {
@@ -270,6 +275,7 @@ impl Harness {
             resume_token_for_new: token,
             resume,
             features: self.features.clone(),
+            context: self.context.clone(),
         };
         self.hub.handle_join(self.now, conn, req).unwrap();
         self.roles.insert(conn, role);
