@@ -150,7 +150,7 @@ impl Cluster {
             .with_context(|| format!("could not reach NATS at {url}"))?;
         let notices = format!("{prefix}.notices");
         let subscriber = client.subscribe(notices.clone()).await?;
-        let pings = client.subscribe(ping_subject(&prefix, node)).await?;
+        let pings = client.subscribe(ping_subject(prefix, node)).await?;
         tokio::spawn(answer_pings(client.clone(), pings));
         let cluster = Self {
             client,
@@ -159,7 +159,7 @@ impl Cluster {
             node,
             metrics: Arc::clone(&metrics),
         };
-        tokio::spawn(measure(cluster.clone(), ping_subject(&prefix, node)));
+        tokio::spawn(measure(cluster.clone(), ping_subject(prefix, node)));
         tracing::info!(%node, subject = %cluster.notices, "joined the cluster over NATS");
         Ok((
             cluster,
