@@ -32,7 +32,7 @@
 //! [`filter_candidate`] applies the same candidate rule to one trickled
 //! candidate. Under [`CandidatePolicy::All`] both functions change nothing.
 
-use konsult_protocol::CandidatePolicy;
+use konsult_protocol::{CandidatePolicy, IceServer};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
@@ -63,6 +63,35 @@ impl Relays {
     pub fn iter(&self) -> impl Iterator<Item = &IpAddr> {
         self.ips.iter()
     }
+
+    /// Adds the relays at `ips`.
+    pub fn extend(&mut self, ips: impl IntoIterator<Item = IpAddr>) {
+        self.ips.extend(ips.into_iter().map(canonical));
+    }
+
+    /// The relay addresses in the `turn:` and `turns:` URLs of `servers`
+    /// given as IP addresses (a host name says nothing a candidate's
+    /// address can be checked against).
+    pub fn in_ice_servers(servers: &[IceServer]) -> impl Iterator<Item = IpAddr> + '_ {
+        servers
+            .iter()
+            .flat_map(|s| s.urls.iter())
+            .filter_map(|url| turn_url_ip(url))
+    }
+}
+
+/// The host of a `turn:` or `turns:` URL (RFC 7065) when it is an IP
+/// address: `turn:203.0.113.10:3478?transport=udp`, `turns:[2001:db8::1]`.
+fn turn_url_ip(url: &str) -> Option<IpAddr> {
+    let rest = url
+        .strip_prefix("turn:")
+        .or_else(|| url.strip_prefix("turns:"))?;
+    let hostport = rest.split('?').next()?;
+    let host = match hostport.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => hostport.split(':').next()?,
+    };
+    host.parse().ok()
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -734,6 +763,29 @@ mod tests {
         assert!(
             out.contains("m=video 0 "),
             "a rejected section stays rejected: {out}"
+        );
+    }
+
+    #[test]
+    fn relays_handed_out_in_ice_servers_are_relays() {
+        let servers = [IceServer {
+            urls: vec![
+                "turn:203.0.113.10:3478?transport=udp".to_owned(),
+                "turns:turn.konsult.example.dk:443?transport=tcp".to_owned(),
+                "turns:[2001:db8::7]:5349".to_owned(),
+                "stun:198.51.100.9:3478".to_owned(),
+                "turn:198.51.100.20".to_owned(),
+            ],
+            username: None,
+            credential: None,
+        }];
+        let mut relays = Relays::default();
+        relays.extend(Relays::in_ice_servers(&servers));
+        let ips: Vec<String> = relays.iter().map(ToString::to_string).collect();
+        assert_eq!(ips, ["198.51.100.20", "203.0.113.10", "2001:db8::7"]);
+        assert!(
+            !relays.contains("198.51.100.9".parse().unwrap()),
+            "a STUN server is no relay"
         );
     }
 }

@@ -322,6 +322,10 @@ struct Room {
     /// The pump's context of the latest join that took a place here (or of
     /// the restore).
     context: RoomContext,
+    /// The relays the room's relay candidates may carry: the configured
+    /// ones and those handed to its participants in their welcomes (in a
+    /// cluster, each participant's own node's relay).
+    relays: Relays,
 }
 
 /// Everything a room operation needs besides the room.
@@ -372,6 +376,7 @@ impl Room {
             hold_step: false,
             dirty: false,
             context: RoomContext::default(),
+            relays: Relays::default(),
         }
     }
 
@@ -528,6 +533,8 @@ impl Room {
             ctx.close(conn, CloseReason::Rejected);
             return;
         }
+        self.relays.extend(ctx.cfg.relays.iter().copied());
+        self.relays.extend(Relays::in_ice_servers(&req.ice_servers));
         let Some(p) = self.slot(role).as_mut() else {
             self.join_new(ctx, conn, req);
             return;
@@ -1899,7 +1906,7 @@ impl Hub {
                     return Err((ErrorCode::WrongState, "not in a call"));
                 }
                 let policy = room.policy;
-                let relays = &self.config.relays;
+                let relays = &room.relays;
                 let body = match in_call {
                     ClientMessage::Offer { sdp } => ServerBody::Offer {
                         sdp: filtered_sdp(&sdp, policy, relays)?,

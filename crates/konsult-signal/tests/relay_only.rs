@@ -105,6 +105,37 @@ fn sdp_in_offer_and_answer_keeps_only_relay_candidates() {
 }
 
 #[test]
+fn a_relay_handed_to_a_participant_counts_as_a_relay_of_its_room() {
+    // In a cluster each participant gets its own node's relay, which the
+    // room's node is not configured with: that relay's candidates pass,
+    // in this room only; a relay nobody was handed still does not.
+    let patients_relay =
+        "candidate:9 1 udp 33562367 198.51.100.77 50000 typ relay raddr 0.0.0.0 rport 0 generation 0";
+    let nobodys_relay =
+        "candidate:9 1 udp 33562367 198.51.100.78 50000 typ relay raddr 0.0.0.0 rport 0 generation 0";
+    let mut h = Harness::relay_only();
+    h.turn_urls.insert(
+        Role::Patient,
+        vec!["turn:198.51.100.77:3478?transport=udp".into()],
+    );
+    let (t, p) = h.admitted_pair();
+    h.send(p, &candidate(patients_relay));
+    let ServerBody::Candidate(c) = h.take_one(t).body else {
+        panic!()
+    };
+    assert_eq!(c.candidate.as_str(), patients_relay);
+    h.send(p, &candidate(nobodys_relay));
+    h.send(t, &candidate(nobodys_relay));
+    assert!(h.take(t).is_empty() && h.take(p).is_empty());
+
+    let mut other = Harness::relay_only();
+    other.consultation = uuid::Uuid::new_v4();
+    let (t, p) = other.admitted_pair();
+    other.send(p, &candidate(patients_relay));
+    assert!(other.take(t).is_empty(), "another room was not handed it");
+}
+
+#[test]
 fn trickled_non_relay_candidates_are_dropped_silently() {
     let mut h = Harness::relay_only();
     let (t, p) = h.admitted_pair();

@@ -12,7 +12,7 @@ use konsult_signal::{
     AdmissionCheckId, CallEvent, CloseReason, Config, ConnId, EvidencePolicy, Hub, JoinRequest,
     LinkRef, Output, RoomContext, RoomRecord, RoomSnapshot, WriteId, WriteRefused,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -60,6 +60,8 @@ pub struct Harness {
     pub log: Vec<Output>,
     /// The role each joined connection joined as.
     pub roles: BTreeMap<ConnId, Role>,
+    /// The TURN URLs each role's joins hand out (default: a relay by name).
+    pub turn_urls: HashMap<Role, Vec<String>>,
 }
 
 impl Default for Harness {
@@ -106,6 +108,7 @@ impl Harness {
             checks: Vec::new(),
             log: Vec::new(),
             roles: BTreeMap::new(),
+            turn_urls: HashMap::new(),
         }
     }
 
@@ -268,7 +271,11 @@ impl Harness {
                 Role::Therapist => None,
             },
             ice_servers: vec![IceServer {
-                urls: vec!["turn:relay.test:3478".into()],
+                urls: self
+                    .turn_urls
+                    .get(&role)
+                    .cloned()
+                    .unwrap_or_else(|| vec!["turn:relay.test:3478".into()]),
                 username: Some(format!("1700000000:{}", role.as_str())),
                 credential: Some("secret".into()),
             }],
