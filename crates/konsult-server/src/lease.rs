@@ -148,6 +148,24 @@ impl Leases {
             .and_then(|e| Uuid::from_slice(&e.value).ok()))
     }
 
+    /// The rooms some node holds a lease on now (a released or run-out
+    /// lease is not listed).
+    pub async fn held(&self) -> anyhow::Result<std::collections::HashSet<Uuid>> {
+        use futures_util::TryStreamExt as _;
+        let keys: Vec<String> = self
+            .kv
+            .keys()
+            .await
+            .context("could not list the rooms' leases")?
+            .try_collect()
+            .await
+            .context("could not list the rooms' leases")?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| Uuid::try_parse(k).ok())
+            .collect())
+    }
+
     /// Renews `lease` for another time to live; [`Lost`] if another node
     /// owns the room now or the entry ran out. Also lost when this node
     /// itself stopped counting on it ([`Leases::valid`]): a late renewal

@@ -576,15 +576,21 @@ struct AdmittedAcross {
 }
 
 async fn admitted_across(cluster: &Cluster) -> AdmittedAcross {
+    admitted_across_with(cluster, &[]).await
+}
+
+/// [`admitted_across`] with more settings for both nodes.
+async fn admitted_across_with(cluster: &Cluster, more: &[(&str, &str)]) -> AdmittedAcross {
     use crate::common::binary;
     let prefix = prefix();
     cluster.prefixes.lock().unwrap().push(prefix.clone());
-    let env = [
+    let mut env = vec![
         ("KONSULT_DATABASE_URL", cluster.database_url.as_str()),
         ("KONSULT_CLUSTER__NATS_URL", cluster.nats_url.as_str()),
         ("KONSULT_CLUSTER__SUBJECT_PREFIX", prefix.as_str()),
         ("KONSULT_CLUSTER__LEASE_SECONDS", "2"),
     ];
+    env.extend_from_slice(more);
     let mut a = binary::Server::new(&env);
     let (printed, _) = a.start(true);
     let password = binary::demo_password(&printed);
@@ -710,6 +716,54 @@ async fn when_a_rooms_node_is_killed_another_adopts_the_room_and_both_resume_wit
         .get_ok(&format!("/api/consultations/{}", x.id))
         .await;
     assert_eq!(state["state"], "in_call", "{state}");
+    x.a.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_node_died_and_whose_participants_never_came_back_is_settled_by_another_node()
+{
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let mut x = admitted_across_with(
+        &cluster,
+        &[
+            ("KONSULT_CLUSTER__SWEEP_SECONDS", "1"),
+            ("KONSULT_SIGNALING__RESTORE_GRACE_SECONDS", "2"),
+        ],
+    )
+    .await;
+    // B, the room's node, dies, and both participants are gone for good
+    // (the browsers were closed).
+    x.b.kill();
+    drop(x.patient);
+    drop(x.therapist);
+    let killed = Instant::now();
+    // A's sweep finds the saved room nobody runs once B's lease ran out,
+    // adopts it, waits the restore grace for the participants, and ends
+    // the call as abandoned.
+    let path = format!("/api/consultations/{}", x.id);
+    loop {
+        let state = x.client.get_ok(&path).await;
+        if state["state"] == "ended" {
+            break;
+        }
+        assert!(
+            killed.elapsed() < StdDuration::from_secs(20),
+            "still {state} 20 s after its node died; A's log: {}",
+            x.a.log_tail(4000)
+        );
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
+    eprintln!(
+        "the orphaned room was settled {} ms after its node died",
+        killed.elapsed().as_millis()
+    );
+    assert!(
+        x.a.log_tail(40_000).contains("adopted a room no node ran"),
+        "{}",
+        x.a.log_tail(4000)
+    );
     x.a.kill();
 }
 

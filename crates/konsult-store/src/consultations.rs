@@ -1515,6 +1515,17 @@ impl Store {
         .transpose()
     }
 
+    /// The consultations that have a saved signaling room (a cluster
+    /// looks for those no node runs).
+    pub async fn saved_room_ids(&self) -> Result<Vec<ConsultationId>> {
+        let rows = sqlx::query("SELECT consultation_id FROM signaling_rooms")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(ConsultationId::from_uuid(get_uuid(r, "consultation_id")?)))
+            .collect()
+    }
+
     /// Every saved signaling room, to restore at start-up.
     pub async fn saved_rooms(&self) -> Result<Vec<SavedRoom>> {
         let rows = sqlx::query("SELECT consultation_id, clinic_id, record FROM signaling_rooms")

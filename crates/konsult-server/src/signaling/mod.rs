@@ -561,6 +561,7 @@ impl Signaling {
             )
             .await;
         }
+        self.adopt_orphans(store).await;
         let mut sessions = Vec::new();
         for hub in self.inner.hubs.iter() {
             let (reply, answer) = oneshot::channel();
@@ -584,6 +585,42 @@ impl Signaling {
             Err(error) => {
                 tracing::warn!(%error, "the cluster sweep could not read login sessions");
                 false
+            }
+        }
+    }
+
+    /// Adopts the saved rooms no node runs: their node died and none of
+    /// their participants came back to another. The adopted room waits
+    /// `signaling.restore_grace_seconds` for them, as after a restart,
+    /// then settles (a started call ends as abandoned): no consultation
+    /// stays in its call for ever. Several nodes may find the same room;
+    /// the lease makes one of them its owner.
+    async fn adopt_orphans(&self, store: &Store) {
+        let Some(leases) = &self.inner.leases else {
+            return;
+        };
+        let held = match leases.held().await {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::warn!(%error, "the cluster sweep could not list the rooms' leases");
+                return;
+            }
+        };
+        // Read after the leases: a room made meanwhile is saved after its
+        // claim, and claiming it again here finds its owner.
+        let saved = match store.saved_room_ids().await {
+            Ok(saved) => saved,
+            Err(error) => {
+                tracing::warn!(%error, "the cluster sweep could not read the saved rooms");
+                return;
+            }
+        };
+        for room in saved.iter().map(ConsultationId::as_uuid) {
+            if held.contains(&room) {
+                continue;
+            }
+            if let Route::Local = self.route(room).await {
+                tracing::info!(consultation = %room, "adopted a room no node ran");
             }
         }
     }
