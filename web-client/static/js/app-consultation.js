@@ -21,7 +21,7 @@ import {
 } from './devices.js';
 import { announce, focusOn, h, replace } from './dom.js';
 import { fmtDate, fmtLongDate, fmtNumber, fmtTime, has, onLangChange, t } from './i18n.js';
-import { Signaling } from './signaling.js';
+import { Signaling, signalingUrl } from './signaling.js';
 import { amountText, checkbox, errorBox, field, okBox, onSubmit, pageHeading, statePill } from './ui.js';
 
 const LIVE_STATES = new Set(['scheduled', 'open', 'waiting', 'in_call']);
@@ -436,7 +436,7 @@ async function liveConsultation(root, consultation, patient, refresh, onOver) {
   };
 
   // Signaling.
-  const sig = new Signaling({ session: { consultation: consultation.id } });
+  const sig = new Signaling({ session: { consultation: consultation.id } }, { url: signalingUrl(consultation.id) });
   setWaiting('cons.connecting');
   let welcome = null;
 

@@ -19,7 +19,7 @@ import {
 import { openForCheck, renderCamera, renderMicrophone, setStatus, watchMicrophone } from './device-check.js';
 import { $, announce, focusOn, h, replace, showOnly } from './dom.js';
 import { applyI18n, fmtLongDate, fmtTime, lang, onLangChange, t, wireLangButton } from './i18n.js';
-import { Signaling } from './signaling.js';
+import { Signaling, signalingUrl } from './signaling.js';
 
 const token = decodeURIComponent(location.pathname.replace(/^\/join\//, '').split('/')[0] || '');
 
@@ -372,7 +372,7 @@ function enterWaitingRoom({ fresh = true } = {}) {
   renderWaiting('wait.connecting');
   show('waiting');
   if (state.signaling) state.signaling.stop();
-  const sig = new Signaling({ link_token: token });
+  const sig = new Signaling({ link_token: token }, { url: signalingUrl(state.info?.room) });
   state.signaling = sig;
   // Events of a connection this page has let go of (after leave) are
   // ignored: a late `bye` must not change the page shown.

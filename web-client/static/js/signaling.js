@@ -32,9 +32,15 @@ const FINAL_ERROR_CODES = new Set([
   'replaced',
 ]);
 
-/** The address of the signaling endpoint, on this page's own server. */
-export function signalingUrl() {
-  return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
+/**
+ * The address of the signaling endpoint, on this page's own server. With
+ * `room` (the consultation's id) it carries `?room=`, on which a cluster's
+ * load balancer sends both participants to the same node (the server itself
+ * ignores it; docs/protocol.md, section 1).
+ */
+export function signalingUrl(room) {
+  const base = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
+  return room ? `${base}?room=${encodeURIComponent(room)}` : base;
 }
 
 /**

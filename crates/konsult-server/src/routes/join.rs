@@ -63,6 +63,11 @@ pub struct JoinInfo {
     /// For `expired`: how the clinic closed the consultation without a call
     /// (`cancelled`, `no_show`, `technical_failure`), if it did.
     pub closed_as: Option<&'static str>,
+    /// For `valid` and `not_yet_open`: the consultation's id, for the
+    /// WebSocket's optional `room` query (`/ws?room=…`), on which a
+    /// cluster's load balancer sends both participants of a consultation to
+    /// the same node (docs/protocol.md, section 1).
+    pub room: Option<String>,
 }
 
 impl JoinInfo {
@@ -78,6 +83,7 @@ impl JoinInfo {
             length_minutes: None,
             payment: None,
             closed_as: None,
+            room: None,
         }
     }
 }
@@ -198,6 +204,7 @@ async fn join_info(
         length_minutes: Some(c.length_minutes),
         payment: Some(payment),
         closed_as: None,
+        room: Some(consultation.to_string()),
     }))
 }
 
