@@ -23,11 +23,34 @@
 //! with 1013 (`moved`): their clients resume at once, and the node that
 //! takes the room over from its lease adopts it. Without this they would
 //! wait for their heartbeat timeout.
+//!
+//! # On the wire
+//!
+//! Every frame of a remote connection, both ways, crosses NATS, so the two
+//! messages that carry one travel in a binary envelope, the text as it is,
+//! unescaped:
+//!
+//! | bytes | `ToOwner::Text`   | `ToEdge::Frame`   |
+//! |-------|-------------------|-------------------|
+//! | 0     | `T`               | `F`               |
+//! | 1..9  | the connection id, big-endian | the same |
+//! | 9..   | the frame's UTF-8 text        | the same |
+//!
+//! The owner hands the text to the hub task without copying it (checked as
+//! UTF-8 where it lies); the edge copies it once, into the pump's frame.
+//! The other messages (join, end, close, dropped) are rare and are JSON
+//! objects, whose first byte `{` is their tag. A message that is empty,
+//! has an unknown tag, is shorter than its header, carries text that is
+//! not UTF-8, or is JSON but none of these messages is dropped with a
+//! warning. A node from before this envelope drops the binary messages as
+//! malformed: the nodes of a cluster are upgraded together.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use async_nats::Subject;
+use axum::body::Bytes;
 use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
 use konsult_signal::{CloseReason, ConnId, JoinRequest};
@@ -54,8 +77,22 @@ const OWNER_CHECK: Duration = Duration::from_secs(1);
 /// Unanswered checks in a row after which an owner counts as gone.
 const OWNER_MISSES: u32 = 2;
 
-/// From an edge to the room's owner.
-#[derive(Debug, Serialize, Deserialize)]
+/// First byte of a [`ToOwner::Text`].
+const TEXT_TAG: u8 = b'T';
+
+/// First byte of a [`ToEdge::Frame`].
+const FRAME_TAG: u8 = b'F';
+
+/// First byte of the other messages: JSON objects.
+const JSON_TAG: u8 = b'{';
+
+/// A frame's tag and connection id, before its text.
+const FRAME_HEADER: usize = 1 + 8;
+
+/// From an edge to the room's owner. [`ToOwner::encode`] and
+/// [`ToOwner::decode`] are its wire format (the module's "On the wire"):
+/// serde's JSON only for the variants other than `Text`.
+#[derive(Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ToOwner {
     /// A connection's hello passed on the edge: join it to the room.
@@ -66,17 +103,21 @@ enum ToOwner {
         /// The therapist's login session (`SessionKey::as_hex`).
         session: Option<String>,
     },
-    /// A text frame of the connection.
-    Text { conn: ConnId, text: String },
+    /// A text frame of the connection. In the binary envelope, never JSON.
+    #[serde(skip)]
+    Text { conn: ConnId, text: Utf8Bytes },
     /// The connection ended.
     Gone { conn: ConnId },
 }
 
-/// From a room's owner to an edge.
-#[derive(Debug, Serialize, Deserialize)]
+/// From a room's owner to an edge. [`ToEdge::encode`] and
+/// [`ToEdge::decode`] are its wire format (the module's "On the wire"):
+/// serde's JSON only for the variants other than `Frame`.
+#[derive(Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ToEdge {
-    /// Write this frame.
+    /// Write this frame. In the binary envelope, never JSON.
+    #[serde(skip)]
     Frame { conn: ConnId, text: String },
     /// Close the connection.
     Close {
@@ -86,6 +127,129 @@ enum ToEdge {
     },
     /// The owner dropped the connection (it did not keep up).
     Dropped { conn: ConnId },
+}
+
+impl ToOwner {
+    fn encode(&self) -> Bytes {
+        match self {
+            Self::Text { conn, text } => encode_frame(TEXT_TAG, *conn, text),
+            Self::Join { .. } | Self::Gone { .. } => encode_json(self),
+        }
+    }
+
+    /// Takes `payload`'s text as it is, without a copy.
+    fn decode(payload: Bytes) -> Result<Self, Malformed> {
+        match payload.first() {
+            Some(&TEXT_TAG) => {
+                let (conn, text) = split_frame(payload)?;
+                let text = Utf8Bytes::try_from(text)?;
+                Ok(Self::Text { conn, text })
+            }
+            Some(&JSON_TAG) => Ok(serde_json::from_slice(&payload)?),
+            Some(&tag) => Err(Malformed::Tag(tag)),
+            None => Err(Malformed::Empty),
+        }
+    }
+}
+
+impl ToEdge {
+    fn encode(&self) -> Bytes {
+        match self {
+            Self::Frame { conn, text } => encode_frame(FRAME_TAG, *conn, text),
+            Self::Close { .. } | Self::Dropped { .. } => encode_json(self),
+        }
+    }
+
+    /// Copies `payload`'s text once, into the frame the pump writes.
+    fn decode(payload: Bytes) -> Result<Self, Malformed> {
+        match payload.first() {
+            Some(&FRAME_TAG) => {
+                let (conn, text) = split_frame(payload)?;
+                let text = std::str::from_utf8(&text)?.to_owned();
+                Ok(Self::Frame { conn, text })
+            }
+            Some(&JSON_TAG) => Ok(serde_json::from_slice(&payload)?),
+            Some(&tag) => Err(Malformed::Tag(tag)),
+            None => Err(Malformed::Empty),
+        }
+    }
+}
+
+// Without the frames' text (SDP, candidates) or the join's tokens.
+impl std::fmt::Debug for ToOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Join { conn, edge, .. } => f
+                .debug_struct("Join")
+                .field("conn", conn)
+                .field("edge", edge)
+                .finish_non_exhaustive(),
+            Self::Text { conn, text } => f
+                .debug_struct("Text")
+                .field("conn", conn)
+                .field("len", &text.len())
+                .finish(),
+            Self::Gone { conn } => f.debug_struct("Gone").field("conn", conn).finish(),
+        }
+    }
+}
+
+// Without the frames' text.
+impl std::fmt::Debug for ToEdge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Frame { conn, text } => f
+                .debug_struct("Frame")
+                .field("conn", conn)
+                .field("len", &text.len())
+                .finish(),
+            Self::Close { conn, code, reason } => f
+                .debug_struct("Close")
+                .field("conn", conn)
+                .field("code", code)
+                .field("reason", reason)
+                .finish(),
+            Self::Dropped { conn } => f.debug_struct("Dropped").field("conn", conn).finish(),
+        }
+    }
+}
+
+/// Why a message from another node was dropped.
+#[derive(Debug, thiserror::Error)]
+enum Malformed {
+    #[error("an empty message")]
+    Empty,
+    #[error("an unknown tag ({0:#04x})")]
+    Tag(u8),
+    #[error("a frame of {0} bytes, shorter than its header")]
+    Short(usize),
+    #[error("a frame whose text is not UTF-8")]
+    Utf8(#[from] std::str::Utf8Error),
+    #[error("not one of the JSON messages")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A frame's binary envelope: `tag`, `conn`, then `text` (its one copy).
+fn encode_frame(tag: u8, conn: ConnId, text: &str) -> Bytes {
+    let mut payload = Vec::with_capacity(FRAME_HEADER + text.len());
+    payload.push(tag);
+    payload.extend_from_slice(&conn.0.to_be_bytes());
+    payload.extend_from_slice(text.as_bytes());
+    Bytes::from(payload)
+}
+
+fn encode_json<T: Serialize>(message: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(message).expect("a remote message serialises"))
+}
+
+/// A frame's connection and its text's bytes (not checked as UTF-8 yet),
+/// sharing `payload`'s memory.
+fn split_frame(payload: Bytes) -> Result<(ConnId, Bytes), Malformed> {
+    let Some(conn) = payload.get(1..FRAME_HEADER) else {
+        return Err(Malformed::Short(payload.len()));
+    };
+    let conn = u64::from_be_bytes(conn.try_into().expect("8 bytes"));
+    Ok((ConnId(conn), payload.slice(FRAME_HEADER..)))
 }
 
 /// This node's part in remote connections, as an edge and as an owner.
@@ -148,7 +312,7 @@ impl Remote {
         else {
             unreachable!("Remote::join takes a HubInput::Join");
         };
-        let subject = rooms_subject(&self.prefix, owner);
+        let subject = Subject::from(rooms_subject(&self.prefix, owner));
         let first = ToOwner::Join {
             conn,
             edge: self.node,
@@ -161,10 +325,9 @@ impl Remote {
             .lock()
             .expect("remote lock")
             .insert(conn, (owner, writer));
-        let payload = serde_json::to_vec(&first).expect("a remote message serialises");
         let taken = tokio::time::timeout(
             JOIN_WAIT,
-            self.client.request(subject.clone(), payload.into()),
+            self.client.request(subject.clone(), first.encode()),
         )
         .await;
         let ToOwner::Join { request, .. } = first else {
@@ -187,13 +350,12 @@ impl Remote {
             while let Some(input) = inputs.recv().await {
                 match input {
                     HubInput::Text { conn, text } => {
-                        let text = text.as_str().to_owned();
-                        remote
-                            .publish(&subject, &ToOwner::Text { conn, text })
-                            .await;
+                        let message = ToOwner::Text { conn, text };
+                        remote.publish(&subject, message.encode()).await;
                     }
                     HubInput::Gone { conn } => {
-                        remote.publish(&subject, &ToOwner::Gone { conn }).await;
+                        let message = ToOwner::Gone { conn };
+                        remote.publish(&subject, message.encode()).await;
                         break;
                     }
                     _ => {}
@@ -225,13 +387,10 @@ impl Remote {
         gone.len()
     }
 
-    async fn publish<T: Serialize>(&self, subject: &str, message: &T) {
-        let payload = serde_json::to_vec(message).expect("a remote message serialises");
-        if let Err(error) = self
-            .client
-            .publish(subject.to_owned(), payload.into())
-            .await
-        {
+    /// Publishes `payload` on `subject`, which is made once per connection
+    /// (a clone shares it).
+    async fn publish(&self, subject: &Subject, payload: Bytes) {
+        if let Err(error) = self.client.publish(subject.clone(), payload).await {
             tracing::warn!(%error, "could not reach another node for a remote connection");
         }
     }
@@ -311,7 +470,7 @@ async fn serve_rooms(
         let Some(signaling) = signaling.upgrade() else {
             return;
         };
-        let input = match serde_json::from_slice::<ToOwner>(&message.payload) {
+        let input = match ToOwner::decode(message.payload) {
             Ok(input) => input,
             Err(error) => {
                 tracing::warn!(%error, "dropped a malformed message from another node");
@@ -333,7 +492,7 @@ async fn serve_rooms(
                     continue;
                 }
                 let (writer, mut frames) = outbox(super::connection::OUTBOUND_CAPACITY);
-                let subject = conns_subject(&remote.prefix, edge);
+                let subject = Subject::from(conns_subject(&remote.prefix, edge));
                 let back = Arc::clone(&remote);
                 tokio::spawn(async move {
                     while let Some(frame) = frames.recv().await {
@@ -346,12 +505,13 @@ async fn serve_rooms(
                             },
                         };
                         let closing = matches!(message, ToEdge::Close { .. });
-                        back.publish(&subject, &message).await;
+                        back.publish(&subject, message.encode()).await;
                         if closing {
                             return;
                         }
                     }
-                    back.publish(&subject, &ToEdge::Dropped { conn }).await;
+                    let dropped = ToEdge::Dropped { conn };
+                    back.publish(&subject, dropped.encode()).await;
                 });
                 // The edge asks again when a join was taken too late for it
                 // (it gave up and dropped its end): the earlier one is gone.
@@ -372,7 +532,6 @@ async fn serve_rooms(
             }
             ToOwner::Text { conn, text } => {
                 if let Some(consultation) = rooms.get(&conn) {
-                    let text = Utf8Bytes::from(text);
                     signaling
                         .to_room(*consultation, HubInput::Text { conn, text })
                         .await;
@@ -395,7 +554,7 @@ async fn serve_conns(remote: Weak<Remote>, mut messages: async_nats::Subscriber)
         let Some(remote) = remote.upgrade() else {
             return;
         };
-        let output = match serde_json::from_slice::<ToEdge>(&message.payload) {
+        let output = match ToEdge::decode(message.payload) {
             Ok(output) => output,
             Err(error) => {
                 tracing::warn!(%error, "dropped a malformed message from another node");
@@ -444,4 +603,253 @@ fn static_reason(reason: &str) -> &'static str {
     .chain([SESSION_ENDED])
     .find(|known| *known == reason)
     .unwrap_or("closed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A candidate as the hub writes it, with text that JSON would escape.
+    const CANDIDATE: &str = r#"{"type":"candidate","candidate":"candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host","label":"ø \"q\"\n"}"#;
+
+    /// A connection id of a node whose counter starts at 3 × 2³².
+    const CONN: ConnId = ConnId(3 << 32 | 0x0102_0304);
+
+    fn text(payload: Bytes) -> (ConnId, Utf8Bytes) {
+        match ToOwner::decode(payload) {
+            Ok(ToOwner::Text { conn, text }) => (conn, text),
+            other => panic!("not a text: {other:?}"),
+        }
+    }
+
+    fn frame(payload: Bytes) -> (ConnId, String) {
+        match ToEdge::decode(payload) {
+            Ok(ToEdge::Frame { conn, text }) => (conn, text),
+            other => panic!("not a frame: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_text_is_its_tag_connection_and_text_as_is() {
+        let payload = ToOwner::Text {
+            conn: CONN,
+            text: Utf8Bytes::from(CANDIDATE),
+        }
+        .encode();
+        let mut expected = vec![b'T', 0, 0, 0, 3, 1, 2, 3, 4];
+        expected.extend_from_slice(CANDIDATE.as_bytes());
+        assert_eq!(payload, expected);
+        assert_eq!(text(payload), (CONN, Utf8Bytes::from(CANDIDATE)));
+    }
+
+    #[test]
+    fn a_frame_is_its_tag_connection_and_text_as_is() {
+        let payload = ToEdge::Frame {
+            conn: CONN,
+            text: CANDIDATE.to_owned(),
+        }
+        .encode();
+        let mut expected = vec![b'F', 0, 0, 0, 3, 1, 2, 3, 4];
+        expected.extend_from_slice(CANDIDATE.as_bytes());
+        assert_eq!(payload, expected);
+        assert_eq!(frame(payload), (CONN, CANDIDATE.to_owned()));
+    }
+
+    #[test]
+    fn empty_texts_and_extreme_ids_round_trip() {
+        for conn in [ConnId(0), ConnId(u64::MAX)] {
+            let payload = ToOwner::Text {
+                conn,
+                text: Utf8Bytes::from(""),
+            }
+            .encode();
+            assert_eq!(payload.len(), FRAME_HEADER);
+            assert_eq!(text(payload), (conn, Utf8Bytes::from("")));
+            let payload = ToEdge::Frame {
+                conn,
+                text: String::new(),
+            }
+            .encode();
+            assert_eq!(frame(payload), (conn, String::new()));
+        }
+    }
+
+    #[test]
+    fn the_owner_takes_a_text_where_it_lies() {
+        let payload = ToOwner::Text {
+            conn: CONN,
+            text: Utf8Bytes::from(CANDIDATE),
+        }
+        .encode();
+        let start = payload[FRAME_HEADER..].as_ptr();
+        let (_, text) = text(payload);
+        assert_eq!(text.as_str().as_ptr(), start);
+    }
+
+    #[test]
+    fn the_rare_messages_are_json_and_round_trip() {
+        let gone = ToOwner::Gone { conn: CONN }.encode();
+        assert_eq!(gone[0], JSON_TAG);
+        assert!(matches!(
+            ToOwner::decode(gone),
+            Ok(ToOwner::Gone { conn: CONN })
+        ));
+
+        let close = ToEdge::Close {
+            conn: CONN,
+            code: CloseReason::Moved.code(),
+            reason: CloseReason::Moved.as_str().to_owned(),
+        }
+        .encode();
+        assert_eq!(close[0], JSON_TAG);
+        match ToEdge::decode(close) {
+            Ok(ToEdge::Close { conn, code, reason }) => {
+                assert_eq!(conn, CONN);
+                assert_eq!(code, CloseReason::Moved.code());
+                assert_eq!(reason, CloseReason::Moved.as_str());
+            }
+            other => panic!("not a close: {other:?}"),
+        }
+
+        let dropped = ToEdge::Dropped { conn: CONN }.encode();
+        assert_eq!(dropped[0], JSON_TAG);
+        assert!(matches!(
+            ToEdge::decode(dropped),
+            Ok(ToEdge::Dropped { conn: CONN })
+        ));
+    }
+
+    fn with_header(tag: u8, text: &[u8]) -> Bytes {
+        let mut payload = vec![tag];
+        payload.extend_from_slice(&CONN.0.to_be_bytes());
+        payload.extend_from_slice(text);
+        Bytes::from(payload)
+    }
+
+    #[test]
+    fn an_empty_message_is_malformed() {
+        assert!(matches!(
+            ToOwner::decode(Bytes::new()),
+            Err(Malformed::Empty)
+        ));
+        assert!(matches!(
+            ToEdge::decode(Bytes::new()),
+            Err(Malformed::Empty)
+        ));
+    }
+
+    #[test]
+    fn an_unknown_tag_is_malformed() {
+        for tag in [b'J', b'[', b' ', 0, 0xff] {
+            let payload = with_header(tag, b"{}");
+            assert!(matches!(
+                ToOwner::decode(payload.clone()),
+                Err(Malformed::Tag(t)) if t == tag
+            ));
+            assert!(matches!(
+                ToEdge::decode(payload),
+                Err(Malformed::Tag(t)) if t == tag
+            ));
+        }
+    }
+
+    #[test]
+    fn each_side_refuses_the_other_sides_frames() {
+        let text = ToOwner::Text {
+            conn: CONN,
+            text: Utf8Bytes::from(CANDIDATE),
+        }
+        .encode();
+        assert!(matches!(
+            ToEdge::decode(text),
+            Err(Malformed::Tag(TEXT_TAG))
+        ));
+        let frame = ToEdge::Frame {
+            conn: CONN,
+            text: CANDIDATE.to_owned(),
+        }
+        .encode();
+        assert!(matches!(
+            ToOwner::decode(frame),
+            Err(Malformed::Tag(FRAME_TAG))
+        ));
+    }
+
+    #[test]
+    fn a_frame_shorter_than_its_header_is_malformed() {
+        let whole = with_header(TEXT_TAG, b"");
+        for len in 1..FRAME_HEADER {
+            assert!(matches!(
+                ToOwner::decode(whole.slice(..len)),
+                Err(Malformed::Short(l)) if l == len
+            ));
+        }
+        let whole = with_header(FRAME_TAG, b"");
+        for len in 1..FRAME_HEADER {
+            assert!(matches!(
+                ToEdge::decode(whole.slice(..len)),
+                Err(Malformed::Short(l)) if l == len
+            ));
+        }
+    }
+
+    #[test]
+    fn a_text_that_is_not_utf8_is_malformed() {
+        // A lone continuation byte, a truncated "ø", an overlong "/", a
+        // surrogate.
+        for bad in [&b"\x80"[..], b"abc\xc3", b"\xc0\xaf", b"\xed\xa0\x80"] {
+            assert!(matches!(
+                ToOwner::decode(with_header(TEXT_TAG, bad)),
+                Err(Malformed::Utf8(_))
+            ));
+            assert!(matches!(
+                ToEdge::decode(with_header(FRAME_TAG, bad)),
+                Err(Malformed::Utf8(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn json_that_is_not_a_rare_message_is_malformed() {
+        let conn = CONN.0;
+        for bad in [
+            "{".to_owned(),
+            "{}".to_owned(),
+            r#"{"type":"gone"}"#.to_owned(),
+            r#"{"type":"unknown","conn":1}"#.to_owned(),
+            // The frames never travel as JSON.
+            format!(r#"{{"type":"text","conn":{conn},"text":"x"}}"#),
+            format!(r#"{{"type":"frame","conn":{conn},"text":"x"}}"#),
+        ] {
+            assert!(
+                matches!(
+                    ToOwner::decode(Bytes::from(bad.clone())),
+                    Err(Malformed::Json(_))
+                ),
+                "{bad}"
+            );
+            assert!(
+                matches!(
+                    ToEdge::decode(Bytes::from(bad.clone())),
+                    Err(Malformed::Json(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_frame_text() {
+        let text = ToOwner::Text {
+            conn: CONN,
+            text: Utf8Bytes::from(CANDIDATE),
+        };
+        let frame = ToEdge::Frame {
+            conn: CONN,
+            text: CANDIDATE.to_owned(),
+        };
+        for shown in [format!("{text:?}"), format!("{frame:?}")] {
+            assert!(!shown.contains("candidate"), "{shown}");
+        }
+    }
 }
