@@ -33,9 +33,9 @@
 //!    client's WebSockets by their `?room=` (deploy/cluster/haproxy.cfg);
 //!    and *spread*, every combination of nodes equally often, as for
 //!    clients without it (two thirds of the pairs across nodes). The rate
-//!    rises in steps (three nodes' steps three times one node's) until p99
-//!    > 50 ms or less than 99 % is delivered. The highest step held by
-//!    each, and the ratios to one node (goal: ≥ 2.5).
+//!    rises in steps (three nodes' steps three times one node's) until the
+//!    p99 exceeds 50 ms or less than 99 % is delivered. The highest step
+//!    held by each, and the ratios to one node (goal: ≥ 2.5).
 //! 3. **Owner killed.** `--calls` admitted, negotiated calls spread over
 //!    three nodes; one node is killed (SIGKILL). Every participant whose
 //!    connection drops, or is closed with 1013 by its node because the
