@@ -797,29 +797,79 @@ async fn keep_leases(
             }
             _ = ticks.tick() => {
                 let Some(signaling) = weak.upgrade() else { return };
-                let Some(leases) = &signaling.inner.leases else { return };
-                let now = std::time::Instant::now();
-                let due: Vec<(Uuid, Held)> = {
-                    let mut held = signaling.inner.held.lock().expect("leases lock");
-                    let rooms: Vec<Uuid> = held.keys().copied().collect();
-                    rooms.into_iter().filter_map(|r| held.remove(&r).map(|h| (r, h))).collect()
-                };
-                for (room, mut h) in due {
-                    if h.closed_at.is_some_and(|at| now.duration_since(at) >= RELEASE_GRACE) {
-                        leases.release(h.lease).await;
-                        continue;
-                    }
-                    match leases.renew(&mut h.lease).await {
-                        Ok(()) => {
-                            signaling.inner.held.lock().expect("leases lock").insert(room, h);
-                        }
-                        Err(lost) => {
-                            tracing::error!(%room, %lost, "this node lost a room's lease");
-                            signaling.to_room(room, HubInput::Relinquish { consultation: room }).await;
-                        }
-                    }
-                }
+                renew_leases(&signaling).await;
             }
+        }
+    }
+}
+
+/// Renewals of one node's leases in flight at once.
+const RENEWALS_IN_FLIGHT: usize = 64;
+
+/// Renews every lease this node holds, [`RENEWALS_IN_FLIGHT`] at a time,
+/// and releases those of rooms closed [`RELEASE_GRACE`] ago. The map keeps
+/// its entries while the renewals are out (a hello routed meanwhile finds
+/// its room held); an entry a new claim replaced meanwhile is left alone.
+async fn renew_leases(signaling: &Signaling) {
+    use futures_util::StreamExt as _;
+    let Some(leases) = signaling.inner.leases.clone() else {
+        return;
+    };
+    let now = std::time::Instant::now();
+    let mut renew = Vec::new();
+    let mut release = Vec::new();
+    {
+        let mut held = signaling.inner.held.lock().expect("leases lock");
+        held.retain(|room, h| {
+            let closed = h
+                .closed_at
+                .is_some_and(|at| now.duration_since(at) >= RELEASE_GRACE);
+            if closed {
+                release.push(h.lease.clone());
+            } else {
+                renew.push((*room, h.lease.clone()));
+            }
+            !closed
+        });
+    }
+    for lease in release {
+        leases.release(lease).await;
+    }
+    let renewed: Vec<_> = futures_util::stream::iter(renew)
+        .map(|(room, mut lease)| {
+            let leases = leases.clone();
+            async move {
+                let was = lease.revision;
+                let result = leases.renew(&mut lease).await;
+                (room, was, lease, result)
+            }
+        })
+        .buffer_unordered(RENEWALS_IN_FLIGHT)
+        .collect()
+        .await;
+    for (room, was, lease, result) in renewed {
+        let lost = {
+            let mut held = signaling.inner.held.lock().expect("leases lock");
+            match held.get_mut(&room) {
+                Some(h) if h.lease.revision == was => match result {
+                    Ok(()) => {
+                        h.lease = lease;
+                        None
+                    }
+                    Err(lost) => {
+                        held.remove(&room);
+                        Some(lost)
+                    }
+                },
+                // Released, or claimed again, meanwhile.
+                _ => None,
+            }
+        };
+        if let Some(lost) = lost {
+            tracing::error!(%room, %lost, "this node lost a room's lease");
+            signaling
+                .to_room(room, HubInput::Relinquish { consultation: room })
+                .await;
         }
     }
 }
