@@ -526,6 +526,83 @@ async fn a_therapist_and_a_patient_on_different_nodes_call_each_other() {
     b.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_media_goes_on_while_the_room_moves_to_another_node() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let prefix = prefix();
+    let a = cluster.node(&prefix, 60, None).await;
+    let b = cluster.node(&prefix, 60, Some(a.dir.path())).await;
+    let fx = clinic(&a, "Syd").await;
+    let booking = book(&a, &fx, Duration::minutes(5), false).await;
+    // The patient on B, which runs the room; the therapist on A.
+    let mut call = start_call_on(&a, &b, &fx, &booking).await;
+    let (_, before) = call.until_media().await;
+    let offers = (call.p.received_sdp.len(), call.t.received_sdp.len());
+
+    // B goes away and both sockets with it.
+    call.p.cut();
+    call.t.cut();
+    b.stop().await;
+    // With no signaling at all, the browsers' media goes on.
+    let (_, meanwhile) = call.run_for(StdDuration::from_secs(2)).await;
+    assert!(
+        meanwhile.received.video.frames > before.received.video.frames + 10,
+        "video kept coming while no node ran the room: {before:#?} then {meanwhile:#?}"
+    );
+
+    // Both come back to A, which adopts the room: resumed, not admitted
+    // again, and nothing renegotiated.
+    let welcome = call
+        .p
+        .resume(&a, &patient_hello(&booking.token), &call.pw.resume_token)
+        .await;
+    assert!(welcome.resumed, "the patient resumed on A");
+    let welcome = call
+        .t
+        .resume_with(
+            &a,
+            Some(&fx.cookie),
+            &therapist_hello(booking.id()),
+            &call.tw.resume_token,
+        )
+        .await;
+    assert!(welcome.resumed, "the therapist resumed on A");
+    let (_, after) = call.run_for(StdDuration::from_secs(2)).await;
+    assert!(after.received.video.frames > meanwhile.received.video.frames + 10);
+    assert_eq!(
+        (call.p.received_sdp.len(), call.t.received_sdp.len()),
+        offers,
+        "no offer or answer after the move"
+    );
+    for peer in [call.patient.peer(), call.therapist.peer()] {
+        assert_eq!(
+            peer.connection_state(),
+            konsult_peer::ConnectionState::Connected
+        );
+    }
+    assert!(!call
+        .t
+        .received
+        .iter()
+        .any(|m| matches!(m.body, konsult_protocol::ServerBody::PeerLeft { .. })));
+    call.end().await;
+    wait_for_events(
+        &a,
+        &fx,
+        &booking,
+        &[
+            "patient_waiting",
+            "admitted",
+            "two_way_established",
+            "ended",
+        ],
+    )
+    .await;
+    a.stop().await;
+}
+
 /// Opens `/ws` on the node at `port`, with a session cookie if given.
 async fn connect_port(port: u16, cookie: Option<&str>) -> Ws {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;

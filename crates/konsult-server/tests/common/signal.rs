@@ -530,9 +530,20 @@ impl WsTransport {
         auth_hello: &str,
         token: &ResumeToken,
     ) -> Welcome {
+        self.resume_with(app, None, auth_hello, token).await
+    }
+
+    /// As [`WsTransport::resume`], with a session cookie (a therapist).
+    pub async fn resume_with(
+        &mut self,
+        app: &TestApp,
+        cookie: Option<&str>,
+        auth_hello: &str,
+        token: &ResumeToken,
+    ) -> Welcome {
         let mut hello: Value = serde_json::from_str(auth_hello).unwrap();
         hello["resume"] = serde_json::json!({"token": token.as_str(), "last_seq": self.last_seq});
-        let mut ws = connect(app, None).await;
+        let mut ws = connect(app, cookie).await;
         let welcome = join(&mut ws, hello.to_string()).await;
         self.ws = Some(ws);
         welcome
