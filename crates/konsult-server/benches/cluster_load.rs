@@ -63,10 +63,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use load::args::{number, scenarios};
 use load::participants::{Endpoint, Placement, Population};
 use load::process::{machine, raise_open_files_limit, CpuBudget, ProcessSample};
 use load::servers::{schedule_consultations, Api, Installation, Kind, Room, Server};
-use load::streaming::{ms, percentiles, stream, Streamed};
+use load::streaming::{median, ms, percentiles, stream, Streamed};
 
 /// Scheduling requests in flight while seeding: PostgreSQL serialises one
 /// clinic's scheduling, and a node answers 503 when its requests wait for
@@ -141,35 +142,18 @@ impl Plan {
             Self::full()
         };
         let mut args = args.iter();
-        let number = |value: Option<&String>, what: &str| -> anyhow::Result<f64> {
-            value
-                .with_context(|| format!("{what} needs a number"))?
-                .trim()
-                .replace('_', "")
-                .parse()
-                .with_context(|| format!("{what} needs a number"))
-        };
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--smoke" | "--bench" => {}
-                "--only" => {
-                    let list = args.next().context("--only needs scenarios, e.g. 1,3")?;
-                    for n in list.split(',') {
-                        let n: u8 = n.trim().parse().context("--only takes 1, 2 and 3")?;
-                        if !(1..=3).contains(&n) {
-                            bail!("--only takes 1, 2 and 3");
-                        }
-                        plan.only |= 1 << n;
-                    }
-                }
-                "--repeat" => plan.repeat = (number(args.next(), "--repeat")? as usize).max(1),
-                "--pairs" => plan.pairs = (number(args.next(), "--pairs")? as usize).max(2),
-                "--rate" => plan.rate = number(args.next(), "--rate")? as u32,
+                "--only" => plan.only |= scenarios(args.next())?,
+                "--repeat" => plan.repeat = number::<usize>(args.next(), "--repeat")?.max(1),
+                "--pairs" => plan.pairs = number::<usize>(args.next(), "--pairs")?.max(2),
+                "--rate" => plan.rate = number(args.next(), "--rate")?,
                 "--node-cpus" => plan.node_cpus = number(args.next(), "--node-cpus")?,
                 "--scale-pairs" => {
-                    plan.scale_pairs = (number(args.next(), "--scale-pairs")? as usize).max(1)
+                    plan.scale_pairs = number::<usize>(args.next(), "--scale-pairs")?.max(1)
                 }
-                "--calls" => plan.calls = (number(args.next(), "--calls")? as usize).max(3),
+                "--calls" => plan.calls = number::<usize>(args.next(), "--calls")?.max(3),
                 other => bail!(
                     "unknown argument {other:?} (known: --smoke, --only 1,3, --repeat R, \
                      --pairs N, --rate R, --node-cpus C, --scale-pairs N, --calls N)"
@@ -513,11 +497,6 @@ async fn run(plan: &Plan) -> anyhow::Result<Vec<String>> {
     Ok(checks.failures)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn goal(held: bool) -> &'static str {
     if held {
         "goal held"
@@ -566,7 +545,10 @@ async fn same_vs_cross(
             population.leave(Duration::from_secs(20)).await;
         }
     }
-    let (same, cross) = (median(p99[0].clone()), median(p99[1].clone()));
+    let (same, cross) = (
+        median(p99[0].iter().copied()),
+        median(p99[1].iter().copied()),
+    );
     let ratio = cross / same.max(1e-9);
     checks.summary.push(format!(
         "1. relay p99 at {}/s, median of {}: same node {same:.2} ms, across nodes {cross:.2} ms, \
@@ -576,12 +558,6 @@ async fn same_vs_cross(
         goal(cross <= 5.0 && ratio <= 3.0)
     ));
     Ok(())
-}
-
-/// One rung of scenario 2's ladder held.
-fn held(streamed: &Streamed) -> bool {
-    streamed.p99 <= load::streaming::SATURATION_P99
-        && streamed.delivered_percent() >= load::streaming::SATURATION_DELIVERED
 }
 
 /// Scenario 2.
@@ -647,7 +623,7 @@ async fn scale(
             if plan.smoke {
                 checks.delivered(&format!("{label} at {rate}/s"), &streamed);
             }
-            if !held(&streamed) {
+            if !streamed.held() {
                 break;
             }
             highest[i] = rate;

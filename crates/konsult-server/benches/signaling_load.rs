@@ -65,12 +65,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use load::args::{number, scenarios};
 use load::participants::{Control, Endpoint, Population};
 use load::process::{machine, raise_open_files_limit, MachineSample, ProcessSample};
 use load::servers::{
     schedule_consultations, Api, Installation, Kind, Room, Server, THERAPIST_EMAIL,
 };
-use load::streaming::{ms, percentiles, stream, Streamed, SATURATION_DELIVERED, SATURATION_P99};
+use load::streaming::{
+    median, ms, percentiles, stream, Streamed, SATURATION_DELIVERED, SATURATION_P99,
+};
 
 /// A relay step: `pairs` admitted pairs at `rate` candidates a second in
 /// all, with `waiting` more participants in waiting rooms.
@@ -223,34 +226,17 @@ impl Plan {
         let mut bare_nagle = false;
         let mut repeat = 1;
         let mut args = args.iter();
-        let number = |value: Option<&String>, what: &str| -> anyhow::Result<usize> {
-            value
-                .with_context(|| format!("{what} needs a number"))?
-                .trim()
-                .replace('_', "")
-                .parse()
-                .with_context(|| format!("{what} needs a number"))
-        };
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--smoke" => smoke = true,
                 "--bench" => {}
                 "--bare-nagle" => bare_nagle = true,
-                "--only" => {
-                    let list = args.next().context("--only needs scenarios, e.g. 1,3")?;
-                    for n in list.split(',') {
-                        let n: u8 = n.trim().parse().context("--only takes 1, 2 and 3")?;
-                        if !(1..=3).contains(&n) {
-                            bail!("--only takes 1, 2 and 3");
-                        }
-                        only |= 1 << n;
-                    }
-                }
+                "--only" => only |= scenarios(args.next())?,
                 "--participants" => {
                     let list = args.next().context("--participants needs counts")?;
                     let mut counts = Vec::new();
                     for n in list.split(',') {
-                        let n = number(Some(&n.to_owned()), "--participants")?;
+                        let n: usize = number(Some(&n.to_owned()), "--participants")?;
                         if n < 2 {
                             bail!("--participants: at least 2 (a therapist and a patient)");
                         }
@@ -258,10 +244,10 @@ impl Plan {
                     }
                     participants = Some(counts);
                 }
-                "--repeat" => repeat = number(args.next(), "--repeat")?.max(1),
-                "--waiting" => waiting = Some(number(args.next(), "--waiting")? / 2 * 2),
+                "--repeat" => repeat = number::<usize>(args.next(), "--repeat")?.max(1),
+                "--waiting" => waiting = Some(number::<usize>(args.next(), "--waiting")? / 2 * 2),
                 "--saturation-pairs" => {
-                    saturation_pairs = Some(number(args.next(), "--saturation-pairs")?.max(1))
+                    saturation_pairs = Some(number::<usize>(args.next(), "--saturation-pairs")?.max(1))
                 }
                 other => bail!(
                     "unknown argument {other:?} (known: --smoke, --only 1,3, \
@@ -676,16 +662,6 @@ async fn idle(cx: &mut Run) -> anyhow::Result<()> {
 type IdleMetric = fn(&IdleResult) -> f64;
 
 /// The median (the mean of the middle two of an even count).
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
 struct IdleResult {
     n: usize,
     welcomed: usize,
