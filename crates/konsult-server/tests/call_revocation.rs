@@ -18,12 +18,7 @@ async fn revoking_the_link_evicts_a_waiting_holder() {
     let app = TestApp::spawn(Db::Sqlite).await;
     let fx = clinic(&app, "Nord").await;
     let b = book(&app, &fx, Duration::minutes(5), true).await;
-    let mut patient = connect(&app, None).await;
-    join(&mut patient, patient_hello(&b.token)).await;
-    expect(&mut patient, "waiting").await;
-    let mut therapist = connect(&app, Some(&fx.cookie)).await;
-    join(&mut therapist, therapist_hello(b.id())).await;
-    expect(&mut therapist, "patient_waiting").await;
+    let (mut patient, _, mut therapist, _) = into_waiting(&app, &fx, &b).await;
 
     let (status, _) = api(
         &app,

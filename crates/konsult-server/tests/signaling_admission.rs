@@ -137,12 +137,7 @@ async fn admission_is_refused_when_the_assessment_was_revoked_meanwhile() {
     let app = TestApp::spawn(Db::Sqlite).await;
     let fx = clinic(&app, "Nord").await;
     let b = book(&app, &fx, Duration::minutes(5), false).await;
-    let mut patient = connect(&app, None).await;
-    join(&mut patient, patient_hello(&b.token)).await;
-    expect(&mut patient, "waiting").await;
-    let mut therapist = connect(&app, Some(&fx.cookie)).await;
-    join(&mut therapist, therapist_hello(b.id())).await;
-    expect(&mut therapist, "patient_waiting").await;
+    let (mut patient, _, mut therapist, _) = into_waiting(&app, &fx, &b).await;
 
     app.state
         .store
@@ -178,14 +173,9 @@ async fn admission_is_refused_when_the_patient_s_link_closed_while_waiting() {
     let app = TestApp::spawn(Db::Sqlite).await;
     let fx = clinic(&app, "Nord").await;
     let b = book(&app, &fx, Duration::minutes(5), false).await;
-    let mut patient = connect(&app, None).await;
-    join(&mut patient, patient_hello(&b.token)).await;
-    expect(&mut patient, "waiting").await;
     // The therapist joins after the patient (and has no link window of
     // its own): the patient's window still holds at admission.
-    let mut therapist = connect(&app, Some(&fx.cookie)).await;
-    join(&mut therapist, therapist_hello(b.id())).await;
-    expect(&mut therapist, "patient_waiting").await;
+    let (mut patient, _, mut therapist, _) = into_waiting(&app, &fx, &b).await;
 
     app.set_now(b.closes_at + Duration::seconds(1));
     send(&mut therapist, r#"{"type":"admit"}"#).await;

@@ -458,9 +458,19 @@ pub async fn into_call(
     into_call_on(app, app, fx, b).await
 }
 
-/// As [`into_call`], with the therapist connected to `therapist_app` and
-/// the patient to `patient_app` (two nodes of a cluster).
-pub async fn into_call_on(
+/// The patient in the waiting room, then the therapist joined and told
+/// `patient_waiting`: (patient, its welcome, therapist, its welcome).
+pub async fn into_waiting(
+    app: &TestApp,
+    fx: &ClinicFixture,
+    b: &Booking,
+) -> (Ws, Welcome, Ws, Welcome) {
+    into_waiting_on(app, app, fx, b).await
+}
+
+/// As [`into_waiting`], with the therapist connected to `therapist_app`
+/// and the patient to `patient_app` (two nodes of a cluster).
+pub async fn into_waiting_on(
     therapist_app: &TestApp,
     patient_app: &TestApp,
     fx: &ClinicFixture,
@@ -472,6 +482,19 @@ pub async fn into_call_on(
     let mut therapist = connect(therapist_app, Some(&fx.cookie)).await;
     let tw = join(&mut therapist, therapist_hello(b.id())).await;
     expect(&mut therapist, "patient_waiting").await;
+    (patient, pw, therapist, tw)
+}
+
+/// As [`into_call`], with the therapist connected to `therapist_app` and
+/// the patient to `patient_app` (two nodes of a cluster).
+pub async fn into_call_on(
+    therapist_app: &TestApp,
+    patient_app: &TestApp,
+    fx: &ClinicFixture,
+    b: &Booking,
+) -> (Ws, Welcome, Ws, Welcome) {
+    let (mut patient, pw, mut therapist, tw) =
+        into_waiting_on(therapist_app, patient_app, fx, b).await;
     send(&mut therapist, r#"{"type":"admit"}"#).await;
     expect(&mut patient, "admitted").await;
     assert_eq!(
