@@ -298,9 +298,9 @@ impl Signaling {
     /// hello's join (which would otherwise start the room afresh and lose
     /// its participants' resume tokens).
     pub async fn route(&self, consultation: Uuid) -> Route {
-        if self.inner.leases.is_none() {
+        let Some(leases) = &self.inner.leases else {
             return Route::Local;
-        }
+        };
         let gate = Arc::clone(
             self.inner
                 .routing
@@ -311,7 +311,7 @@ impl Signaling {
         );
         let route = {
             let _turn = gate.lock().await;
-            self.route_now(consultation).await
+            self.route_now(leases, consultation).await
         };
         let mut routing = self.inner.routing.lock().expect("routing lock");
         // Nobody else waits (the map's and this one are the only handles,
@@ -322,10 +322,7 @@ impl Signaling {
         route
     }
 
-    async fn route_now(&self, consultation: Uuid) -> Route {
-        let Some(leases) = &self.inner.leases else {
-            return Route::Local;
-        };
+    async fn route_now(&self, leases: &Leases, consultation: Uuid) -> Route {
         let stale = {
             let mut held = self.inner.held.lock().expect("leases lock");
             match held.get_mut(&consultation) {
