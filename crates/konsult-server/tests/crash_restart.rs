@@ -453,3 +453,16 @@ async fn a_graceful_shutdown_commits_every_queued_write() {
     );
     tokio::task::block_in_place(|| server.kill());
 }
+
+/// The harness's own guard: when another process takes the port chosen for
+/// a server before the server binds it, the server is started on another
+/// port instead of leaving the test to time out.
+#[test]
+fn a_server_whose_port_was_taken_is_started_on_another() {
+    let mut server = Server::new(&[]);
+    let taken = server.port;
+    let _holder = std::net::TcpListener::bind(("127.0.0.1", taken)).unwrap();
+    server.start(false);
+    assert_ne!(server.port, taken);
+    assert!(server.log_tail(100_000).contains("in use"));
+}

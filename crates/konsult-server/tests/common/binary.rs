@@ -12,18 +12,44 @@ use serde_json::{json, Value};
 
 use super::Client;
 
-/// A free loopback port (bound and released).
+/// A loopback port free for both TCP and UDP (the server's listener, and
+/// the relay, which listens on both), never handed out twice by this
+/// process, and taken from below the kernel's ephemeral range: a port from
+/// `bind(0)` can be taken by any outgoing connection (to PostgreSQL, NATS,
+/// another node) between its release and the server's bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_low.min(65_536));
+    if high <= low + 1_000 {
+        return bound_and_released();
+    }
+    let span = high - low;
+    // Test binaries may run side by side: each starts somewhere else.
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let port = low + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(port).expect("below 65536");
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    bound_and_released()
 }
 
-/// A free loopback UDP port (for the relay).
+/// A free loopback UDP port (for the relay); see [`free_port`].
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
+    free_port()
+}
+
+fn bound_and_released() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
@@ -71,7 +97,13 @@ impl Server {
     /// clinic and prints its login) and waits until it answers `/healthz`.
     /// Returns what it printed and when it answered.
     pub fn start(&mut self, demo: bool) -> (String, Instant) {
+        self.start_attempt(demo, 1)
+    }
+
+    fn start_attempt(&mut self, demo: bool, attempt: u32) -> (String, Instant) {
         assert!(self.child.is_none(), "already running");
+        let log_path = self.dir.path().join("server.log");
+        let earlier = std::fs::metadata(&log_path).map_or(0, |m| m.len());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_konsult"));
         for (k, _) in std::env::vars() {
             if k.starts_with("KONSULT_") {
@@ -127,7 +159,25 @@ impl Server {
         let deadline = Instant::now() + StdDuration::from_secs(60);
         let url = format!("{}/healthz", self.base());
         loop {
-            assert!(Instant::now() < deadline, "konsult did not answer in time");
+            assert!(
+                Instant::now() < deadline,
+                "konsult did not answer in time; its log ends:\n{}",
+                self.log_tail(4_000)
+            );
+            let exited = self.child.as_mut().map(|c| c.try_wait());
+            if let Some(Ok(Some(status))) = exited {
+                self.child = None;
+                let log = std::fs::read(&log_path).unwrap_or_default();
+                let log = String::from_utf8_lossy(&log[(earlier as usize).min(log.len())..]);
+                // Another process took a port after it was chosen: choose
+                // again (the callers read `port` after `start`).
+                if log.contains("in use") && attempt < 5 {
+                    self.port = free_port();
+                    self.turn_port = free_udp_port();
+                    return self.start_attempt(demo, attempt + 1);
+                }
+                panic!("konsult exited ({status}) before it answered; its log ends:\n{log}");
+            }
             if healthy(&url) {
                 {
                     let mut printed = String::new();
