@@ -339,3 +339,112 @@ crate::on_both_databases!(
     the_hellos_gate_answers_as_the_admission_check,
     super::the_hellos_gate_answers_as_the_admission_check
 );
+
+/// Hellos that arrive together are read in one statement: each gets the
+/// answer it would get alone, whatever else is in its batch (unknown,
+/// not-yet-open and withdrawn links, the same link twice, sessions that
+/// are none or of another clinic, consultations that do not exist).
+async fn hellos_read_together_are_answered_each_as_alone(db: Db) {
+    let app = TestApp::spawn(db).await;
+    let a = clinic(&app, "Nord").await;
+    let other = clinic(&app, "Syd").await;
+    let first = book(&app, &a, Duration::minutes(5), false).await;
+    let second = book(&app, &a, Duration::minutes(5), true).await;
+    let later = book(&app, &a, Duration::days(2), false).await;
+    let withdrawn = book(&app, &a, Duration::minutes(5), false).await;
+    let store = &app.state.store;
+    store
+        .revoke_links(a.clinic, a.therapist, withdrawn.consultation, app.now())
+        .await
+        .unwrap();
+    let now = app.now();
+
+    let tokens = [
+        first.token.as_str(),
+        "forged-or-unknown-token",
+        later.token.as_str(),
+        first.token.as_str(),
+        withdrawn.token.as_str(),
+        second.token.as_str(),
+    ];
+    let together = store.patient_hellos(&tokens, now).await.unwrap();
+    assert_eq!(together.len(), tokens.len());
+    for (token, answer) in tokens.iter().zip(&together) {
+        let alone = store.patient_hello(token, now).await;
+        assert_eq!(format!("{answer:?}"), format!("{alone:?}"), "{token}");
+    }
+    assert!(format!("{:?}", together[0]).contains("Valid"));
+    assert!(format!("{:?}", together[1]).contains("Unknown"));
+    assert!(format!("{:?}", together[2]).contains("NotYetOpen"));
+    assert!(format!("{:?}", together[4]).contains("Revoked"));
+
+    let session = |fx: &ClinicFixture| {
+        fx.cookie
+            .strip_prefix("konsult_session=")
+            .unwrap()
+            .to_owned()
+    };
+    let (mine, theirs) = (session(&a), session(&other));
+    let missing = konsult_domain::ConsultationId::from_uuid(uuid::Uuid::new_v4());
+    let asked = [
+        (mine.as_str(), first.consultation),
+        ("made-up", first.consultation),
+        (theirs.as_str(), first.consultation),
+        (mine.as_str(), missing),
+        (mine.as_str(), second.consultation),
+    ];
+    let together = store.therapist_hellos(&asked, now).await.unwrap();
+    assert_eq!(together.len(), asked.len());
+    for ((token, consultation), answer) in asked.iter().zip(&together) {
+        let alone = store.therapist_hello(token, *consultation, now).await;
+        assert_eq!(format!("{answer:?}"), format!("{alone:?}"));
+    }
+    let context = |i: usize| {
+        together[i]
+            .as_ref()
+            .unwrap()
+            .as_ref()
+            .map(|(_, c)| c.is_some())
+    };
+    assert_eq!(
+        (0..asked.len()).map(context).collect::<Vec<_>>(),
+        [Some(true), None, Some(false), Some(false), Some(true)]
+    );
+
+    // Through the socket, all at once: the right welcome or refusal each.
+    let hellos = (0..8).map(|i| {
+        let app = &app;
+        let (a, first, later) = (&a, &first, &later);
+        async move {
+            let mut ws = connect(app, (i % 2 == 1).then_some(a.cookie.as_str())).await;
+            match i % 4 {
+                0 => {
+                    join(&mut ws, patient_hello(&first.token)).await;
+                }
+                1 => {
+                    join(&mut ws, therapist_hello(first.id())).await;
+                }
+                2 => {
+                    join_refused(&mut ws, patient_hello(&later.token), "link_not_yet_open").await;
+                }
+                _ => {
+                    join_refused(
+                        &mut ws,
+                        therapist_hello(uuid::Uuid::new_v4()),
+                        "unauthorized",
+                    )
+                    .await;
+                }
+            }
+            ws
+        }
+    });
+    let sockets = futures_util::future::join_all(hellos).await;
+    drop(sockets);
+    app.stop().await;
+}
+
+crate::on_both_databases!(
+    hellos_read_together_are_answered_each_as_alone,
+    super::hellos_read_together_are_answered_each_as_alone
+);

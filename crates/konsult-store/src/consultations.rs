@@ -180,6 +180,69 @@ pub fn link_ref(token_hash: &str) -> String {
 
 /// A join link's status at `now`, from a row with the link's columns and
 /// its consultation's `state`.
+/// A patient's hello from its link's rows ([`Store::patient_hellos`]):
+/// none for an unknown link.
+fn patient_hello_of(rows: &[sqlx::any::AnyRow], now: DateTime<Utc>) -> Result<PatientHello> {
+    let Some(r) = rows.first() else {
+        return Ok(PatientHello {
+            link: LinkStatus::Unknown,
+            call: None,
+        });
+    };
+    let link = link_status_of(r, now)?;
+    if !matches!(link, LinkStatus::Valid { .. }) {
+        return Ok(PatientHello { link, call: None });
+    }
+    crate::clinical::refuse_inactive(
+        r.try_get::<Option<i64>, _>("patient_erased_at")?.is_some(),
+        crate::patients::opt_patient(r, "patient_merged_into")?,
+    )?;
+    let context = CallContext {
+        consultation: consultation_from_row(r)?,
+        evidence_policy: crate::clinics::evidence_policy_of(r)?,
+    };
+    let patient = context.consultation.patient;
+    let first_visit = match r.try_get::<Option<String>, _>("first_visit_id")? {
+        None => None,
+        Some(id) => Some(InClinicVisit {
+            id: VisitId::from_uuid(crate::parse_uuid(&id)?),
+            patient,
+            at: from_ms(r.try_get("first_visit_at")?)?,
+        }),
+    };
+    let mut assessments = Vec::with_capacity(rows.len());
+    for r in rows {
+        if r.try_get::<Option<String>, _>("a_id")?.is_some() {
+            assessments.push(crate::clinical::assessment_of_row(r)?);
+        }
+    }
+    let eligibility = match eligibility(first_visit.as_slice(), &assessments, now) {
+        Eligibility::Eligible => Ok(()),
+        Eligibility::NotEligible(failures) => Err(failures),
+    };
+    Ok(PatientHello {
+        link,
+        call: Some((context, eligibility)),
+    })
+}
+
+/// A therapist's hello from its row ([`Store::therapist_hellos`]).
+fn therapist_hello_of(
+    key: SessionKey,
+    r: &sqlx::any::AnyRow,
+) -> Result<(Session, Option<CallContext>)> {
+    let session = Session::of_row(key, r)?;
+    // Another clinic's consultation is as absent as none.
+    let context = match r.try_get::<Option<String>, _>("id")? {
+        None => None,
+        Some(_) => Some(CallContext {
+            consultation: consultation_from_row(r)?,
+            evidence_policy: crate::clinics::evidence_policy_of(r)?,
+        }),
+    };
+    Ok((session, context))
+}
+
 fn link_status_of(r: &sqlx::any::AnyRow, now: DateTime<Utc>) -> Result<LinkStatus> {
     let state: ConsultationState = state_of(r)?;
     // A consultation that is over shows as such to the patient, even
@@ -783,11 +846,34 @@ impl Store {
     /// visit and the course's assessments. `Refused` for an erased or
     /// merged patient.
     pub async fn patient_hello(&self, token: &str, now: DateTime<Utc>) -> Result<PatientHello> {
-        // One row per assessment of the course (one with none): a single
-        // statement, so one snapshot without BEGIN and COMMIT. The gate asks
-        // only whether a visit came before the start, which the first visit
-        // answers.
-        let rows = sqlx::query(&format!(
+        self.patient_hellos(&[token], now)
+            .await?
+            .pop()
+            .expect("one answer for one token")
+    }
+
+    /// [`Store::patient_hello`] for several join links in one statement
+    /// (hellos that arrive together are read together: one round trip to
+    /// the database instead of one each). The answers are in the order of
+    /// `tokens`; the outer error is the statement's.
+    pub async fn patient_hellos(
+        &self,
+        tokens: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<PatientHello>>> {
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hashes: Vec<String> = tokens.iter().map(|t| token_hash(t)).collect();
+        let params = (1..=hashes.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // One row per link and assessment of its course (one with none): a
+        // single statement, so one snapshot without BEGIN and COMMIT. The
+        // gate asks only whether a visit came before the start, which the
+        // first visit answers.
+        let sql = format!(
             "SELECT l.token_hash, l.consultation_id, l.clinic_id, l.opens_at, l.closes_at, l.revoked_at,
                 {CONSULTATION_COLUMNS}, cl.evidence_policy,
                 p.erased_at AS patient_erased_at, p.merged_into AS patient_merged_into,
@@ -802,53 +888,23 @@ impl Store {
              JOIN clinics cl ON cl.id = c.clinic_id
              JOIN patients p ON p.id = c.patient_id AND p.clinic_id = c.clinic_id
              LEFT JOIN assessments a ON a.clinic_id = c.clinic_id AND a.course_id = c.course_id
-             WHERE l.token_hash = $1
-             ORDER BY a.made_at"
-        ))
-        .bind(token_hash(token))
-        .fetch_all(self.reader())
-        .await?;
-        let Some(r) = rows.first() else {
-            return Ok(PatientHello {
-                link: LinkStatus::Unknown,
-                call: None,
-            });
-        };
-        let link = link_status_of(r, now)?;
-        if !matches!(link, LinkStatus::Valid { .. }) {
-            return Ok(PatientHello { link, call: None });
+             WHERE l.token_hash IN ({params})
+             ORDER BY l.token_hash, a.made_at"
+        );
+        let mut query = sqlx::query(&sql);
+        for hash in &hashes {
+            query = query.bind(hash.as_str());
         }
-        crate::clinical::refuse_inactive(
-            r.try_get::<Option<i64>, _>("patient_erased_at")?.is_some(),
-            crate::patients::opt_patient(r, "patient_merged_into")?,
-        )?;
-        let context = CallContext {
-            consultation: consultation_from_row(r)?,
-            evidence_policy: crate::clinics::evidence_policy_of(r)?,
-        };
-        let patient = context.consultation.patient;
-        let first_visit = match r.try_get::<Option<String>, _>("first_visit_id")? {
-            None => None,
-            Some(id) => Some(InClinicVisit {
-                id: VisitId::from_uuid(crate::parse_uuid(&id)?),
-                patient,
-                at: from_ms(r.try_get("first_visit_at")?)?,
-            }),
-        };
-        let mut assessments = Vec::with_capacity(rows.len());
-        for r in &rows {
-            if r.try_get::<Option<String>, _>("a_id")?.is_some() {
-                assessments.push(crate::clinical::assessment_of_row(r)?);
-            }
+        let rows = query.fetch_all(self.reader()).await?;
+        let mut by_link: std::collections::HashMap<String, Vec<sqlx::any::AnyRow>> =
+            std::collections::HashMap::with_capacity(hashes.len());
+        for r in rows {
+            by_link.entry(r.try_get("token_hash")?).or_default().push(r);
         }
-        let eligibility = match eligibility(first_visit.as_slice(), &assessments, now) {
-            Eligibility::Eligible => Ok(()),
-            Eligibility::NotEligible(failures) => Err(failures),
-        };
-        Ok(PatientHello {
-            link,
-            call: Some((context, eligibility)),
-        })
+        Ok(hashes
+            .iter()
+            .map(|hash| patient_hello_of(by_link.get(hash).map_or(&[][..], Vec::as_slice), now))
+            .collect())
     }
 
     /// What a therapist's signaling hello needs, in one query: the login
@@ -866,35 +922,62 @@ impl Store {
         consultation: ConsultationId,
         now: DateTime<Utc>,
     ) -> Result<Option<(Session, Option<CallContext>)>> {
-        let key = SessionKey::of_token(token);
-        let row = sqlx::query(&format!(
-            "SELECT s.therapist_id AS session_therapist_id, s.clinic_id, s.csrf_token, s.expires_at,
+        self.therapist_hellos(&[(token, consultation)], now)
+            .await?
+            .pop()
+            .expect("one answer for one session")
+    }
+
+    /// [`Store::therapist_hello`] for several (session token, consultation)
+    /// pairs in one statement, in their order; the outer error is the
+    /// statement's.
+    pub async fn therapist_hellos(
+        &self,
+        hellos: &[(&str, ConsultationId)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Option<(Session, Option<CallContext>)>>>> {
+        if hellos.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<SessionKey> = hellos
+            .iter()
+            .map(|(t, _)| SessionKey::of_token(t))
+            .collect();
+        let values = (0..hellos.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "WITH asked(i, token_hash, consultation_id) AS (VALUES {values})
+             SELECT asked.i, s.therapist_id AS session_therapist_id, s.clinic_id, s.csrf_token, s.expires_at,
                 t.role, t.clinical, {CONSULTATION_COLUMNS}, cl.evidence_policy
-             FROM sessions s
+             FROM asked
+             JOIN sessions s ON s.token_hash = asked.token_hash
              JOIN therapists t ON t.id = s.therapist_id
              JOIN clinics cl ON cl.id = s.clinic_id
-             LEFT JOIN consultations c ON c.id = $3 AND c.clinic_id = s.clinic_id
+             LEFT JOIN consultations c ON c.id = asked.consultation_id AND c.clinic_id = s.clinic_id
              LEFT JOIN courses co ON co.id = c.course_id
-             WHERE s.token_hash = $1 AND s.expires_at > $2 AND t.active = 1"
-        ))
-        .bind(key.as_hex())
-        .bind(ms(now))
-        .bind(consultation.to_string())
-        .fetch_optional(self.reader())
-        .await?;
-        let Some(r) = row else {
-            return Ok(None);
-        };
-        let session = Session::of_row(key, &r)?;
-        // Another clinic's consultation is as absent as none.
-        let context = match r.try_get::<Option<String>, _>("id")? {
-            None => None,
-            Some(_) => Some(CallContext {
-                consultation: consultation_from_row(&r)?,
-                evidence_policy: crate::clinics::evidence_policy_of(&r)?,
-            }),
-        };
-        Ok(Some((session, context)))
+             WHERE s.expires_at > $1 AND t.active = 1"
+        );
+        let mut query = sqlx::query(&sql).bind(ms(now));
+        for (i, ((_, consultation), key)) in hellos.iter().zip(&keys).enumerate() {
+            query = query
+                .bind(i64::try_from(i).expect("a batch fits i64"))
+                .bind(key.as_hex())
+                .bind(consultation.to_string());
+        }
+        let rows = query.fetch_all(self.reader()).await?;
+        let mut answers: Vec<Result<Option<(Session, Option<CallContext>)>>> =
+            hellos.iter().map(|_| Ok(None)).collect();
+        for r in &rows {
+            let i: i64 = r.try_get("i")?;
+            let i = usize::try_from(i).map_err(|_| StoreError::Conflict("bad row index".into()))?;
+            let Some(answer) = answers.get_mut(i) else {
+                continue;
+            };
+            *answer = therapist_hello_of(keys[i].clone(), r).map(Some);
+        }
+        Ok(answers)
     }
 
     /// The clinic of a join link and its consultation's state, whatever the

@@ -1,14 +1,16 @@
 //! Authenticating a `hello` against the store: the patient's join link or
 //! the therapist's session cookie, the consultation's window and tenant.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use konsult_domain::{ClinicId, ConsultationId, ConsultationState, EvidencePolicy};
 use konsult_protocol::{Auth, CandidatePolicy, ErrorCode, Role, ServerMessage};
-use konsult_store::consultations::{CallContext, Consultation, LinkStatus};
-use konsult_store::therapists::SessionKey;
+use konsult_store::consultations::{CallContext, Consultation, LinkStatus, PatientHello};
+use konsult_store::therapists::{Session, SessionKey};
 use konsult_store::{Store, StoreError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// How long a therapist's TURN credential lives: a working day's stretch
 /// of consultations, after which the dashboard reconnects anyway.
@@ -77,27 +79,175 @@ fn internal(error: StoreError) -> Refusal {
 /// upgrade request (`konsult_session`, `__Host-konsult_session` under TLS),
 /// if any.
 pub async fn authenticate(
-    store: &Store,
+    reads: &HelloReads,
     auth: &Auth,
     session_token: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Authenticated, Refusal> {
     match auth {
-        Auth::LinkToken(token) => patient(store, token.as_str(), now).await,
+        Auth::LinkToken(token) => {
+            let hello = reads
+                .patients
+                .ask(token.as_str().to_owned(), now)
+                .await
+                .ok_or_else(shutting_down)?;
+            patient(hello, now)
+        }
         Auth::Session(session) => {
-            therapist(
-                store,
-                ConsultationId::from_uuid(session.consultation),
-                session_token,
-                now,
-            )
-            .await
+            let token = session_token.ok_or_else(no_session)?;
+            let consultation = ConsultationId::from_uuid(session.consultation);
+            let hello = reads
+                .therapists
+                .ask((token.to_owned(), consultation), now)
+                .await
+                .ok_or_else(shutting_down)?;
+            therapist(hello, consultation)
         }
     }
 }
 
-async fn patient(store: &Store, token: &str, now: DateTime<Utc>) -> Result<Authenticated, Refusal> {
-    let hello = match store.patient_hello(token, now).await {
+/// How many hellos one statement reads at most.
+const READ_BATCH: usize = 64;
+
+/// How many statements of one kind run at once: while they run, the
+/// hellos that arrive wait to be read together in the next.
+const READS_IN_FLIGHT: usize = 2;
+
+/// The hellos' reads. Hellos that arrive together are read together, one
+/// statement for up to [`READ_BATCH`] of them: during a wave of joins each
+/// hello cost a round trip to the database's thread and back, and those
+/// thread hand-offs, not the reads, were most of a join's cost. Alone, a
+/// hello is read at once, as before.
+#[derive(Clone)]
+pub struct HelloReads {
+    patients: Batcher<String, Result<PatientHello, StoreError>>,
+    therapists: Batcher<(String, ConsultationId), TherapistHello>,
+}
+
+type TherapistHello = Result<Option<(Session, Option<CallContext>)>, StoreError>;
+
+impl HelloReads {
+    /// Starts the readers on `store` (they end with the last handle).
+    pub fn start(store: &Store) -> Self {
+        let patients = {
+            let store = store.clone();
+            Batcher::start(move |tokens: Vec<String>, now| {
+                let store = store.clone();
+                async move {
+                    let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+                    match store.patient_hellos(&tokens, now).await {
+                        Ok(answers) => answers,
+                        Err(e) => failed_for_each(tokens.len(), &e),
+                    }
+                }
+            })
+        };
+        let therapists = {
+            let store = store.clone();
+            Batcher::start(move |asked: Vec<(String, ConsultationId)>, now| {
+                let store = store.clone();
+                async move {
+                    let asked: Vec<(&str, ConsultationId)> =
+                        asked.iter().map(|(t, c)| (t.as_str(), *c)).collect();
+                    match store.therapist_hellos(&asked, now).await {
+                        Ok(answers) => answers,
+                        Err(e) => failed_for_each(asked.len(), &e),
+                    }
+                }
+            })
+        };
+        Self {
+            patients,
+            therapists,
+        }
+    }
+}
+
+/// A statement that failed fails each of its hellos.
+fn failed_for_each<T>(n: usize, error: &StoreError) -> Vec<Result<T, StoreError>> {
+    (0..n)
+        .map(|_| {
+            Err(StoreError::Conflict(format!(
+                "reading the hello failed: {error}"
+            )))
+        })
+        .collect()
+}
+
+/// Gathers the questions that arrive while earlier reads run into one.
+struct Batcher<Q, A> {
+    asks: mpsc::Sender<(Q, DateTime<Utc>, oneshot::Sender<A>)>,
+}
+
+impl<Q, A> Clone for Batcher<Q, A> {
+    fn clone(&self) -> Self {
+        Self {
+            asks: self.asks.clone(),
+        }
+    }
+}
+
+impl<Q: Send + 'static, A: Send + 'static> Batcher<Q, A> {
+    /// `read` answers a batch in its order, at the latest `now` asked.
+    fn start<F, Fut>(read: F) -> Self
+    where
+        F: Fn(Vec<Q>, DateTime<Utc>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Vec<A>> + Send + 'static,
+    {
+        let (asks, mut queue) = mpsc::channel::<(Q, DateTime<Utc>, oneshot::Sender<A>)>(1024);
+        tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(READS_IN_FLIGHT));
+            let mut batch = Vec::with_capacity(READ_BATCH);
+            loop {
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                    return;
+                };
+                if queue.recv_many(&mut batch, READ_BATCH).await == 0 {
+                    return;
+                }
+                let now = batch
+                    .iter()
+                    .map(|(_, now, _)| *now)
+                    .max()
+                    .expect("not empty");
+                let (questions, replies): (Vec<Q>, Vec<_>) =
+                    batch.drain(..).map(|(q, _, reply)| (q, reply)).unzip();
+                let answers = read(questions, now);
+                tokio::spawn(async move {
+                    for (reply, answer) in replies.into_iter().zip(answers.await) {
+                        let _ = reply.send(answer);
+                    }
+                    drop(slot);
+                });
+            }
+        });
+        Self { asks }
+    }
+
+    /// The answer to `question` (`None` while the server shuts down).
+    async fn ask(&self, question: Q, now: DateTime<Utc>) -> Option<A> {
+        let (reply, answer) = oneshot::channel();
+        self.asks.send((question, now, reply)).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+fn shutting_down() -> Refusal {
+    Refusal::new(ErrorCode::Internal, "the server is shutting down")
+}
+
+fn no_session() -> Refusal {
+    Refusal::new(
+        ErrorCode::Unauthorized,
+        "log in to the dashboard first (session cookie)",
+    )
+}
+
+fn patient(
+    hello: Result<PatientHello, StoreError>,
+    now: DateTime<Utc>,
+) -> Result<Authenticated, Refusal> {
+    let hello = match hello {
         Ok(hello) => hello,
         // The failed criteria are the clinic's assessment of the patient:
         // the therapist sees them, a holder of the link does not.
@@ -166,24 +316,11 @@ async fn patient(store: &Store, token: &str, now: DateTime<Utc>) -> Result<Authe
     })
 }
 
-async fn therapist(
-    store: &Store,
+fn therapist(
+    hello: TherapistHello,
     consultation: ConsultationId,
-    session_token: Option<&str>,
-    now: DateTime<Utc>,
 ) -> Result<Authenticated, Refusal> {
-    let unauthorized = || {
-        Refusal::new(
-            ErrorCode::Unauthorized,
-            "log in to the dashboard first (session cookie)",
-        )
-    };
-    let token = session_token.ok_or_else(unauthorized)?;
-    let (session, context) = store
-        .therapist_hello(token, consultation, now)
-        .await
-        .map_err(internal)?
-        .ok_or_else(unauthorized)?;
+    let (session, context) = hello.map_err(internal)?.ok_or_else(no_session)?;
     if !session.role.is_clinical() {
         return Err(Refusal::new(
             ErrorCode::Forbidden,

@@ -175,7 +175,14 @@ async fn hello(
 
     // 2. Who is it?
     let now = state.clock.now();
-    let who = match authenticate(&state.store, &hello.auth, session_token.as_deref(), now).await {
+    let who = match authenticate(
+        signaling.hello_reads(),
+        &hello.auth,
+        session_token.as_deref(),
+        now,
+    )
+    .await
+    {
         Ok(who) => who,
         Err(refusal) => {
             tracing::info!(code = %refusal.code, "refused a hello");

@@ -130,6 +130,8 @@ struct Inner {
     remote: std::sync::OnceLock<Arc<remote::Remote>>,
     /// For adopting rooms' saved records.
     store: Store,
+    /// The hellos' reads, batched.
+    hello_reads: auth::HelloReads,
     next_conn: AtomicU64,
     shutdown: watch::Sender<bool>,
 }
@@ -264,6 +266,7 @@ impl Signaling {
                 held: std::sync::Mutex::default(),
                 routing: std::sync::Mutex::default(),
                 remote: std::sync::OnceLock::new(),
+                hello_reads: auth::HelloReads::start(&store),
                 store: store.clone(),
                 shutdown,
             }),
@@ -620,6 +623,11 @@ impl Signaling {
                 tracing::info!(consultation = %room, "adopted a room no node ran");
             }
         }
+    }
+
+    /// The hellos' reads ([`auth::authenticate`]).
+    pub(crate) fn hello_reads(&self) -> &auth::HelloReads {
+        &self.inner.hello_reads
     }
 
     /// TURN credentials and the embedded relay.
