@@ -100,6 +100,11 @@ pub struct CallContext {
     pub evidence_policy: EvidencePolicy,
 }
 
+/// What a therapist's hello reads ([`Store::therapist_hello`]): the login
+/// session, if any, and the call context of the consultation asked for in
+/// the session's clinic, if it has one.
+pub type TherapistHello = Option<(Session, Option<CallContext>)>;
+
 /// What a patient's hello reads ([`Store::patient_hello`]).
 #[derive(Debug, Clone)]
 pub struct PatientHello {
@@ -921,7 +926,7 @@ impl Store {
         token: &str,
         consultation: ConsultationId,
         now: DateTime<Utc>,
-    ) -> Result<Option<(Session, Option<CallContext>)>> {
+    ) -> Result<TherapistHello> {
         self.therapist_hellos(&[(token, consultation)], now)
             .await?
             .pop()
@@ -935,7 +940,7 @@ impl Store {
         &self,
         hellos: &[(&str, ConsultationId)],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Result<Option<(Session, Option<CallContext>)>>>> {
+    ) -> Result<Vec<Result<TherapistHello>>> {
         if hellos.is_empty() {
             return Ok(Vec::new());
         }
@@ -967,8 +972,7 @@ impl Store {
                 .bind(consultation.to_string());
         }
         let rows = query.fetch_all(self.reader()).await?;
-        let mut answers: Vec<Result<Option<(Session, Option<CallContext>)>>> =
-            hellos.iter().map(|_| Ok(None)).collect();
+        let mut answers: Vec<Result<TherapistHello>> = hellos.iter().map(|_| Ok(None)).collect();
         for r in &rows {
             let i: i64 = r.try_get("i")?;
             let i = usize::try_from(i).map_err(|_| StoreError::Conflict("bad row index".into()))?;

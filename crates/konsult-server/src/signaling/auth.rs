@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use konsult_domain::{ClinicId, ConsultationId, ConsultationState, EvidencePolicy};
 use konsult_protocol::{Auth, CandidatePolicy, ErrorCode, Role, ServerMessage};
-use konsult_store::consultations::{CallContext, Consultation, LinkStatus, PatientHello};
-use konsult_store::therapists::{Session, SessionKey};
+use konsult_store::consultations::{self, CallContext, Consultation, LinkStatus, PatientHello};
+use konsult_store::therapists::SessionKey;
 use konsult_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -124,7 +124,7 @@ pub struct HelloReads {
     therapists: Batcher<(String, ConsultationId), TherapistHello>,
 }
 
-type TherapistHello = Result<Option<(Session, Option<CallContext>)>, StoreError>;
+type TherapistHello = Result<consultations::TherapistHello, StoreError>;
 
 impl HelloReads {
     /// Starts the readers on `store` (they end with the last handle).
