@@ -32,8 +32,10 @@
 //!    how long each admission took (`admit` to `peer_joined`).
 //! 3. Saturation: 1,000 pairs, the rate raised step by step up to the
 //!    per-connection limit (20 a second) until p99 > 50 ms or less than
-//!    99 % is delivered: the highest rate that held (`≥` when the top
-//!    step held), and p99 and CPU at the highest step both servers ran.
+//!    99 % is delivered, then halving the gap between the highest rate
+//!    held and the lowest that was not down to 2,500 msg/s: the highest
+//!    rate that held (`≥` when the top step held), and p99 and CPU at the
+//!    highest step both servers ran.
 //!
 //! `--smoke` (or `KONSULT_BENCH_SMOKE=1`) runs every scenario small, once,
 //! and fails (exit 1) unless the protocol worked: every participant
@@ -73,6 +75,7 @@ use load::servers::{
 };
 use load::streaming::{
     median, ms, percentiles, stream, Streamed, SATURATION_DELIVERED, SATURATION_P99,
+    SATURATION_RESOLUTION,
 };
 
 /// A relay step: `pairs` admitted pairs at `rate` candidates a second in
@@ -1109,7 +1112,24 @@ async fn saturation(cx: &mut Run) -> anyhow::Result<()> {
         let calls = calls(cx, kind, pairs, 0).await?;
         let limit = calls.pairs.shared.rate_per_second.load(Relaxed);
         let mut held = 0u32;
-        for (n, &rate) in plan.saturation_rates.iter().enumerate() {
+        let mut failed = None;
+        let mut step = 0u32;
+        let mut rates = plan.saturation_rates.clone().into_iter();
+        loop {
+            // The steps of the plan, then halving the gap between the
+            // highest rate held and the lowest that was not, down to
+            // SATURATION_RESOLUTION: steps of 10,000 msg/s alone left
+            // both ceilings within 25 % of each other.
+            let rate = match failed {
+                None => match rates.next() {
+                    Some(rate) => rate,
+                    None => break,
+                },
+                Some(f) if !plan.smoke && f - held > SATURATION_RESOLUTION => {
+                    (held + (f - held) / 2) / 500 * 500
+                }
+                Some(_) => break,
+            };
             let per_sender = rate as f64 / (2 * pairs) as f64;
             if limit > 0 && per_sender > limit as f64 {
                 println!(
@@ -1118,10 +1138,11 @@ async fn saturation(cx: &mut Run) -> anyhow::Result<()> {
                 );
                 break;
             }
+            step += 1;
             let streamed = stream(
                 &calls.pairs,
                 &[calls.server.pid()],
-                n as u32 + 1,
+                step,
                 rate,
                 plan.relay_window,
                 plan.drain,
@@ -1130,16 +1151,16 @@ async fn saturation(cx: &mut Run) -> anyhow::Result<()> {
             streamed.print(&format!("{rate}/s"), &kind.to_string());
             steps.entry(kind).or_default().push(streamed.clone());
             if streamed.held() {
-                held = rate;
+                held = held.max(rate);
             } else {
                 println!(
                     "      did not hold (p99 {:.1} ms, delivered {:.3} %)",
                     ms(streamed.p99),
                     streamed.delivered_percent()
                 );
-                break;
+                failed = Some(failed.map_or(rate, |f: u32| f.min(rate)));
             }
-            if plan.smoke && n == 0 {
+            if plan.smoke && step == 1 {
                 cx.check(
                     streamed.received == streamed.sent && streamed.sent > 0,
                     || {
@@ -1153,7 +1174,8 @@ async fn saturation(cx: &mut Run) -> anyhow::Result<()> {
         }
         let top = plan.saturation_rates.last().copied().unwrap_or(0);
         println!(
-            "  {kind}: highest rate held {held}/s{}",
+            "  {kind}: highest rate held {held}/s{}{}",
+            failed.map_or(String::new(), |f| format!(", not {f}/s")),
             if held == top && top > 0 {
                 " (the highest step: the real ceiling is above)"
             } else {
@@ -1191,12 +1213,15 @@ async fn saturation(cx: &mut Run) -> anyhow::Result<()> {
         ratio,
     ));
     // The highest step both servers ran.
-    let common = steps[&Kind::Konsult].iter().rev().find_map(|k| {
-        steps[&Kind::Bare]
-            .iter()
-            .find(|b| b.target == k.target)
-            .map(|b| (k, b))
-    });
+    let common = steps[&Kind::Konsult]
+        .iter()
+        .filter_map(|k| {
+            steps[&Kind::Bare]
+                .iter()
+                .find(|b| b.target == k.target)
+                .map(|b| (k, b))
+        })
+        .max_by_key(|(k, _)| k.target);
     if let Some((k, b)) = common {
         cx.row(
             format!("3. saturation {pairs} pairs: p99 at {}/s (ms)", k.target),

@@ -12,6 +12,10 @@ use super::process::{MachineSample, ProcessSample};
 
 /// Latency above which a saturation step failed.
 pub const SATURATION_P99: Duration = Duration::from_millis(50);
+
+/// Saturation steps halve the gap between the highest rate held and the
+/// lowest that was not until it is at most this (msg/s).
+pub const SATURATION_RESOLUTION: u32 = 2_500;
 /// Share delivered below which a saturation step failed.
 pub const SATURATION_DELIVERED: f64 = 99.0;
 
