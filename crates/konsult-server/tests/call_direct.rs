@@ -68,18 +68,7 @@ async fn a_direct_call_through_the_server_is_two_way_and_billable() {
         matches!(after, Err(ClientError::Ended(ByeReason::EndedByTherapist))),
         "{after:?}"
     );
-    wait_for_events(
-        &app,
-        &fx,
-        &b,
-        &[
-            "patient_waiting",
-            "admitted",
-            "two_way_established",
-            "ended",
-        ],
-    )
-    .await;
+    wait_for_events(&app, &fx, &b, &WHOLE_CALL).await;
     assert_eq!(stored(&app, &fx, &b).await.state, ConsultationState::Ended);
     // The audit log holds the call's admission, two-way media and end.
     let subject = b.consultation.to_string();

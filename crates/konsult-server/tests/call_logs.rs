@@ -93,18 +93,7 @@ async fn a_full_call_logs_and_stores_no_address_candidate_or_sdp() {
     t.unwrap();
     therapist.leave().await.unwrap();
     let _ = patient.run_for(StdDuration::from_secs(5)).await;
-    wait_for_events(
-        &app,
-        &fx,
-        &b,
-        &[
-            "patient_waiting",
-            "admitted",
-            "two_way_established",
-            "ended",
-        ],
-    )
-    .await;
+    wait_for_events(&app, &fx, &b, &WHOLE_CALL).await;
     let deadline = tokio::time::Instant::now() + FRAME_WAIT;
     while app.state.signaling.turn().allocations_for(b.id()).await != Some(0) {
         assert!(tokio::time::Instant::now() < deadline);

@@ -171,18 +171,7 @@ async fn a_relay_only_call_goes_through_the_embedded_turn_relay() {
     call.t.send_message(&ClientMessage::Leave {}).await;
     call.t.wait_for("bye").await;
     call.p.wait_for("bye").await;
-    wait_for_events(
-        &app,
-        &fx,
-        &b,
-        &[
-            "patient_waiting",
-            "admitted",
-            "two_way_established",
-            "ended",
-        ],
-    )
-    .await;
+    wait_for_events(&app, &fx, &b, &WHOLE_CALL).await;
     // The server closed the consultation on the relay: its allocations are
     // gone and relayed media stops, although both peers still send.
     let deadline = tokio::time::Instant::now() + FRAME_WAIT;

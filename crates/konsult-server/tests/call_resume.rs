@@ -88,17 +88,6 @@ async fn a_cut_patient_socket_resumes_and_the_call_goes_on() {
     .await;
 
     call.end().await;
-    wait_for_events(
-        &app,
-        &fx,
-        &b,
-        &[
-            "patient_waiting",
-            "admitted",
-            "two_way_established",
-            "ended",
-        ],
-    )
-    .await;
+    wait_for_events(&app, &fx, &b, &WHOLE_CALL).await;
     app.stop().await;
 }

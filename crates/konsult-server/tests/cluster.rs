@@ -510,18 +510,7 @@ async fn a_therapist_and_a_patient_on_different_nodes_call_each_other() {
     assert_eq!((census_b.rooms, census_a.rooms), (1, 0));
     assert_eq!((census_b.therapists, census_b.patients_admitted), (1, 1));
     call.end().await;
-    wait_for_events(
-        &a,
-        &fx,
-        &booking,
-        &[
-            "patient_waiting",
-            "admitted",
-            "two_way_established",
-            "ended",
-        ],
-    )
-    .await;
+    wait_for_events(&a, &fx, &booking, &WHOLE_CALL).await;
     a.stop().await;
     b.stop().await;
 }
@@ -588,18 +577,7 @@ async fn direct_media_goes_on_while_the_room_moves_to_another_node() {
         .iter()
         .any(|m| matches!(m.body, konsult_protocol::ServerBody::PeerLeft { .. })));
     call.end().await;
-    wait_for_events(
-        &a,
-        &fx,
-        &booking,
-        &[
-            "patient_waiting",
-            "admitted",
-            "two_way_established",
-            "ended",
-        ],
-    )
-    .await;
+    wait_for_events(&a, &fx, &booking, &WHOLE_CALL).await;
     a.stop().await;
 }
 

@@ -92,18 +92,7 @@ async fn waiting_admitted_two_way_and_ended_are_recorded_in_order() {
         "ended_by_therapist"
     );
     expect_close(&mut patient, 1000).await;
-    wait_for_events(
-        &app,
-        &fx,
-        &b,
-        &[
-            "patient_waiting",
-            "admitted",
-            "two_way_established",
-            "ended",
-        ],
-    )
-    .await;
+    wait_for_events(&app, &fx, &b, &WHOLE_CALL).await;
     let c = stored(&app, &fx, &b).await;
     assert_eq!(c.state, ConsultationState::Ended);
     assert!(c.ended_at.is_some());

@@ -439,6 +439,15 @@ pub async fn join(ws: &mut Ws, hello: String) -> Welcome {
     }
 }
 
+/// The events of a call that took place and ended: the patient waited,
+/// was admitted, media flowed both ways, and the call ended.
+pub const WHOLE_CALL: [&str; 4] = [
+    "patient_waiting",
+    "admitted",
+    "two_way_established",
+    "ended",
+];
+
 /// Sends a hello and expects `error` `code` and close 1008.
 pub async fn join_refused(ws: &mut Ws, hello: String, code: &str) -> Value {
     send(ws, hello).await;
