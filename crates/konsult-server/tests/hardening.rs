@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::binary::{demo_password, free_port, free_udp_port};
+use common::binary::{demo_password, free_port};
 use common::{TestApp, ADMIN_PASSWORD};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -49,10 +49,7 @@ impl Binary {
         }
         cmd.current_dir(dir.path())
             .env("KONSULT_DATA_DIR", dir.path())
-            .env(
-                "KONSULT_TURN__LISTEN",
-                format!("127.0.0.1:{}", free_udp_port()),
-            )
+            .env("KONSULT_TURN__LISTEN", format!("127.0.0.1:{}", free_port()))
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

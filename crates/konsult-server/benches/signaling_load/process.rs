@@ -250,19 +250,10 @@ pub fn raise_open_files_limit() -> anyhow::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released).
-pub fn free_tcp_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// A free UDP port on 127.0.0.1 (bound and released).
-pub fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+/// Ports below the ephemeral range, as the tests' servers get them.
+#[path = "../../tests/common/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// One line about the machine: cores, CPU model, kernel.
 pub fn machine() -> String {

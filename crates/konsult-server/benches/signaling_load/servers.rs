@@ -20,7 +20,7 @@ use chrono::{Duration as ChronoDuration, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use super::process::{free_tcp_port, free_udp_port, log_tail, ChildGuard, ProcessSample};
+use super::process::{free_port, log_tail, ChildGuard, ProcessSample};
 
 /// Which server a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -76,7 +76,7 @@ impl Installation {
                 .prefix("konsult-signaling-load-")
                 .disable_cleanup(std::env::var("KONSULT_BENCH_KEEP").is_ok_and(|v| v == "1"))
                 .tempdir()?,
-            turn_port: free_udp_port()?,
+            turn_port: free_port(),
             started: 0,
             password: None,
             env: Vec::new(),
@@ -133,7 +133,7 @@ impl Server {
     /// Starts Konsult on `installation` (the first start seeds the demo
     /// clinic) and waits until `/healthz` answers.
     pub async fn konsult(installation: &mut Installation) -> anyhow::Result<Self> {
-        let port = free_tcp_port()?;
+        let port = free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let demo = installation.started == 0;
         let log = installation.log();
@@ -213,7 +213,7 @@ impl Server {
     /// Starts the bare forwarder (this binary again); `nagle`: without
     /// `TCP_NODELAY`.
     pub async fn bare(scratch: &std::path::Path, nagle: bool) -> anyhow::Result<Self> {
-        let port = free_tcp_port()?;
+        let port = free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = scratch.join("bare.log");
         let mut command = Command::new(std::env::current_exe()?);

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod ports;
 pub mod python;
 pub mod signal;
 
