@@ -4,26 +4,19 @@ use crate::config::Config;
 use crate::filter::{filter_candidate, filter_sdp, Relays};
 use crate::output::{AdmissionCheckId, CloseReason, ConnId, Output, RoomContext, WriteId};
 use crate::ratelimit::RateLimiter;
-use crate::record::{
-    LinkRef, ParticipantRecord, RecordError, RoomRecord, TokenHash, RECORD_VERSION,
-};
-use konsult_domain::evidence::{
-    client_two_way, relay_two_way, ClientReport, ClientReports, ObservedFlow,
-};
-use konsult_domain::{CallEvent, EndReason, Evidence, EvidencePolicy};
+use crate::record::{LinkRef, RecordError, RoomRecord};
+use crate::room::{Ctx, Room, Seat};
+use konsult_domain::evidence::ObservedFlow;
+use konsult_domain::{EndReason, Evidence, EvidencePolicy};
 use konsult_protocol::{
-    parse_client_message, ByeReason, CandidateLine, CandidatePolicy, ClientMessage, Denied,
-    DeniedReason, ErrorBody, ErrorCode, Features, Hello, IceCandidate, IceServer, Resume,
-    ResumeToken, Role, Sdp, ServerBody, ServerMessage, Stats, Welcome, PROTOCOL_VERSION,
+    parse_client_message, CandidateLine, CandidatePolicy, ClientMessage, Denied, DeniedReason,
+    ErrorCode, Features, Hello, IceCandidate, IceServer, Resume, ResumeToken, Role, Sdp,
+    ServerBody, ServerMessage,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-
-/// How many superseded resume tokens a participant remembers, so an old
-/// device that comes back gets `replaced` instead of taking over again.
-const SUPERSEDED_TOKENS: usize = 8;
 
 /// What the pump knows about a connection after it authenticated the hello.
 /// Serialisable: in a cluster, the node the connection reached sends it to
@@ -32,7 +25,12 @@ const SUPERSEDED_TOKENS: usize = 8;
 pub struct JoinRequest {
     /// The consultation (from the link token or the therapist's hello).
     pub consultation: Uuid,
-    /// Who is joining.
+    /// Who is joining: the pump's id of the participant, stable for the
+    /// consultation (a patient's joins all carry the same one). The
+    /// therapist's seat is one per room whatever the id: another device or
+    /// login of the therapist takes it over.
+    pub participant: Uuid,
+    /// What the participant may do.
     pub role: Role,
     /// The clinic's or consultation's candidate policy. If either
     /// participant's join says `relay_only`, the room is relay-only for
@@ -163,11 +161,32 @@ pub struct RoomSnapshot {
     pub call_started: bool,
     /// Durable writes the room's messages wait for.
     pub pending_writes: usize,
+    /// Everyone in the room, in the order they first came.
+    pub participants: Vec<ParticipantSnapshot>,
+}
+
+/// A read-only view of one participant of a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantSnapshot {
+    /// The pump's id of the participant (the latest join's, for the
+    /// therapist; nil for one restored from a record without ids until it
+    /// joins again).
+    pub id: Uuid,
+    /// What it may do.
+    pub role: Role,
+    /// Its connection.
+    pub presence: Presence,
+    /// Its admission (the therapist's is `Admitted`).
+    pub admission: AdmissionState,
+    /// Its two-way media with the therapist in its current call, if
+    /// established (a patient's).
+    pub evidence: Option<Evidence>,
 }
 
 #[derive(Debug)]
 struct Conn {
     consultation: Uuid,
+    seat: Seat,
     role: Role,
     /// Last frame received (or, once closed, when the core closed it).
     last_seen: Instant,
@@ -178,909 +197,6 @@ struct Conn {
     closed: Option<CloseReason>,
     /// The optional messages its hello asked for.
     features: Features,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Admission {
-    Waiting,
-    Checking { check: u64, deadline: Instant },
-    Admitted,
-}
-
-/// Two-way media of the current call (one admission).
-#[derive(Debug, Default)]
-struct Media {
-    /// When the patient was admitted: the origin of report times.
-    since: Option<Instant>,
-    patient: ClientReports,
-    therapist: ClientReports,
-    /// Established in this call, by this evidence.
-    evidence: Option<Evidence>,
-}
-
-#[derive(Debug)]
-struct Participant {
-    link: Presence,
-    token: TokenHash,
-    superseded: VecDeque<TokenHash>,
-    next_seq: u64,
-    /// The highest `seq` clients may see: sent, or replayable on resume.
-    /// Messages above it wait for the room's durable writes.
-    released: u64,
-    /// The latest sequenced messages, oldest first, contiguous seqs ending
-    /// at `next_seq - 1`.
-    buffer: VecDeque<ServerMessage>,
-    /// The patient's join link.
-    link_ref: Option<LinkRef>,
-    /// Restored from a saved record: the client may have seen messages
-    /// above `next_seq` that this process never knew (see `resume`).
-    restored: bool,
-    /// The pump's context of this participant's latest join (or of the
-    /// restore).
-    context: RoomContext,
-}
-
-impl Participant {
-    fn new(conn: ConnId, token: TokenHash, req: &JoinRequest) -> Self {
-        Participant {
-            link: Presence::Connected(conn),
-            token,
-            superseded: VecDeque::new(),
-            next_seq: 1,
-            released: 0,
-            buffer: VecDeque::new(),
-            link_ref: req.link.clone(),
-            restored: false,
-            context: req.context.clone(),
-        }
-    }
-
-    fn conn(&self) -> Option<ConnId> {
-        match self.link {
-            Presence::Connected(conn) => Some(conn),
-            Presence::Disconnected { .. } => None,
-        }
-    }
-
-    fn grace_deadline(&self) -> Option<Instant> {
-        match self.link {
-            Presence::Connected(_) => None,
-            Presence::Disconnected { grace_until } => Some(grace_until),
-        }
-    }
-
-    /// Whether every message after `last_seq` that the client may see is
-    /// still in the buffer.
-    fn can_replay(&self, last_seq: u64) -> bool {
-        let oldest = self.buffer.front().map_or(self.next_seq, |m| m.seq);
-        last_seq <= self.released && last_seq.saturating_add(1) >= oldest
-    }
-
-    fn is_superseded(&self, token: &TokenHash) -> bool {
-        self.superseded.iter().any(|t| t.ct_eq(token))
-    }
-
-    fn replace_token(&mut self, token: TokenHash) {
-        let old = std::mem::replace(&mut self.token, token);
-        self.superseded.push_back(old);
-        while self.superseded.len() > SUPERSEDED_TOKENS {
-            self.superseded.pop_front();
-        }
-    }
-
-    /// Messages not yet released, for a connection that is going away.
-    fn unreleased(&self) -> Vec<ServerMessage> {
-        self.buffer
-            .iter()
-            .filter(|m| m.seq > self.released)
-            .cloned()
-            .collect()
-    }
-
-    fn record(&self, role: Role) -> ParticipantRecord {
-        ParticipantRecord {
-            role,
-            token: self.token,
-            superseded: self.superseded.iter().copied().collect(),
-            next_seq: self.next_seq,
-            link: self.link_ref.clone(),
-        }
-    }
-}
-
-/// A connection whose participant left the room while its last messages
-/// were held back: they and the close go out when the room is released.
-#[derive(Debug)]
-struct Departing {
-    conn: ConnId,
-    messages: Vec<ServerMessage>,
-    reason: CloseReason,
-}
-
-#[derive(Debug)]
-struct Room {
-    id: Uuid,
-    policy: CandidatePolicy,
-    evidence_policy: EvidencePolicy,
-    therapist: Option<Participant>,
-    patient: Option<Participant>,
-    admission: Admission,
-    media: Media,
-    /// A patient was admitted at least once: the consultation is `in_call`.
-    call_started: bool,
-    /// The consultation is over (ended or closed): nobody joins any more.
-    over: bool,
-    /// Durable writes not yet acknowledged; while any is, messages wait.
-    held: BTreeSet<WriteId>,
-    departing: Vec<Departing>,
-    /// Events of the current step, for the step's write.
-    pending: Vec<CallEvent>,
-    /// The current step has a durable event.
-    hold_step: bool,
-    /// The current step changed what the saved record says.
-    dirty: bool,
-    /// The pump's context of the latest join that took a place here (or of
-    /// the restore).
-    context: RoomContext,
-    /// The relays the room's relay candidates may carry: the configured
-    /// ones and those handed to its participants in their welcomes (in a
-    /// cluster, each participant's own node's relay).
-    relays: Relays,
-}
-
-/// Everything a room operation needs besides the room.
-struct Ctx<'a> {
-    cfg: &'a Config,
-    out: &'a mut VecDeque<Output>,
-}
-
-impl Ctx<'_> {
-    fn send_conn(&mut self, conn: ConnId, body: ServerBody) {
-        self.out.push_back(Output::Send {
-            conn,
-            message: ServerMessage::unsequenced(body),
-        });
-    }
-
-    fn error(&mut self, conn: ConnId, code: ErrorCode, message: &str, failures: Vec<String>) {
-        self.send_conn(
-            conn,
-            ServerBody::Error(ErrorBody {
-                code,
-                message: message.to_string(),
-                failures,
-            }),
-        );
-    }
-
-    fn close(&mut self, conn: ConnId, reason: CloseReason) {
-        self.out.push_back(Output::Close { conn, reason });
-    }
-}
-
-impl Room {
-    fn new(id: Uuid, policy: CandidatePolicy, evidence_policy: EvidencePolicy) -> Self {
-        Room {
-            id,
-            policy,
-            evidence_policy,
-            therapist: None,
-            patient: None,
-            admission: Admission::Waiting,
-            media: Media::default(),
-            call_started: false,
-            over: false,
-            held: BTreeSet::new(),
-            departing: Vec::new(),
-            pending: Vec::new(),
-            hold_step: false,
-            dirty: false,
-            context: RoomContext::default(),
-            relays: Relays::default(),
-        }
-    }
-
-    fn slot(&mut self, role: Role) -> &mut Option<Participant> {
-        match role {
-            Role::Therapist => &mut self.therapist,
-            Role::Patient => &mut self.patient,
-        }
-    }
-
-    fn get(&self, role: Role) -> Option<&Participant> {
-        match role {
-            Role::Therapist => self.therapist.as_ref(),
-            Role::Patient => self.patient.as_ref(),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.therapist.is_none() && self.patient.is_none()
-    }
-
-    /// Nothing left to do: nobody in it, no message waiting for a write.
-    fn is_done(&self) -> bool {
-        self.is_empty() && self.held.is_empty() && self.departing.is_empty()
-    }
-
-    fn in_call(&self) -> bool {
-        self.therapist.is_some() && self.patient.is_some() && self.admission == Admission::Admitted
-    }
-
-    fn is_held(&self) -> bool {
-        !self.held.is_empty() || self.hold_step
-    }
-
-    /// Reports an event. A durable one holds the room's messages back from
-    /// now until its write is committed, so report it before the messages
-    /// it causes.
-    fn event(&mut self, event: CallEvent) {
-        if event.is_durable() {
-            self.hold_step = true;
-        }
-        self.dirty = true;
-        self.pending.push(event);
-    }
-
-    /// Sends a sequenced message to `role`'s participant: numbered, kept for
-    /// replay, and written now if it is connected and nothing holds the
-    /// room back.
-    fn send(&mut self, ctx: &mut Ctx<'_>, role: Role, body: ServerBody) {
-        let cap = ctx.cfg.replay_buffer;
-        let held = self.is_held();
-        let Some(p) = self.slot(role).as_mut() else {
-            return;
-        };
-        let message = ServerMessage {
-            body,
-            seq: p.next_seq,
-        };
-        p.next_seq += 1;
-        p.buffer.push_back(message.clone());
-        while p.buffer.len() > cap {
-            p.buffer.pop_front();
-        }
-        if held {
-            return;
-        }
-        p.released = message.seq;
-        if let Some(conn) = p.conn() {
-            ctx.out.push_back(Output::Send { conn, message });
-        }
-    }
-
-    /// Takes `role` out of the room; its connection, if any, is closed
-    /// after its last messages (now, or when the room is released).
-    fn remove(&mut self, ctx: &mut Ctx<'_>, role: Role, reason: CloseReason) {
-        let held = self.is_held();
-        let Some(p) = self.slot(role).take() else {
-            return;
-        };
-        self.dirty = true;
-        let Some(conn) = p.conn() else { return };
-        if held {
-            self.departing.push(Departing {
-                conn,
-                messages: p.unreleased(),
-                reason,
-            });
-        } else {
-            ctx.close(conn, reason);
-        }
-    }
-
-    /// Every write the room waited for is committed: out with what waited.
-    fn release(&mut self, ctx: &mut Ctx<'_>) {
-        for p in [&mut self.therapist, &mut self.patient]
-            .into_iter()
-            .flatten()
-        {
-            let conn = p.conn();
-            for message in p.buffer.iter().filter(|m| m.seq > p.released) {
-                if let Some(conn) = conn {
-                    ctx.out.push_back(Output::Send {
-                        conn,
-                        message: message.clone(),
-                    });
-                }
-            }
-            p.released = p.next_seq - 1;
-        }
-        for d in std::mem::take(&mut self.departing) {
-            for message in d.messages {
-                ctx.out.push_back(Output::Send {
-                    conn: d.conn,
-                    message,
-                });
-            }
-            ctx.close(d.conn, d.reason);
-        }
-    }
-
-    fn welcome(
-        &self,
-        ctx: &mut Ctx<'_>,
-        role: Role,
-        conn: ConnId,
-        token: ResumeToken,
-        resumed: bool,
-        ice_servers: Vec<IceServer>,
-    ) {
-        let welcome = Welcome {
-            version: PROTOCOL_VERSION,
-            role,
-            consultation: self.id,
-            ice_servers,
-            candidate_policy: self.policy,
-            peer_present: self.get(role.other()).is_some(),
-            polite: role == Role::Patient,
-            resume_token: token,
-            resumed,
-            limits: ctx.cfg.limits(),
-        };
-        ctx.send_conn(conn, ServerBody::Welcome(welcome));
-    }
-
-    fn join(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, mut req: JoinRequest) {
-        let role = req.role;
-        self.call_started |= req.call_started;
-        if self.over {
-            let (code, message) = match role {
-                Role::Patient => (ErrorCode::LinkExpired, "the consultation is over"),
-                Role::Therapist => (ErrorCode::WrongState, "the consultation is over"),
-            };
-            ctx.error(conn, code, message, Vec::new());
-            ctx.close(conn, CloseReason::Rejected);
-            return;
-        }
-        self.relays.extend(ctx.cfg.relays.iter().copied());
-        self.relays.extend(Relays::in_ice_servers(&req.ice_servers));
-        let Some(p) = self.slot(role).as_mut() else {
-            self.join_new(ctx, conn, req);
-            return;
-        };
-        let presented = req.resume.as_ref().map(|r| (TokenHash::of(&r.token), r));
-        if let Some((hash, _)) = &presented {
-            if p.is_superseded(hash) {
-                // An older device of this participant: the newer one keeps
-                // its place. The client may still take over explicitly with
-                // a hello without resume.
-                ctx.error(
-                    conn,
-                    ErrorCode::Replaced,
-                    "another device has taken over this session",
-                    Vec::new(),
-                );
-                ctx.close(conn, CloseReason::Replaced);
-                return;
-            }
-        }
-        let own = presented.filter(|(hash, _)| p.token.ct_eq(hash));
-        if let Some(old) = p.conn() {
-            ctx.send_conn(old, ServerBody::Replaced {});
-            ctx.close(old, CloseReason::Replaced);
-        }
-        p.link = Presence::Connected(conn);
-        p.context = req.context.clone();
-        // Fresh credentials for this connection, in its welcome only.
-        let ice_servers = std::mem::take(&mut req.ice_servers);
-        match own {
-            Some((_, resume)) if p.restored => {
-                // Back after a restart: nothing to replay (messages are not
-                // saved), but every message a committed event produced has
-                // a seq below `next_seq`.
-                let token = resume.token.clone();
-                if resume.last_seq.saturating_add(1) >= p.next_seq {
-                    p.restored = false;
-                    p.next_seq = p.next_seq.max(resume.last_seq.saturating_add(1));
-                    p.released = p.next_seq - 1;
-                    p.buffer.clear();
-                    self.welcome(ctx, role, conn, token, true, ice_servers);
-                } else {
-                    p.restored = false;
-                    p.buffer.clear();
-                    p.released = p.next_seq - 1;
-                    self.welcome(ctx, role, conn, token, false, ice_servers);
-                    self.resync_after_gap(ctx, role);
-                }
-            }
-            Some((_, resume)) if p.can_replay(resume.last_seq) => {
-                let token = resume.token.clone();
-                let last_seq = resume.last_seq;
-                self.welcome(ctx, role, conn, token, true, ice_servers);
-                let p = self.get(role).expect("participant present");
-                for message in p
-                    .buffer
-                    .iter()
-                    .filter(|m| m.seq > last_seq && m.seq <= p.released)
-                {
-                    ctx.out.push_back(Output::Send {
-                        conn,
-                        message: message.clone(),
-                    });
-                }
-            }
-            _ => {
-                let token = req.resume_token_for_new;
-                p.replace_token(TokenHash::of(&token));
-                p.restored = false;
-                p.link_ref = req.link.clone();
-                // A new device starts from scratch: nothing of the old
-                // device's stream reaches it, not even what is still held.
-                p.buffer.clear();
-                p.released = p.next_seq - 1;
-                self.dirty = true;
-                self.welcome(ctx, role, conn, token, false, ice_servers);
-                self.resync_new_device(ctx, role);
-            }
-        }
-        self.context = req.context;
-    }
-
-    fn join_new(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, req: JoinRequest) {
-        let role = req.role;
-        let token = req.resume_token_for_new.clone();
-        *self.slot(role) = Some(Participant::new(conn, TokenHash::of(&token), &req));
-        self.context = req.context.clone();
-        self.dirty = true;
-        self.welcome(ctx, role, conn, token, false, req.ice_servers);
-        match role {
-            Role::Patient => {
-                self.admission = Admission::Waiting;
-                self.media = Media::default();
-                self.event(CallEvent::PatientWaiting);
-                self.send(ctx, Role::Patient, ServerBody::Waiting {});
-                self.send(ctx, Role::Therapist, ServerBody::PatientWaiting {});
-            }
-            Role::Therapist => {
-                if self.patient.is_some() {
-                    // Without a therapist a patient is never admitted.
-                    self.send(ctx, Role::Therapist, ServerBody::PatientWaiting {});
-                }
-            }
-        }
-    }
-
-    /// A new device (no valid resume) took `role`'s place: bring it up to
-    /// date from scratch.
-    fn resync_new_device(&mut self, ctx: &mut Ctx<'_>, role: Role) {
-        match role {
-            Role::Patient => {
-                let previous = self.admission;
-                self.admission = Admission::Waiting;
-                if previous == Admission::Admitted {
-                    // Whoever holds the link now was not seen by the
-                    // therapist: the patient's call ends (the consultation
-                    // goes on) and the device waits again.
-                    self.media = Media::default();
-                    self.event(CallEvent::PatientLeft);
-                    self.send(
-                        ctx,
-                        Role::Therapist,
-                        ServerBody::PeerLeft {
-                            role: Role::Patient,
-                        },
-                    );
-                }
-                self.send(ctx, Role::Patient, ServerBody::Waiting {});
-                if previous != Admission::Waiting {
-                    self.event(CallEvent::PatientWaiting);
-                    self.send(ctx, Role::Therapist, ServerBody::PatientWaiting {});
-                }
-            }
-            Role::Therapist => {
-                if self.patient.is_none() {
-                    return;
-                }
-                if self.admission == Admission::Admitted {
-                    // The therapist is authenticated by login: the call goes
-                    // on with the new device, after a fresh negotiation.
-                    self.renegotiate(ctx);
-                } else {
-                    self.send(ctx, Role::Therapist, ServerBody::PatientWaiting {});
-                }
-            }
-        }
-    }
-
-    /// Both sides start a new peer connection in the same call.
-    fn renegotiate(&mut self, ctx: &mut Ctx<'_>) {
-        self.send(
-            ctx,
-            Role::Therapist,
-            ServerBody::PeerJoined {
-                role: Role::Patient,
-            },
-        );
-        self.send(
-            ctx,
-            Role::Patient,
-            ServerBody::PeerLeft {
-                role: Role::Therapist,
-            },
-        );
-        self.send(
-            ctx,
-            Role::Patient,
-            ServerBody::PeerJoined {
-                role: Role::Therapist,
-            },
-        );
-    }
-
-    /// A participant came back after a restart but missed messages that
-    /// cannot be replayed: it starts fresh on its side, keeping its place
-    /// (a patient stays admitted), and both sides negotiate anew.
-    fn resync_after_gap(&mut self, ctx: &mut Ctx<'_>, role: Role) {
-        match (role, self.admission) {
-            (Role::Patient, Admission::Admitted) => self.announce_admission(ctx),
-            (Role::Patient, _) => {
-                self.send(ctx, Role::Patient, ServerBody::Waiting {});
-            }
-            (Role::Therapist, Admission::Admitted) if self.patient.is_some() => {
-                self.renegotiate(ctx);
-            }
-            (Role::Therapist, _) => {
-                if self.patient.is_some() {
-                    self.send(ctx, Role::Therapist, ServerBody::PatientWaiting {});
-                }
-            }
-        }
-    }
-
-    /// The participant's connection ended; it may resume within the grace
-    /// period. The peer is not told yet.
-    fn detach(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, role: Role, now: Instant) {
-        let grace = ctx.cfg.resume_grace;
-        if let Some(p) = self.slot(role).as_mut() {
-            if p.conn() == Some(conn) {
-                p.link = Presence::Disconnected {
-                    grace_until: after(now, grace),
-                };
-            }
-        }
-    }
-
-    /// `role` sent `leave`.
-    fn leave(&mut self, ctx: &mut Ctx<'_>, role: Role) {
-        match role {
-            Role::Patient => {
-                let was_admitted = self.admission == Admission::Admitted;
-                self.event(if was_admitted {
-                    CallEvent::PatientLeft
-                } else {
-                    CallEvent::PatientLeftWaiting
-                });
-                self.send(
-                    ctx,
-                    Role::Patient,
-                    ServerBody::Bye {
-                        reason: ByeReason::Left,
-                    },
-                );
-                self.remove(ctx, Role::Patient, CloseReason::Bye);
-                self.admission = Admission::Waiting;
-                self.media = Media::default();
-                // The consultation goes on: the patient may come back from
-                // the same link until the therapist ends it.
-                self.send(
-                    ctx,
-                    Role::Therapist,
-                    ServerBody::PeerLeft {
-                        role: Role::Patient,
-                    },
-                );
-            }
-            Role::Therapist if self.call_started => self.end(ctx, EndReason::TherapistEnded),
-            Role::Therapist => {
-                // No call yet: a waiting patient keeps waiting for a
-                // therapist.
-                self.send(
-                    ctx,
-                    Role::Therapist,
-                    ServerBody::Bye {
-                        reason: ByeReason::Left,
-                    },
-                );
-                self.remove(ctx, Role::Therapist, CloseReason::Bye);
-                if self.admission != Admission::Waiting {
-                    self.admission = Admission::Waiting;
-                }
-            }
-        }
-    }
-
-    /// The consultation's call ends for good: committed first, then every
-    /// participant is told and closed.
-    fn end(&mut self, ctx: &mut Ctx<'_>, reason: EndReason) {
-        self.event(CallEvent::Ended { reason });
-        self.over = true;
-        self.close_everyone(ctx);
-    }
-
-    /// Tells everyone the consultation is over (`bye`) and closes them.
-    fn close_everyone(&mut self, ctx: &mut Ctx<'_>) {
-        if self.in_call() {
-            self.send(
-                ctx,
-                Role::Patient,
-                ServerBody::PeerLeft {
-                    role: Role::Therapist,
-                },
-            );
-        }
-        for role in [Role::Therapist, Role::Patient] {
-            let reason = match role {
-                Role::Therapist => ByeReason::Left,
-                Role::Patient => ByeReason::EndedByTherapist,
-            };
-            self.send(ctx, role, ServerBody::Bye { reason });
-            self.remove(ctx, role, CloseReason::Bye);
-        }
-        self.admission = Admission::Waiting;
-        self.media = Media::default();
-    }
-
-    /// `role`'s grace period expired without a resume.
-    fn expire(&mut self, ctx: &mut Ctx<'_>, role: Role) {
-        let was_in_call = self.in_call();
-        match role {
-            Role::Patient => {
-                self.event(if self.admission == Admission::Admitted {
-                    CallEvent::PatientLeft
-                } else {
-                    CallEvent::PatientLeftWaiting
-                });
-                self.remove(ctx, Role::Patient, CloseReason::Bye);
-                self.admission = Admission::Waiting;
-                self.media = Media::default();
-                self.send(
-                    ctx,
-                    Role::Therapist,
-                    ServerBody::PeerLeft {
-                        role: Role::Patient,
-                    },
-                );
-            }
-            Role::Therapist => {
-                if was_in_call {
-                    self.event(CallEvent::TherapistLeft);
-                }
-                self.remove(ctx, Role::Therapist, CloseReason::Bye);
-                if was_in_call {
-                    // The patient goes back to the waiting room until a
-                    // therapist admits again.
-                    self.admission = Admission::Waiting;
-                    self.media = Media::default();
-                    self.send(
-                        ctx,
-                        Role::Patient,
-                        ServerBody::PeerLeft {
-                            role: Role::Therapist,
-                        },
-                    );
-                    self.send(ctx, Role::Patient, ServerBody::Waiting {});
-                    self.event(CallEvent::PatientWaiting);
-                } else if matches!(self.admission, Admission::Checking { .. }) {
-                    self.admission = Admission::Waiting;
-                }
-            }
-        }
-    }
-
-    fn deny_patient(&mut self, ctx: &mut Ctx<'_>, denied: Denied) {
-        let was_admitted = self.admission == Admission::Admitted;
-        self.event(if was_admitted {
-            CallEvent::PatientLeft
-        } else {
-            CallEvent::PatientLeftWaiting
-        });
-        self.admission = Admission::Waiting;
-        self.media = Media::default();
-        self.send(ctx, Role::Patient, ServerBody::Denied(denied));
-        self.remove(ctx, Role::Patient, CloseReason::Denied);
-        self.send(
-            ctx,
-            Role::Therapist,
-            ServerBody::PeerLeft {
-                role: Role::Patient,
-            },
-        );
-    }
-
-    fn admit(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
-        self.event(CallEvent::Admitted);
-        self.call_started = true;
-        self.admission = Admission::Admitted;
-        self.media = Media {
-            since: Some(now),
-            ..Media::default()
-        };
-        self.announce_admission(ctx);
-    }
-
-    /// The patient is in the call: `admitted`, then both sides
-    /// `peer_joined` (they set up a new peer connection).
-    fn announce_admission(&mut self, ctx: &mut Ctx<'_>) {
-        self.send(ctx, Role::Patient, ServerBody::Admitted {});
-        self.send(
-            ctx,
-            Role::Patient,
-            ServerBody::PeerJoined {
-                role: Role::Therapist,
-            },
-        );
-        self.send(
-            ctx,
-            Role::Therapist,
-            ServerBody::PeerJoined {
-                role: Role::Patient,
-            },
-        );
-    }
-
-    fn on_stats(&mut self, ctx: &mut Ctx<'_>, role: Role, stats: &Stats, now: Instant) {
-        let since = *self.media.since.get_or_insert(now);
-        let report = ClientReport {
-            at: now.saturating_duration_since(since),
-            receiving: stats.media_flowing(),
-            bytes_received: stats.bytes_received,
-            bytes_sent: stats.bytes_sent,
-        };
-        match role {
-            Role::Therapist => self.media.therapist.add(report),
-            Role::Patient => self.media.patient.add(report),
-        }
-        if self.media.evidence.is_none()
-            && self.evidence_policy.accepts(Evidence::ClientReported)
-            && client_two_way(
-                &ctx.cfg.evidence,
-                &self.media.patient,
-                &self.media.therapist,
-            )
-        {
-            self.establish(ctx, Evidence::ClientReported);
-        }
-    }
-
-    fn on_relay_media(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        patient_to_therapist: &ObservedFlow,
-        therapist_to_patient: &ObservedFlow,
-    ) {
-        if !self.in_call() || self.media.evidence == Some(Evidence::RelayObserved) {
-            return;
-        }
-        if relay_two_way(
-            &ctx.cfg.evidence,
-            patient_to_therapist,
-            therapist_to_patient,
-        ) {
-            self.establish(ctx, Evidence::RelayObserved);
-        }
-    }
-
-    /// Two-way media in this call, by `evidence`: committed first, then both
-    /// sides hear `media_established` (once per call; stronger evidence
-    /// later is only recorded).
-    fn establish(&mut self, ctx: &mut Ctx<'_>, evidence: Evidence) {
-        let first = self.media.evidence.is_none();
-        self.media.evidence = Some(evidence);
-        self.event(CallEvent::TwoWayEstablished { evidence });
-        if first {
-            self.send(ctx, Role::Therapist, ServerBody::MediaEstablished {});
-            self.send(ctx, Role::Patient, ServerBody::MediaEstablished {});
-        }
-    }
-
-    fn on_timeout(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
-        for role in [Role::Therapist, Role::Patient] {
-            let expired = self
-                .get(role)
-                .and_then(|p| p.grace_deadline())
-                .is_some_and(|d| d <= now);
-            if expired {
-                self.expire(ctx, role);
-            }
-        }
-        if let Admission::Checking { deadline, .. } = self.admission {
-            if deadline <= now {
-                self.admission = Admission::Waiting;
-                if let Some(conn) = self.therapist.as_ref().and_then(|p| p.conn()) {
-                    ctx.error(
-                        conn,
-                        ErrorCode::AdmissionCheckFailed,
-                        "the eligibility check did not complete; try admitting again",
-                        Vec::new(),
-                    );
-                }
-            }
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        let graces = [&self.therapist, &self.patient]
-            .into_iter()
-            .filter_map(|p| p.as_ref().and_then(|p| p.grace_deadline()));
-        let check = match self.admission {
-            Admission::Checking { deadline, .. } => Some(deadline),
-            _ => None,
-        };
-        graces.chain(check).min()
-    }
-
-    fn snapshot(&self) -> RoomSnapshot {
-        RoomSnapshot {
-            candidate_policy: self.policy,
-            therapist: self.therapist.as_ref().map(|p| p.link),
-            patient: self.patient.as_ref().map(|p| p.link),
-            admission: match self.admission {
-                Admission::Waiting => AdmissionState::Waiting,
-                Admission::Checking { .. } => AdmissionState::Checking,
-                Admission::Admitted => AdmissionState::Admitted,
-            },
-            two_way_established: self.media.evidence.is_some(),
-            evidence: self.media.evidence,
-            call_started: self.call_started,
-            pending_writes: self.held.len(),
-        }
-    }
-
-    fn record(&self) -> RoomRecord {
-        let participants = [
-            (Role::Therapist, &self.therapist),
-            (Role::Patient, &self.patient),
-        ]
-        .into_iter()
-        .filter_map(|(role, p)| p.as_ref().map(|p| p.record(role)))
-        .collect();
-        RoomRecord {
-            version: RECORD_VERSION,
-            candidate_policy: self.policy,
-            evidence_policy: self.evidence_policy,
-            call_started: self.call_started,
-            admitted: self.admission == Admission::Admitted,
-            evidence: self.media.evidence,
-            participants,
-        }
-    }
-
-    fn restore(
-        id: Uuid,
-        record: &RoomRecord,
-        context: RoomContext,
-        grace_until: Instant,
-        replay_buffer: usize,
-    ) -> Room {
-        let mut room = Room::new(id, record.candidate_policy, record.evidence_policy);
-        room.call_started = record.call_started;
-        let both = record
-            .participants
-            .iter()
-            .any(|p| p.role == Role::Therapist)
-            && record.participants.iter().any(|p| p.role == Role::Patient);
-        if record.admitted && both {
-            room.admission = Admission::Admitted;
-            room.media.evidence = record.evidence;
-        }
-        for p in &record.participants {
-            let next_seq = p.next_seq.max(1);
-            *room.slot(p.role) = Some(Participant {
-                link: Presence::Disconnected { grace_until },
-                token: p.token,
-                superseded: p.superseded.iter().copied().collect(),
-                next_seq,
-                released: next_seq - 1,
-                buffer: VecDeque::with_capacity(replay_buffer.min(16)),
-                link_ref: p.link.clone(),
-                restored: true,
-                context: context.clone(),
-            });
-        }
-        room.context = context;
-        room
-    }
 }
 
 /// A refusal of one frame: error code and message for the sender.
@@ -1166,6 +282,8 @@ type Refusal = (ErrorCode, &'static str);
 /// // ... look the link token up: it names `consultation`, role patient ...
 /// hub.handle_join(now, ConnId(1), JoinRequest {
 ///     consultation,
+///     // The pump's id of the participant (the link names it).
+///     participant: uuid::Uuid::from_u128(42),
 ///     role: Role::Patient,
 ///     candidate_policy: CandidatePolicy::RelayOnly,
 ///     evidence_policy: EvidencePolicy::ClientReported,
@@ -1195,7 +313,7 @@ type Refusal = (ErrorCode, &'static str);
 ///             assert_eq!(context.as_bytes(), b"clinic-3");
 ///             writes.push((consultation, write, events));
 ///         }
-///         Output::AdmissionCheck { consultation, check, context } => {
+///         Output::AdmissionCheck { consultation, check, context, .. } => {
 ///             /* query the database, then hub.handle_admission_check(..) */
 ///         }
 ///         Output::RoomClosed { .. } => {}
@@ -1339,7 +457,7 @@ impl Hub {
         if self.rooms.contains_key(&consultation) {
             return Err(RecordError::RoomExists);
         }
-        if record.version != RECORD_VERSION {
+        if !RoomRecord::is_readable(record.version) {
             return Err(RecordError::Version(record.version));
         }
         let grace_until = after(now, self.config.restore_grace);
@@ -1396,6 +514,7 @@ impl Hub {
             conn,
             Conn {
                 consultation: req.consultation,
+                seat: Seat::of(req.role, req.participant),
                 role: req.role,
                 last_seen: now,
                 limiter: RateLimiter::new(now, self.config.rate_per_second, self.config.rate_burst),
@@ -1512,7 +631,7 @@ impl Hub {
                 cfg: &self.config,
                 out: &mut self.out,
             };
-            room.detach(&mut ctx, conn, c.role, now);
+            room.detach(&mut ctx, conn, c.seat, now);
         }
         self.after(start, now);
     }
@@ -1532,10 +651,9 @@ impl Hub {
         let Some(room) = self.rooms.get_mut(&consultation) else {
             return;
         };
-        match room.admission {
-            Admission::Checking { check: pending, .. } if pending == check.0 => {}
-            _ => return,
-        }
+        let Some(guest) = room.checking(check.0) else {
+            return;
+        };
         self.touched.insert(consultation);
         let start = self.out.len();
         let mut ctx = Ctx {
@@ -1543,9 +661,9 @@ impl Hub {
             out: &mut self.out,
         };
         match result {
-            Ok(()) => room.admit(&mut ctx, now),
+            Ok(()) => room.admit(&mut ctx, guest, now),
             Err(failures) => {
-                if let Some(conn) = room.therapist.as_ref().and_then(|p| p.conn()) {
+                if let Some(conn) = room.therapist().and_then(|t| t.stream.conn()) {
                     ctx.error(
                         conn,
                         ErrorCode::NotEligible,
@@ -1553,8 +671,9 @@ impl Hub {
                         failures.clone(),
                     );
                 }
-                room.deny_patient(
+                room.deny(
                     &mut ctx,
+                    guest,
                     Denied {
                         reason: DeniedReason::NotEligible,
                         note: None,
@@ -1595,13 +714,9 @@ impl Hub {
             }
             Err(WriteRefused) => {
                 room.held.clear();
-                for p in [&mut room.therapist, &mut room.patient]
-                    .into_iter()
-                    .flatten()
-                {
+                for m in &mut room.members {
                     // What waited for the refused write was never true.
-                    let released = p.released;
-                    p.buffer.retain(|m| m.seq <= released);
+                    m.stream.drop_unreleased();
                 }
                 for d in std::mem::take(&mut room.departing) {
                     ctx.close(d.conn, d.reason);
@@ -1638,48 +753,29 @@ impl Hub {
         let Some(room) = self.rooms.get_mut(&consultation) else {
             return;
         };
-        let holds_link = room
-            .patient
-            .as_ref()
-            .is_some_and(|p| p.link_ref.as_ref() == Some(link));
-        if !holds_link {
+        let Some(guest) = room
+            .members
+            .iter()
+            .find(|m| m.stream.link_ref.as_ref() == Some(link))
+            .map(|m| m.seat())
+        else {
             return;
-        }
+        };
         let start = self.out.len();
         self.touched.insert(consultation);
         let mut ctx = Ctx {
             cfg: &self.config,
             out: &mut self.out,
         };
-        if room.admission == Admission::Admitted {
-            room.event(CallEvent::PatientLeft);
-            room.admission = Admission::Waiting;
-            room.media = Media::default();
-            room.send(
-                &mut ctx,
-                Role::Patient,
-                ServerBody::Bye {
-                    reason: ByeReason::EndedByTherapist,
-                },
-            );
-            room.remove(&mut ctx, Role::Patient, CloseReason::Bye);
-            room.send(
-                &mut ctx,
-                Role::Therapist,
-                ServerBody::PeerLeft {
-                    role: Role::Patient,
-                },
-            );
-        } else {
-            room.deny_patient(
-                &mut ctx,
-                Denied {
-                    reason: DeniedReason::ByTherapist,
-                    note: None,
-                    failures: Vec::new(),
-                },
-            );
-        }
+        room.send_away(
+            &mut ctx,
+            guest,
+            Denied {
+                reason: DeniedReason::ByTherapist,
+                note: None,
+                failures: Vec::new(),
+            },
+        );
         self.after(start, now);
     }
 
@@ -1703,7 +799,15 @@ impl Hub {
             cfg: &self.config,
             out: &mut self.out,
         };
-        room.on_relay_media(&mut ctx, &patient_to_therapist, &therapist_to_patient);
+        // Version 1's relay counts are of the one patient in the call.
+        if let Some(guest) = room.counterpart(Seat::Therapist) {
+            room.on_relay_media(
+                &mut ctx,
+                guest,
+                &patient_to_therapist,
+                &therapist_to_patient,
+            );
+        }
         self.after(start, now);
     }
 
@@ -1712,7 +816,7 @@ impl Hub {
     pub fn rooms_awaiting_relay_evidence(&self) -> Vec<Uuid> {
         self.rooms
             .values()
-            .filter(|r| r.in_call() && r.media.evidence != Some(Evidence::RelayObserved))
+            .filter(|r| r.awaits_relay_evidence())
             .map(|r| r.id)
             .collect()
     }
@@ -1808,18 +912,15 @@ impl Hub {
         };
         for room in self.rooms.values() {
             census.rooms_in_call += usize::from(room.call_started);
-            match room.therapist.as_ref().map(|p| p.link) {
-                Some(Presence::Connected(_)) => census.therapists += 1,
-                Some(Presence::Disconnected { .. }) => census.participants_away += 1,
-                None => {}
-            }
-            match room.patient.as_ref().map(|p| p.link) {
-                Some(Presence::Connected(_)) => match room.admission {
-                    Admission::Admitted => census.patients_admitted += 1,
-                    Admission::Waiting | Admission::Checking { .. } => census.patients_waiting += 1,
-                },
-                Some(Presence::Disconnected { .. }) => census.participants_away += 1,
-                None => {}
+            for m in &room.members {
+                match (m.stream.link, m.role, m.admission.state()) {
+                    (Presence::Disconnected { .. }, _, _) => census.participants_away += 1,
+                    (Presence::Connected(_), Role::Therapist, _) => census.therapists += 1,
+                    (Presence::Connected(_), _, AdmissionState::Admitted) => {
+                        census.patients_admitted += 1;
+                    }
+                    (Presence::Connected(_), _, _) => census.patients_waiting += 1,
+                }
             }
         }
         census
@@ -1837,9 +938,9 @@ impl Hub {
 
     /// Acts on one parsed message from a joined, open connection.
     fn dispatch(&mut self, now: Instant, conn: ConnId, msg: ClientMessage) -> Result<(), Refusal> {
-        let (consultation, role) = {
+        let (consultation, seat, role) = {
             let c = &self.conns[&conn];
-            (c.consultation, c.role)
+            (c.consultation, c.seat, c.role)
         };
         let Some(room) = self.rooms.get_mut(&consultation) else {
             return Err((ErrorCode::Internal, "no such consultation"));
@@ -1848,7 +949,6 @@ impl Hub {
             cfg: &self.config,
             out: &mut self.out,
         };
-        let peer = role.other();
         match msg {
             ClientMessage::Hello(_) => Err((ErrorCode::WrongState, "already joined")),
             ClientMessage::Ping {} => {
@@ -1856,29 +956,41 @@ impl Hub {
                 Ok(())
             }
             ClientMessage::Leave {} => {
-                room.leave(&mut ctx, role);
+                room.leave(&mut ctx, seat);
                 Ok(())
             }
             ClientMessage::Admit {} => {
                 if role != Role::Therapist {
                     return Err((ErrorCode::Forbidden, "only the therapist can admit"));
                 }
-                let Some(patient) = room
-                    .patient
-                    .as_ref()
-                    .filter(|_| room.admission == Admission::Waiting)
+                // Version 1: the one patient waiting.
+                let Some(guest) = room
+                    .members
+                    .iter()
+                    .find(|m| {
+                        m.role != Role::Therapist && m.admission.state() == AdmissionState::Waiting
+                    })
+                    .map(|m| m.seat())
                 else {
                     return Err((ErrorCode::WrongState, "no patient is waiting"));
                 };
-                let context = patient.context.clone();
+                let context = room
+                    .member(guest)
+                    .map(|m| m.stream.context.clone())
+                    .unwrap_or_default();
                 let check = self.next_check;
                 self.next_check += 1;
-                room.admission = Admission::Checking {
+                room.start_check(
+                    guest,
                     check,
-                    deadline: after(now, self.config.admission_check_timeout),
+                    after(now, self.config.admission_check_timeout),
+                );
+                let Seat::Guest(participant) = guest else {
+                    unreachable!("a waiting participant is a guest")
                 };
                 ctx.out.push_back(Output::AdmissionCheck {
                     consultation,
+                    participant,
                     check: AdmissionCheckId(check),
                     context,
                 });
@@ -1888,11 +1000,19 @@ impl Hub {
                 if role != Role::Therapist {
                     return Err((ErrorCode::Forbidden, "only the therapist can deny"));
                 }
-                if room.patient.is_none() || room.admission == Admission::Admitted {
+                let Some(guest) = room
+                    .members
+                    .iter()
+                    .find(|m| {
+                        m.role != Role::Therapist && m.admission.state() != AdmissionState::Admitted
+                    })
+                    .map(|m| m.seat())
+                else {
                     return Err((ErrorCode::WrongState, "no patient is waiting"));
-                }
-                room.deny_patient(
+                };
+                room.deny(
                     &mut ctx,
+                    guest,
                     Denied {
                         reason: DeniedReason::ByTherapist,
                         note: reason,
@@ -1902,9 +1022,12 @@ impl Hub {
                 Ok(())
             }
             in_call => {
-                if !room.in_call() {
+                if !room.in_call(seat) {
                     return Err((ErrorCode::WrongState, "not in a call"));
                 }
+                let Some(peer) = room.counterpart(seat) else {
+                    return Err((ErrorCode::WrongState, "not in a call"));
+                };
                 let policy = room.policy;
                 let relays = &room.relays;
                 let body = match in_call {
@@ -1932,8 +1055,8 @@ impl Hub {
                     ClientMessage::MediaState(state) => {
                         // Only to a peer that asked for it in its hello.
                         let peer_wants = room
-                            .get(peer)
-                            .and_then(Participant::conn)
+                            .member(peer)
+                            .and_then(|m| m.stream.conn())
                             .and_then(|c| self.conns.get(&c))
                             .is_some_and(|c| c.features.media_state);
                         if !peer_wants {
@@ -1947,7 +1070,7 @@ impl Hub {
                         }
                     }
                     ClientMessage::Stats(stats) => {
-                        room.on_stats(&mut ctx, role, &stats, now);
+                        room.on_stats(&mut ctx, seat, &stats, now);
                         return Ok(());
                     }
                     ClientMessage::Hello(_)
@@ -1994,7 +1117,7 @@ impl Hub {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        let (consultation, role) = (c.consultation, c.role);
+        let (consultation, seat) = (c.consultation, c.seat);
         let mut ctx = Ctx {
             cfg: &self.config,
             out: &mut self.out,
@@ -2002,7 +1125,7 @@ impl Hub {
         ctx.close(conn, reason);
         if let Some(room) = self.rooms.get_mut(&consultation) {
             self.touched.insert(consultation);
-            room.detach(&mut ctx, conn, role, now);
+            room.detach(&mut ctx, conn, seat, now);
         }
     }
 
@@ -2080,7 +1203,7 @@ impl Hub {
 
 /// `t + d`, or a far-off instant if a huge configured duration would
 /// overflow `Instant` (which would otherwise panic).
-fn after(t: Instant, d: Duration) -> Instant {
+pub(crate) fn after(t: Instant, d: Duration) -> Instant {
     t.checked_add(d)
         .or_else(|| t.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
         .unwrap_or(t)

@@ -92,7 +92,7 @@
 //!                 Output::Write { consultation, write, events, room, context, .. } =>
 //!                     writer.queue(clinic_of(&context), consultation, write, events, room),
 //!                 // Runs the eligibility query and sends In::Checked back.
-//!                 Output::AdmissionCheck { consultation, check, context } =>
+//!                 Output::AdmissionCheck { consultation, check, context, .. } =>
 //!                     checks.spawn(clinic_of(&context), consultation, check),
 //!                 Output::RoomClosed { .. } => { /* nothing kept per room to forget */ }
 //!             }
@@ -118,11 +118,12 @@ mod hub;
 mod output;
 mod ratelimit;
 pub mod record;
+mod room;
 
 pub use config::Config;
 pub use hub::{
-    AdmissionState, Census, HelloRejected, Hub, JoinError, JoinRequest, Presence, RoomSnapshot,
-    WriteRefused,
+    AdmissionState, Census, HelloRejected, Hub, JoinError, JoinRequest, ParticipantSnapshot,
+    Presence, RoomSnapshot, WriteRefused,
 };
 pub use konsult_domain::evidence::ObservedFlow;
 pub use konsult_domain::{CallEvent, EndReason, Evidence, EvidencePolicy};

@@ -115,6 +115,8 @@ pub enum Output {
     AdmissionCheck {
         /// The consultation.
         consultation: Uuid,
+        /// The participant to admit (its join's [`crate::JoinRequest::participant`]).
+        participant: Uuid,
         /// Pass back unchanged.
         check: AdmissionCheckId,
         /// The context of the patient's latest join (or of the restore, if

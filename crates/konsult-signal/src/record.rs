@@ -13,8 +13,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
-/// The version of [`RoomRecord`]'s layout.
-pub const RECORD_VERSION: u32 = 1;
+/// The version of [`RoomRecord`]'s layout. Version 2 added each
+/// participant's id; version 1 records (without ids) are still read.
+pub const RECORD_VERSION: u32 = 2;
+
+/// The oldest layout still read.
+const OLDEST_VERSION: u32 = 1;
 
 /// An opaque name of the join link a patient came with (the pump's choice,
 /// for example a prefix of the link's token hash). Used to end the
@@ -88,6 +92,9 @@ impl<'de> Deserialize<'de> for TokenHash {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParticipantRecord {
+    /// The pump's id of the participant (absent in version 1 records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<uuid::Uuid>,
     /// Therapist or patient.
     pub role: Role,
     /// The hash of the participant's current resume token.
@@ -133,10 +140,15 @@ impl RoomRecord {
     pub fn from_json(text: &str) -> Result<Self, RecordError> {
         let record: RoomRecord =
             serde_json::from_str(text).map_err(|e| RecordError::Malformed(e.to_string()))?;
-        if record.version != RECORD_VERSION {
+        if !RoomRecord::is_readable(record.version) {
             return Err(RecordError::Version(record.version));
         }
         Ok(record)
+    }
+
+    /// Whether this version reads records of layout `version`.
+    pub fn is_readable(version: u32) -> bool {
+        (OLDEST_VERSION..=RECORD_VERSION).contains(&version)
     }
 }
 
@@ -174,7 +186,7 @@ mod tests {
     #[test]
     fn records_refuse_other_versions() {
         let record = RoomRecord {
-            version: 2,
+            version: RECORD_VERSION + 1,
             candidate_policy: CandidatePolicy::All,
             evidence_policy: EvidencePolicy::ClientReported,
             call_started: false,
@@ -184,7 +196,7 @@ mod tests {
         };
         assert_eq!(
             RoomRecord::from_json(&record.to_json()),
-            Err(RecordError::Version(2))
+            Err(RecordError::Version(RECORD_VERSION + 1))
         );
     }
 }

@@ -272,6 +272,7 @@ fn joining_a_connection_twice_is_a_pump_bug() {
             p,
             konsult_signal::JoinRequest {
                 consultation: CONSULTATION,
+                participant: common::participant_id(Role::Therapist),
                 role: Role::Therapist,
                 candidate_policy: konsult_protocol::CandidatePolicy::All,
                 evidence_policy: konsult_signal::EvidencePolicy::ClientReported,

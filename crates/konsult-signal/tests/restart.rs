@@ -186,3 +186,58 @@ fn a_room_given_up_to_another_node_closes_without_a_write_and_resumes_there() {
     }
     assert_eq!(h.room().unwrap().admission, AdmissionState::Admitted);
 }
+
+#[test]
+fn saved_records_name_each_participant() {
+    let mut h = Harness::new();
+    h.admitted_pair();
+    let record = h.saved.clone().unwrap();
+    assert_eq!(record.version, konsult_signal::record::RECORD_VERSION);
+    let ids: Vec<_> = record.participants.iter().map(|p| (p.role, p.id)).collect();
+    assert_eq!(
+        ids,
+        [
+            (Role::Therapist, Some(participant_id(Role::Therapist))),
+            (Role::Patient, Some(participant_id(Role::Patient))),
+        ]
+    );
+    let back = RoomRecord::from_json(&record.to_json()).unwrap();
+    assert_eq!(back, record);
+}
+
+/// A room saved by a version before participant ids (record version 1)
+/// is still taken back: each participant resumes into its own place, and
+/// the patient's place takes the id of the join that resumes it.
+#[test]
+fn a_record_saved_before_participant_ids_restores_and_both_resume() {
+    let mut h = Harness::new();
+    let (t, p) = h.admitted_pair();
+    let (rt, rp) = (h.resume_for(t), h.resume_for(p));
+    let mut json: serde_json::Value =
+        serde_json::from_str(&h.saved.clone().unwrap().to_json()).unwrap();
+    json["version"] = 1.into();
+    for participant in json["participants"].as_array_mut().unwrap() {
+        participant.as_object_mut().unwrap().remove("id");
+    }
+    let old = RoomRecord::from_json(&json.to_string()).expect("version 1 is read");
+    assert!(old.participants.iter().all(|p| p.id.is_none()));
+
+    h.hub = Hub::new(Config::default());
+    h.hub
+        .restore(h.now, CONSULTATION, &old, h.context.clone())
+        .unwrap();
+    let t2 = h.join_resume(Role::Therapist, rt);
+    let p2 = h.join_resume(Role::Patient, rp);
+    assert_eq!(h.types(t2), ["welcome"], "resumed, no new negotiation");
+    assert_eq!(h.types(p2), ["welcome"]);
+    let room = h.room().unwrap();
+    assert_eq!(room.admission, AdmissionState::Admitted);
+    assert_eq!(room.participants.len(), 2, "nobody was seated twice");
+    let patient = room
+        .participants
+        .iter()
+        .find(|p| p.role == Role::Patient)
+        .unwrap();
+    assert_eq!(patient.id, participant_id(Role::Patient));
+    assert!(h.take_events().iter().all(|e| *e != CallEvent::Admitted));
+}

@@ -11,6 +11,7 @@ use konsult_store::consultations::{self, CallContext, Consultation, LinkStatus, 
 use konsult_store::therapists::SessionKey;
 use konsult_store::{Store, StoreError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use uuid::Uuid;
 
 /// How long a therapist's TURN credential lives: a working day's stretch
 /// of consultations, after which the dashboard reconnects anyway.
@@ -23,7 +24,10 @@ pub struct Authenticated {
     pub clinic: ClinicId,
     /// The consultation.
     pub consultation: ConsultationId,
-    /// Who connects.
+    /// Who connects: the core's participant id (for now the patient's or
+    /// the therapist's id; one patient per consultation).
+    pub participant: Uuid,
+    /// What it may do.
     pub role: Role,
     /// `relay_only` when the consultation or the clinic's evidence policy
     /// says so.
@@ -308,6 +312,7 @@ fn patient(
     Ok(Authenticated {
         clinic,
         consultation,
+        participant: c.patient.as_uuid(),
         role: Role::Patient,
         policy: policy(&c, evidence_policy),
         evidence_policy,
@@ -349,6 +354,7 @@ fn therapist(
     Ok(Authenticated {
         clinic: session.clinic,
         consultation,
+        participant: session.therapist.as_uuid(),
         role: Role::Therapist,
         policy: policy(&c, evidence_policy),
         evidence_policy,

@@ -207,6 +207,7 @@ async fn hello(
     );
     let request = JoinRequest {
         consultation,
+        participant: who.participant,
         role: who.role,
         candidate_policy: who.policy,
         evidence_policy: who.evidence_policy,

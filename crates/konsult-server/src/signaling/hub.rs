@@ -541,6 +541,7 @@ impl HubTask {
                     consultation,
                     check,
                     context,
+                    ..
                 } => self.spawn_check(consultation, check, &context),
                 Output::RoomClosed { consultation, .. } => {
                     if let Some(closed) = &self.rooms_closed {

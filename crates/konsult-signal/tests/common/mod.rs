@@ -262,6 +262,7 @@ impl Harness {
         let token = self.fresh_token();
         let req = JoinRequest {
             consultation: self.consultation,
+            participant: participant_id(role),
             role,
             candidate_policy: policy,
             evidence_policy: self.evidence_policy,
@@ -466,4 +467,12 @@ pub fn sdp(text: &str) -> konsult_protocol::Sdp {
 
 pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
+}
+
+/// The harness's participant id for `role` (one patient per room).
+pub fn participant_id(role: Role) -> uuid::Uuid {
+    match role {
+        Role::Therapist => uuid::Uuid::from_u128(0x7e4a),
+        Role::Patient => uuid::Uuid::from_u128(0xba7e),
+    }
 }
