@@ -153,6 +153,7 @@ impl SignalTransport for DirectTransport {
             .send(ServerMessage {
                 body,
                 seq: self.seq,
+                sender: None,
             })
             .map_err(|_| CallError::SignalingClosed)
     }

@@ -186,9 +186,9 @@ impl<'de> Deserialize<'de> for Features {
 }
 
 impl Hello {
-    /// `Ok` when the client speaks this server's protocol version.
+    /// `Ok` when the client speaks one of this server's protocol versions.
     pub fn check_version(&self) -> Result<(), crate::ErrorCode> {
-        if self.version == crate::PROTOCOL_VERSION {
+        if crate::SUPPORTED_VERSIONS.contains(&self.version) {
             Ok(())
         } else {
             Err(crate::ErrorCode::VersionMismatch)

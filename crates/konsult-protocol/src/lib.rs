@@ -30,10 +30,10 @@ pub use client::{
     SessionAuth, Stats, CLIENT_MESSAGE_TYPES,
 };
 pub use error::{CloseCode, ErrorCode, ParseError};
-pub use parse::{parse_client_message, parse_hello, HelloError};
+pub use parse::{parse_addressed, parse_client_message, parse_hello, Addressed, HelloError};
 pub use server::{
-    ByeReason, Denied, DeniedReason, ErrorBody, Limits, ServerBody, ServerMessage, Welcome,
-    SERVER_MESSAGE_TYPES,
+    ByeReason, Denied, DeniedReason, ErrorBody, Limits, ParticipantInfo, ParticipantState,
+    ServerBody, ServerMessage, Welcome, SERVER_MESSAGE_TYPES,
 };
 pub use types::{
     CandidateLine, CandidatePolicy, CandidateType, ChatText, ConnectionState, IceServer,
@@ -41,10 +41,17 @@ pub use types::{
     MAX_CHAT_CHARS, MAX_LINK_TOKEN_BYTES, MAX_MID_BYTES, MAX_NOTE_CHARS,
 };
 
-/// The protocol version this crate speaks. `hello.version` must equal it;
-/// otherwise the server answers `error` with code `version_mismatch` and
-/// closes the connection.
+/// Version 1 of the protocol: one therapist and one patient, each
+/// addressing "the other side". Konsult's web client and konsult-peer
+/// speak it.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Version 2: participants by id (`to` and `from`), rooms of more than two.
+pub const PROTOCOL_VERSION_2: u32 = 2;
+
+/// The versions a server speaks. Any other `hello.version` is answered with
+/// `error` `version_mismatch` and the connection is closed.
+pub const SUPPORTED_VERSIONS: [u32; 2] = [PROTOCOL_VERSION, PROTOCOL_VERSION_2];
 
 /// The WebSocket endpoint path.
 pub const WS_PATH: &str = "/ws";

@@ -3,6 +3,7 @@
 use crate::client::{ClientMessage, Hello, CLIENT_MESSAGE_TYPES};
 use crate::error::{ErrorCode, ParseError};
 use serde::Deserialize;
+use uuid::Uuid;
 
 /// Parses one text frame into a [`ClientMessage`].
 ///
@@ -11,24 +12,90 @@ use serde::Deserialize;
 /// ([`ParseError::UnknownType`]) from a known type with bad fields
 /// ([`ParseError::InvalidFields`]). The frame size limit is the caller's job.
 pub fn parse_client_message(text: &str) -> Result<ClientMessage, ParseError> {
+    let value = parse_object(text)?;
+    deserialize_message(value)
+}
+
+/// A client message with its version 2 address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Addressed {
+    /// The message.
+    pub message: ClientMessage,
+    /// `to`: the participant the message is for or about (version 2).
+    pub to: Option<Uuid>,
+}
+
+/// The messages that may carry `to`.
+const ADDRESSABLE: &[&str] = &[
+    "admit",
+    "deny",
+    "offer",
+    "answer",
+    "candidate",
+    "end_of_candidates",
+    "ice_restart",
+    "stats",
+];
+
+/// Parses a client text frame that may carry version 2's `to` (a
+/// participant id) beside the message's own fields. Same checks as
+/// [`parse_client_message`]; `to` on a message that cannot carry it, or
+/// that is not a UUID, is `invalid_fields`.
+pub fn parse_addressed(text: &str) -> Result<Addressed, ParseError> {
+    let mut value = parse_object(text)?;
+    let to = match value.as_object_mut().and_then(|o| o.remove("to")) {
+        None => None,
+        Some(to) => {
+            let message_type = message_type(&value)?;
+            if !ADDRESSABLE.contains(&message_type) {
+                return Err(ParseError::InvalidFields {
+                    message_type,
+                    problem: "`to` is not allowed on this message".into(),
+                });
+            }
+            let id = to
+                .as_str()
+                .and_then(|t| Uuid::parse_str(t).ok())
+                .ok_or_else(|| ParseError::InvalidFields {
+                    message_type,
+                    problem: "`to` must be a participant id (a UUID)".into(),
+                })?;
+            Some(id)
+        }
+    };
+    Ok(Addressed {
+        message: deserialize_message(value)?,
+        to,
+    })
+}
+
+fn parse_object(text: &str) -> Result<serde_json::Value, ParseError> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|_| ParseError::Malformed("not valid JSON"))?;
-    let object = value
-        .as_object()
-        .ok_or(ParseError::Malformed("not a JSON object"))?;
-    let type_value = object
+    if !value.is_object() {
+        return Err(ParseError::Malformed("not a JSON object"));
+    }
+    Ok(value)
+}
+
+fn message_type(value: &serde_json::Value) -> Result<&'static str, ParseError> {
+    let type_value = value
         .get("type")
         .ok_or(ParseError::Malformed("no `type` field"))?;
     let type_str = type_value
         .as_str()
         .ok_or(ParseError::Malformed("`type` is not a string"))?;
-    let message_type = CLIENT_MESSAGE_TYPES
+    CLIENT_MESSAGE_TYPES
         .iter()
         .copied()
         .find(|t| *t == type_str)
         .ok_or_else(|| ParseError::UnknownType {
             type_name: sanitize_type_name(type_str),
-        })?;
+        })
+}
+
+fn deserialize_message(value: serde_json::Value) -> Result<ClientMessage, ParseError> {
+    let message_type = message_type(&value)?;
     ClientMessage::deserialize(value).map_err(|e| ParseError::InvalidFields {
         message_type,
         problem: describe_serde_error(&e.to_string()),
@@ -45,11 +112,11 @@ pub enum HelloError {
     #[error("the first message must be `hello`, got `{0}`")]
     NotHello(&'static str),
     /// The client speaks another protocol version.
-    #[error("protocol version {got} is not supported; this server speaks {supported}")]
+    #[error("protocol version {got} is not supported; this server speaks 1 to {supported}")]
     VersionMismatch {
         /// What the client sent.
         got: u32,
-        /// [`crate::PROTOCOL_VERSION`].
+        /// The latest version the server speaks.
         supported: u32,
     },
 }
@@ -73,7 +140,7 @@ pub fn parse_hello(text: &str) -> Result<Hello, HelloError> {
             if hello.check_version().is_err() {
                 return Err(HelloError::VersionMismatch {
                     got: hello.version,
-                    supported: crate::PROTOCOL_VERSION,
+                    supported: crate::PROTOCOL_VERSION_2,
                 });
             }
             Ok(hello)

@@ -23,12 +23,21 @@ pub struct ServerMessage {
     pub body: ServerBody,
     /// Per-participant sequence number; 0 for connection-scoped messages.
     pub seq: u64,
+    /// Version 2: the id of the participant the message comes from or is
+    /// about (relayed negotiation, `chat`, `media_state`,
+    /// `media_established`). Never sent to version 1 clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Uuid>,
 }
 
 impl ServerMessage {
     /// A connection-scoped message (`seq` 0).
     pub fn unsequenced(body: ServerBody) -> Self {
-        ServerMessage { body, seq: 0 }
+        ServerMessage {
+            body,
+            seq: 0,
+            sender: None,
+        }
     }
 
     /// A connection-scoped `error` message, for example for the pump to
@@ -55,6 +64,19 @@ impl ServerMessage {
 pub enum ServerBody {
     /// Answer to `hello`: the connection is joined.
     Welcome(Welcome),
+    /// Version 2: a participant is now where you can see it, or starts
+    /// anew (replaces what you knew of it; with `state` `admitted` while
+    /// you are in the call, start a new peer connection with it).
+    ParticipantJoined {
+        /// Who, and where it stands.
+        participant: ParticipantInfo,
+    },
+    /// Version 2: a participant is gone from where you can see it (close
+    /// any peer connection with it).
+    ParticipantLeft {
+        /// Its id.
+        participant: Uuid,
+    },
     /// Patient: you are in the waiting room until the therapist admits you.
     Waiting {},
     /// Therapist: a patient is in the waiting room.
@@ -130,6 +152,8 @@ pub enum ServerBody {
 /// Every `type` value the server may send, in documentation order.
 pub const SERVER_MESSAGE_TYPES: &[&str] = &[
     "welcome",
+    "participant_joined",
+    "participant_left",
     "waiting",
     "patient_waiting",
     "admitted",
@@ -155,6 +179,8 @@ impl ServerBody {
     pub fn type_name(&self) -> &'static str {
         match self {
             ServerBody::Welcome(_) => "welcome",
+            ServerBody::ParticipantJoined { .. } => "participant_joined",
+            ServerBody::ParticipantLeft { .. } => "participant_left",
             ServerBody::Waiting {} => "waiting",
             ServerBody::PatientWaiting {} => "patient_waiting",
             ServerBody::Admitted {} => "admitted",
@@ -220,6 +246,41 @@ pub struct Welcome {
     pub resumed: bool,
     /// Limits the client must respect.
     pub limits: Limits,
+    /// Version 2: your participant id (others address you by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participant: Option<Uuid>,
+    /// Version 2: the participants you can see now (the therapist sees
+    /// everyone, a patient the therapist and, once admitted, the others in
+    /// the call). Information only: peer connections start on
+    /// `participant_joined`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub participants: Option<Vec<ParticipantInfo>>,
+}
+
+/// Version 2: a participant as another sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantInfo {
+    /// Its id, for `to` and `from`.
+    pub id: Uuid,
+    /// What it is in the consultation.
+    pub role: Role,
+    /// Where it stands.
+    pub state: ParticipantState,
+    /// Your perfect-negotiation role in the pair of you and it: the
+    /// therapist is never polite; of two patients, the one with the greater
+    /// id is.
+    pub polite: bool,
+}
+
+/// Version 2: where a participant stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantState {
+    /// In the waiting room (only the therapist sees waiting participants).
+    Waiting,
+    /// In the call (the therapist is always).
+    Admitted,
 }
 
 /// Limits announced in `welcome`.

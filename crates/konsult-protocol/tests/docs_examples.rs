@@ -28,9 +28,15 @@ fn client_examples_parse_and_round_trip() {
     assert!(examples.len() >= CLIENT_MESSAGE_TYPES.len());
     let mut seen = BTreeSet::new();
     for text in examples {
-        let msg = parse_client_message(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        // Version 2's `to` sits beside the message's own fields.
+        let Addressed { message: msg, to } =
+            parse_addressed(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
         let expected: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(serde_json::to_value(&msg).unwrap(), expected, "{text}");
+        let mut back = serde_json::to_value(&msg).unwrap();
+        if let Some(to) = to {
+            back["to"] = to.to_string().into();
+        }
+        assert_eq!(back, expected, "{text}");
         seen.insert(msg.type_name());
     }
     let all: BTreeSet<_> = CLIENT_MESSAGE_TYPES.iter().copied().collect();
@@ -105,7 +111,8 @@ fn every_close_code_is_documented() {
 #[test]
 fn the_documented_version_is_the_code_version() {
     assert!(DOC.starts_with(&format!(
-        "# Konsult signaling protocol, version {PROTOCOL_VERSION}"
+        "# Konsult signaling protocol, versions {PROTOCOL_VERSION} and {PROTOCOL_VERSION_2}"
     )));
+    assert_eq!(SUPPORTED_VERSIONS, [PROTOCOL_VERSION, PROTOCOL_VERSION_2]);
     assert!(DOC.contains(&format!("**`{WS_PATH}`**")));
 }

@@ -107,7 +107,25 @@ fn all_server_bodies() -> Vec<ServerBody> {
                 rate_burst: 50,
                 max_chat_chars: MAX_CHAT_CHARS,
             },
+            participant: Some(Uuid::from_u128(3)),
+            participants: Some(vec![ParticipantInfo {
+                id: Uuid::from_u128(4),
+                role: Role::Therapist,
+                state: ParticipantState::Admitted,
+                polite: true,
+            }]),
         }),
+        ServerBody::ParticipantJoined {
+            participant: ParticipantInfo {
+                id: Uuid::from_u128(5),
+                role: Role::Patient,
+                state: ParticipantState::Waiting,
+                polite: false,
+            },
+        },
+        ServerBody::ParticipantLeft {
+            participant: Uuid::from_u128(5),
+        },
         ServerBody::Waiting {},
         ServerBody::PatientWaiting {},
         ServerBody::Admitted {},
@@ -166,6 +184,7 @@ fn every_server_message_round_trips_flat_with_seq() {
         let msg = ServerMessage {
             body,
             seq: i as u64,
+            sender: None,
         };
         let text = msg.to_json();
         let v: Value = serde_json::from_str(&text).unwrap();
@@ -347,7 +366,7 @@ fn hello_checks_version_and_kind() {
         err,
         HelloError::VersionMismatch {
             got: 0,
-            supported: 1
+            supported: PROTOCOL_VERSION_2
         }
     );
 
@@ -440,4 +459,51 @@ fn media_flowing_needs_connection_bytes_and_frames_or_audio() {
         ..base
     }
     .media_flowing());
+}
+
+#[test]
+fn to_is_accepted_only_where_it_addresses_and_only_as_an_id() {
+    let id = Uuid::from_u128(7);
+    let admit = parse_addressed(&format!(r#"{{"type":"admit","to":"{id}"}}"#)).unwrap();
+    assert_eq!(admit.message, ClientMessage::Admit {});
+    assert_eq!(admit.to, Some(id));
+    let plain = parse_addressed(r#"{"type":"admit"}"#).unwrap();
+    assert_eq!(plain.to, None);
+    for (text, code) in [
+        (
+            r#"{"type":"ping","to":"00000000-0000-0000-0000-000000000007"}"#,
+            ErrorCode::InvalidFields,
+        ),
+        (
+            r#"{"type":"chat","text":"hej","to":"00000000-0000-0000-0000-000000000007"}"#,
+            ErrorCode::InvalidFields,
+        ),
+        (
+            r#"{"type":"admit","to":"therapist"}"#,
+            ErrorCode::InvalidFields,
+        ),
+        (r#"{"type":"admit","to":7}"#, ErrorCode::InvalidFields),
+        (
+            r#"{"type":"teleport","to":"00000000-0000-0000-0000-000000000007"}"#,
+            ErrorCode::UnknownType,
+        ),
+    ] {
+        let err = parse_addressed(text).unwrap_err();
+        assert_eq!(err.code(), code, "{text}");
+        assert!(!err.to_string().contains("therapist"), "no echo: {err}");
+    }
+    // Version 1's parser still refuses `to` as an unknown field.
+    let err = parse_client_message(&format!(r#"{{"type":"admit","to":"{id}"}}"#)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidFields);
+    // Every listed version is accepted, and only those.
+    for version in SUPPORTED_VERSIONS {
+        let text =
+            format!(r#"{{"type":"hello","version":{version},"auth":{{"link_token":"abc"}}}}"#);
+        assert_eq!(parse_hello(&text).unwrap().version, version);
+    }
+    let text = r#"{"type":"hello","version":3,"auth":{"link_token":"abc"}}"#;
+    assert_eq!(
+        parse_hello(text).unwrap_err().code(),
+        ErrorCode::VersionMismatch
+    );
 }

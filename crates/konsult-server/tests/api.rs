@@ -67,6 +67,8 @@ mod signaling_auth;
 mod signaling_bad_input;
 #[path = "signaling_shards.rs"]
 mod signaling_shards;
+#[path = "signaling_v2.rs"]
+mod signaling_v2;
 #[path = "tls.rs"]
 mod tls;
 #[path = "web_rehearsal.rs"]

@@ -228,7 +228,7 @@ async fn the_first_frame_must_be_a_hello_of_this_version() {
         ("not json", "malformed"),
         (r#"{"type":"ping"}"#, "hello_required"),
         (
-            r#"{"type":"hello","version":2,"auth":{"link_token":"x"}}"#,
+            r#"{"type":"hello","version":3,"auth":{"link_token":"x"}}"#,
             "version_mismatch",
         ),
         (

@@ -9,9 +9,9 @@ use crate::room::{Ctx, Room, Seat};
 use konsult_domain::evidence::ObservedFlow;
 use konsult_domain::{EndReason, Evidence, EvidencePolicy};
 use konsult_protocol::{
-    parse_client_message, CandidateLine, CandidatePolicy, ClientMessage, Denied, DeniedReason,
-    ErrorCode, Features, Hello, IceCandidate, IceServer, Resume, ResumeToken, Role, Sdp,
-    ServerBody, ServerMessage,
+    parse_addressed, Addressed, CandidateLine, CandidatePolicy, ClientMessage, Denied,
+    DeniedReason, ErrorCode, Features, Hello, IceCandidate, IceServer, Resume, ResumeToken, Role,
+    Sdp, ServerBody, ServerMessage, PROTOCOL_VERSION,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
@@ -32,6 +32,8 @@ pub struct JoinRequest {
     pub participant: Uuid,
     /// What the participant may do.
     pub role: Role,
+    /// `hello.version`: the protocol version of this connection.
+    pub version: u32,
     /// The clinic's or consultation's candidate policy. If either
     /// participant's join says `relay_only`, the room is relay-only for
     /// its lifetime (the stricter policy wins).
@@ -188,6 +190,8 @@ struct Conn {
     consultation: Uuid,
     seat: Seat,
     role: Role,
+    /// Its hello's protocol version.
+    version: u32,
     /// Last frame received (or, once closed, when the core closed it).
     last_seen: Instant,
     limiter: RateLimiter,
@@ -285,6 +289,7 @@ type Refusal = (ErrorCode, &'static str);
 ///     // The pump's id of the participant (the link names it).
 ///     participant: uuid::Uuid::from_u128(42),
 ///     role: Role::Patient,
+///     version: hello.version,
 ///     candidate_policy: CandidatePolicy::RelayOnly,
 ///     evidence_policy: EvidencePolicy::ClientReported,
 ///     call_started: false,
@@ -516,6 +521,7 @@ impl Hub {
                 consultation: req.consultation,
                 seat: Seat::of(req.role, req.participant),
                 role: req.role,
+                version: req.version,
                 last_seen: now,
                 limiter: RateLimiter::new(now, self.config.rate_per_second, self.config.rate_burst),
                 errors: VecDeque::new(),
@@ -571,10 +577,10 @@ impl Hub {
                 ),
             ))
         } else {
-            match parse_client_message(text) {
+            match parse_addressed(text) {
                 Err(e) => Some((e.code(), e.to_string())),
-                Ok(msg) => self
-                    .dispatch(now, conn, msg)
+                Ok(Addressed { message, to }) => self
+                    .dispatch(now, conn, message, to)
                     .err()
                     .map(|(code, m)| (code, m.to_string())),
             }
@@ -937,13 +943,31 @@ impl Hub {
     }
 
     /// Acts on one parsed message from a joined, open connection.
-    fn dispatch(&mut self, now: Instant, conn: ConnId, msg: ClientMessage) -> Result<(), Refusal> {
-        let (consultation, seat, role) = {
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        msg: ClientMessage,
+        to: Option<Uuid>,
+    ) -> Result<(), Refusal> {
+        let (consultation, seat, role, version) = {
             let c = &self.conns[&conn];
-            (c.consultation, c.seat, c.role)
+            (c.consultation, c.seat, c.role, c.version)
         };
         let Some(room) = self.rooms.get_mut(&consultation) else {
             return Err((ErrorCode::Internal, "no such consultation"));
+        };
+        let v2 = version > PROTOCOL_VERSION;
+        // Version 2 names the participant a message is for or about;
+        // version 1 never does.
+        let to = match (v2, to) {
+            (false, Some(_)) => {
+                return Err((
+                    ErrorCode::InvalidFields,
+                    "`to` is part of protocol version 2",
+                ))
+            }
+            (_, to) => to.map(|id| room.seat_of(id)),
         };
         let mut ctx = Ctx {
             cfg: &self.config,
@@ -963,31 +987,34 @@ impl Hub {
                 if role != Role::Therapist {
                     return Err((ErrorCode::Forbidden, "only the therapist can admit"));
                 }
-                // Version 1: the one patient waiting.
-                let Some(guest) = room
-                    .members
-                    .iter()
-                    .find(|m| {
-                        m.role != Role::Therapist && m.admission.state() == AdmissionState::Waiting
-                    })
-                    .map(|m| m.seat())
-                else {
-                    return Err((ErrorCode::WrongState, "no patient is waiting"));
+                let guest = match to {
+                    Some(guest) => Some(guest).filter(|&g| {
+                        room.member(g)
+                            .is_some_and(|m| m.admission.state() == AdmissionState::Waiting)
+                    }),
+                    None if v2 => {
+                        return Err((
+                            ErrorCode::InvalidFields,
+                            "`to` names the participant to admit",
+                        ))
+                    }
+                    // Version 1: the one patient waiting.
+                    None => room.first_guest(|state| state == AdmissionState::Waiting),
+                };
+                let Some(Seat::Guest(participant)) = guest else {
+                    return Err((ErrorCode::WrongState, "no such participant is waiting"));
                 };
                 let context = room
-                    .member(guest)
+                    .member(Seat::Guest(participant))
                     .map(|m| m.stream.context.clone())
                     .unwrap_or_default();
                 let check = self.next_check;
                 self.next_check += 1;
                 room.start_check(
-                    guest,
+                    Seat::Guest(participant),
                     check,
                     after(now, self.config.admission_check_timeout),
                 );
-                let Seat::Guest(participant) = guest else {
-                    unreachable!("a waiting participant is a guest")
-                };
                 ctx.out.push_back(Output::AdmissionCheck {
                     consultation,
                     participant,
@@ -1000,15 +1027,24 @@ impl Hub {
                 if role != Role::Therapist {
                     return Err((ErrorCode::Forbidden, "only the therapist can deny"));
                 }
-                let Some(guest) = room
-                    .members
-                    .iter()
-                    .find(|m| {
-                        m.role != Role::Therapist && m.admission.state() != AdmissionState::Admitted
-                    })
-                    .map(|m| m.seat())
-                else {
-                    return Err((ErrorCode::WrongState, "no patient is waiting"));
+                let not_admitted = |state| state != AdmissionState::Admitted;
+                let guest = match to {
+                    Some(guest) => Some(guest).filter(|&g| {
+                        g != Seat::Therapist
+                            && room
+                                .member(g)
+                                .is_some_and(|m| not_admitted(m.admission.state()))
+                    }),
+                    None if v2 => {
+                        return Err((
+                            ErrorCode::InvalidFields,
+                            "`to` names the participant to deny",
+                        ))
+                    }
+                    None => room.first_guest(not_admitted),
+                };
+                let Some(guest) = guest else {
+                    return Err((ErrorCode::WrongState, "no such participant is waiting"));
                 };
                 room.deny(
                     &mut ctx,
@@ -1025,8 +1061,41 @@ impl Hub {
                 if !room.in_call(seat) {
                     return Err((ErrorCode::WrongState, "not in a call"));
                 }
-                let Some(peer) = room.counterpart(seat) else {
-                    return Err((ErrorCode::WrongState, "not in a call"));
+                let from = room.member(seat).map(|m| m.id);
+                // Who hears it: version 1, the other side; version 2, the
+                // participant named by `to`, or (chat, media state) everyone
+                // in the call.
+                let partners = room.partners(seat);
+                let recipients: Vec<Seat> = match (&in_call, to) {
+                    (ClientMessage::Stats(stats), about) => {
+                        if about.is_some_and(|a| !partners.contains(&a)) {
+                            return Err((
+                                ErrorCode::WrongState,
+                                "not in a call with that participant",
+                            ));
+                        }
+                        room.on_stats(&mut ctx, seat, about, stats, now);
+                        return Ok(());
+                    }
+                    (ClientMessage::Chat { .. } | ClientMessage::MediaState(_), _) if v2 => {
+                        partners
+                    }
+                    (_, Some(target)) => {
+                        if !partners.contains(&target) {
+                            return Err((
+                                ErrorCode::WrongState,
+                                "not in a call with that participant",
+                            ));
+                        }
+                        vec![target]
+                    }
+                    (_, None) if v2 => {
+                        return Err((
+                            ErrorCode::InvalidFields,
+                            "`to` names the participant it is for",
+                        ))
+                    }
+                    (_, None) => room.counterpart(seat).into_iter().collect(),
                 };
                 let policy = room.policy;
                 let relays = &room.relays;
@@ -1052,34 +1121,33 @@ impl Hub {
                     ClientMessage::EndOfCandidates(e) => ServerBody::EndOfCandidates(e),
                     ClientMessage::IceRestart {} => ServerBody::IceRestart {},
                     ClientMessage::Chat { text } => ServerBody::Chat { from: role, text },
-                    ClientMessage::MediaState(state) => {
-                        // Only to a peer that asked for it in its hello.
-                        let peer_wants = room
-                            .member(peer)
-                            .and_then(|m| m.stream.conn())
-                            .and_then(|c| self.conns.get(&c))
-                            .is_some_and(|c| c.features.media_state);
-                        if !peer_wants {
-                            return Ok(());
-                        }
-                        ServerBody::MediaState {
-                            from: role,
-                            audio: state.audio,
-                            video: state.video,
-                            screen: state.screen,
-                        }
-                    }
-                    ClientMessage::Stats(stats) => {
-                        room.on_stats(&mut ctx, seat, &stats, now);
-                        return Ok(());
-                    }
+                    ClientMessage::MediaState(state) => ServerBody::MediaState {
+                        from: role,
+                        audio: state.audio,
+                        video: state.video,
+                        screen: state.screen,
+                    },
                     ClientMessage::Hello(_)
                     | ClientMessage::Ping {}
                     | ClientMessage::Leave {}
                     | ClientMessage::Admit {}
-                    | ClientMessage::Deny { .. } => unreachable!("handled above"),
+                    | ClientMessage::Deny { .. }
+                    | ClientMessage::Stats(_) => unreachable!("handled above"),
                 };
-                room.send(&mut ctx, peer, body);
+                let media_state = matches!(body, ServerBody::MediaState { .. });
+                for peer in recipients {
+                    // Media state only to a peer that asked for it in its
+                    // hello.
+                    let wants = !media_state
+                        || room
+                            .member(peer)
+                            .and_then(|m| m.stream.conn())
+                            .and_then(|c| self.conns.get(&c))
+                            .is_some_and(|c| c.features.media_state);
+                    if wants {
+                        room.send_from(&mut ctx, peer, body.clone(), from);
+                    }
+                }
                 Ok(())
             }
         }

@@ -95,6 +95,10 @@ pub struct ParticipantRecord {
     /// The pump's id of the participant (absent in version 1 records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<uuid::Uuid>,
+    /// The protocol version of its latest join, when not 1 (a resume
+    /// continues in the same version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
     /// Therapist or patient.
     pub role: Role,
     /// The hash of the participant's current resume token.

@@ -22,8 +22,9 @@ use konsult_domain::evidence::{
 };
 use konsult_domain::{CallEvent, EndReason, Evidence, EvidencePolicy};
 use konsult_protocol::{
-    ByeReason, CandidatePolicy, Denied, ErrorBody, ErrorCode, IceServer, ResumeToken, Role,
-    ServerBody, ServerMessage, Stats, Welcome, PROTOCOL_VERSION,
+    ByeReason, CandidatePolicy, Denied, ErrorBody, ErrorCode, IceServer, ParticipantInfo,
+    ParticipantState, ResumeToken, Role, ServerBody, ServerMessage, Stats, Welcome,
+    PROTOCOL_VERSION,
 };
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
@@ -168,6 +169,8 @@ pub(crate) struct Member {
     /// record that predates ids, until it joins again.
     pub(crate) id: Uuid,
     pub(crate) role: Role,
+    /// The protocol version of its latest join.
+    pub(crate) version: u32,
     pub(crate) stream: Stream,
     /// A patient's admission; the therapist's is `Admitted`.
     pub(crate) admission: Admission,
@@ -184,6 +187,27 @@ impl Member {
         self.role == Role::Therapist
     }
 
+    fn v2(&self) -> bool {
+        self.version > PROTOCOL_VERSION
+    }
+
+    /// How `viewer` sees this participant.
+    fn info_for(&self, viewer: &Member) -> ParticipantInfo {
+        ParticipantInfo {
+            id: self.id,
+            role: self.role,
+            state: match self.admission {
+                Admission::Admitted => ParticipantState::Admitted,
+                Admission::Waiting | Admission::Checking { .. } => ParticipantState::Waiting,
+            },
+            polite: match (viewer.is_therapist(), self.is_therapist()) {
+                (true, _) => false,
+                (false, true) => true,
+                (false, false) => viewer.id > self.id,
+            },
+        }
+    }
+
     /// Whether a join of `seat` takes this member's place: the therapist's
     /// seat is one, another participant's is its id (or, restored from a
     /// record without ids, its role).
@@ -194,6 +218,7 @@ impl Member {
     fn record(&self) -> ParticipantRecord {
         ParticipantRecord {
             id: (!self.id.is_nil()).then_some(self.id),
+            version: self.v2().then_some(self.version),
             role: self.role,
             token: self.stream.token,
             superseded: self.stream.superseded.iter().copied().collect(),
@@ -324,6 +349,24 @@ impl Room {
         self.members.iter_mut().find(|m| m.seat() == seat)
     }
 
+    /// The seat of the participant with `id` (the therapist's, if it is
+    /// the therapist's id).
+    pub(crate) fn seat_of(&self, id: Uuid) -> Seat {
+        match self.therapist() {
+            Some(t) if t.id == id => Seat::Therapist,
+            _ => Seat::Guest(id),
+        }
+    }
+
+    /// The first participant (not the therapist) whose admission state
+    /// passes `state` (version 1: the one patient).
+    pub(crate) fn first_guest(&self, state: impl Fn(AdmissionState) -> bool) -> Option<Seat> {
+        self.members
+            .iter()
+            .find(|m| !m.is_therapist() && state(m.admission.state()))
+            .map(Member::seat)
+    }
+
     pub(crate) fn therapist(&self) -> Option<&Member> {
         self.member(Seat::Therapist)
     }
@@ -425,14 +468,29 @@ impl Room {
     /// kept for replay, and written now if it is connected and nothing holds
     /// the room back.
     pub(crate) fn send(&mut self, ctx: &mut Ctx<'_>, seat: Seat, body: ServerBody) {
+        self.send_from(ctx, seat, body, None);
+    }
+
+    /// [`Room::send`], naming (for a version 2 recipient) the participant
+    /// the message comes from or is about.
+    pub(crate) fn send_from(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        seat: Seat,
+        body: ServerBody,
+        from: Option<Uuid>,
+    ) {
         let cap = ctx.cfg.replay_buffer;
         let held = self.is_held();
-        let Some(p) = self.member_mut(seat).map(|m| &mut m.stream) else {
+        let Some(member) = self.member_mut(seat) else {
             return;
         };
+        let sender = from.filter(|_| member.v2());
+        let p = &mut member.stream;
         let message = ServerMessage {
             body,
             seq: p.next_seq,
+            sender,
         };
         p.next_seq += 1;
         p.buffer.push_back(message.clone());
@@ -451,6 +509,99 @@ impl Room {
     /// Sends to the therapist, if there is one.
     fn send_therapist(&mut self, ctx: &mut Ctx<'_>, body: ServerBody) {
         self.send(ctx, Seat::Therapist, body);
+    }
+
+    /// The participants in a call with `seat`: for the therapist, the
+    /// admitted participants; for an admitted participant (while the
+    /// therapist is there), the therapist and the other admitted ones.
+    pub(crate) fn partners(&self, seat: Seat) -> Vec<Seat> {
+        if !self.in_call(seat) {
+            return Vec::new();
+        }
+        self.members
+            .iter()
+            .map(Member::seat)
+            .filter(|&other| other != seat && self.in_call(other))
+            .collect()
+    }
+
+    /// Tells `viewer` that `subject` is now where it can see it, or starts
+    /// anew: version 1 `peer_joined`, version 2 `participant_joined`.
+    /// Version 1 knows only the pair of the therapist and one patient.
+    fn tell_joined(&mut self, ctx: &mut Ctx<'_>, viewer: Seat, subject: Seat) {
+        let (Some(v), Some(s)) = (self.member(viewer), self.member(subject)) else {
+            return;
+        };
+        let body = if v.v2() {
+            ServerBody::ParticipantJoined {
+                participant: s.info_for(v),
+            }
+        } else if v.is_therapist() || s.is_therapist() {
+            ServerBody::PeerJoined { role: s.role }
+        } else {
+            return;
+        };
+        self.send(ctx, viewer, body);
+    }
+
+    /// Tells `viewer` that the participant `(role, id)` is gone from where
+    /// it could see it: version 1 `peer_left`, version 2 `participant_left`.
+    fn tell_left(&mut self, ctx: &mut Ctx<'_>, viewer: Seat, role: Role, id: Uuid) {
+        let Some(v) = self.member(viewer) else {
+            return;
+        };
+        let body = if v.v2() {
+            ServerBody::ParticipantLeft { participant: id }
+        } else if v.is_therapist() || role == Role::Therapist {
+            ServerBody::PeerLeft { role }
+        } else {
+            return;
+        };
+        self.send(ctx, viewer, body);
+    }
+
+    /// Tells the therapist that `guest` waits: version 1
+    /// `patient_waiting`, version 2 `participant_joined` (waiting).
+    fn tell_waiting(&mut self, ctx: &mut Ctx<'_>, guest: Seat) {
+        let Some(t) = self.therapist() else {
+            return;
+        };
+        if t.v2() {
+            self.tell_joined(ctx, Seat::Therapist, guest);
+        } else {
+            self.send_therapist(ctx, ServerBody::PatientWaiting {});
+        }
+    }
+
+    /// The therapist's id, if it is there.
+    fn therapist_id(&self) -> Option<Uuid> {
+        self.therapist().map(|t| t.id)
+    }
+
+    /// Tells `guest` that the therapist is gone from its call.
+    fn tell_therapist_left(&mut self, ctx: &mut Ctx<'_>, guest: Seat, therapist: Uuid) {
+        self.tell_left(ctx, guest, Role::Therapist, therapist);
+    }
+
+    /// Whether the room can seat a join of `version` at `seat` without
+    /// putting more than two participants in front of a version 1 client.
+    fn version_refusal(&self, seat: Seat, version: u32) -> Option<(ErrorCode, &'static str)> {
+        let others = self.members.iter().filter(|m| m.seat() != seat);
+        let guests = others.clone().filter(|m| !m.is_therapist()).count()
+            + usize::from(matches!(seat, Seat::Guest(_)));
+        if guests <= 1 {
+            return None;
+        }
+        if version <= PROTOCOL_VERSION {
+            return Some((
+                ErrorCode::VersionMismatch,
+                "this consultation has more than two participants; that needs protocol version 2",
+            ));
+        }
+        others.clone().any(|m| !m.v2()).then_some((
+            ErrorCode::WrongState,
+            "a participant's client speaks protocol version 1, which carries only two participants",
+        ))
     }
 
     /// Takes `seat` out of the room; its connection, if any, is closed
@@ -508,9 +659,27 @@ impl Room {
         resumed: bool,
         ice_servers: Vec<IceServer>,
     ) {
-        let role = self.member(seat).map_or(Role::Patient, |m| m.role);
+        let Some(me) = self.member(seat) else {
+            return;
+        };
+        let role = me.role;
+        let roster = me.v2().then(|| {
+            self.members
+                .iter()
+                .filter(|m| m.seat() != seat)
+                .filter(|m| {
+                    me.is_therapist()
+                        || m.is_therapist()
+                        || (me.admission == Admission::Admitted
+                            && m.admission == Admission::Admitted)
+                })
+                .map(|m| m.info_for(me))
+                .collect()
+        });
         let welcome = Welcome {
-            version: PROTOCOL_VERSION,
+            version: me.version,
+            participant: me.v2().then_some(me.id),
+            participants: roster,
             role,
             consultation: self.id,
             ice_servers,
@@ -539,6 +708,16 @@ impl Room {
         }
         self.relays.extend(ctx.cfg.relays.iter().copied());
         self.relays.extend(Relays::in_ice_servers(&req.ice_servers));
+        let taken = self
+            .members
+            .iter()
+            .find(|m| m.takes(seat, role))
+            .map(Member::seat);
+        if let Some((code, message)) = self.version_refusal(taken.unwrap_or(seat), req.version) {
+            ctx.error(conn, code, message, Vec::new());
+            ctx.close(conn, CloseReason::Rejected);
+            return;
+        }
         let Some(member) = self.members.iter_mut().find(|m| m.takes(seat, role)) else {
             self.join_new(ctx, conn, req);
             return;
@@ -562,8 +741,11 @@ impl Room {
         // The therapist's seat takes the latest login's id; a participant
         // restored without an id takes its join's.
         member.id = req.participant;
+        // A resume continues the stream it was given in: of the same
+        // protocol version.
+        let same_version = std::mem::replace(&mut member.version, req.version) == req.version;
         let p = &mut member.stream;
-        let own = presented.filter(|(hash, _)| p.token.ct_eq(hash));
+        let own = presented.filter(|(hash, _)| same_version && p.token.ct_eq(hash));
         if let Some(old) = p.conn() {
             ctx.send_conn(old, ServerBody::Replaced {});
             ctx.close(old, CloseReason::Replaced);
@@ -630,6 +812,7 @@ impl Room {
         self.members.push(Member {
             id: req.participant,
             role,
+            version: req.version,
             stream: Stream::new(conn, TokenHash::of(&token), &req),
             admission: match role {
                 Role::Therapist => Admission::Admitted,
@@ -644,14 +827,19 @@ impl Room {
             Seat::Guest(_) => {
                 self.event(CallEvent::PatientWaiting);
                 self.send(ctx, seat, ServerBody::Waiting {});
-                self.send_therapist(ctx, ServerBody::PatientWaiting {});
+                self.tell_waiting(ctx, seat);
             }
-            Seat::Therapist => {
-                if !self.guests().is_empty() {
-                    // Without a therapist a patient is never admitted.
-                    self.send_therapist(ctx, ServerBody::PatientWaiting {});
-                }
-            }
+            Seat::Therapist => self.tell_waiting_v1(ctx),
+        }
+    }
+
+    /// Version 1: a therapist who comes (back) to a room with a patient
+    /// hears `patient_waiting` (without a therapist a patient is never
+    /// admitted). Version 2 finds everyone in its welcome's roster.
+    fn tell_waiting_v1(&mut self, ctx: &mut Ctx<'_>) {
+        let v1 = self.therapist().is_some_and(|t| !t.v2());
+        if v1 && !self.guests().is_empty() {
+            self.send_therapist(ctx, ServerBody::PatientWaiting {});
         }
     }
 
@@ -661,23 +849,27 @@ impl Room {
         match seat {
             Seat::Guest(_) => {
                 let previous = self.admission(seat);
+                let partners = self.partners(seat);
                 self.set_admission(seat, Admission::Waiting);
                 if previous == Admission::Admitted {
                     // Whoever holds the link now was not seen by the
                     // therapist: the patient's call ends (the consultation
                     // goes on) and the device waits again.
                     self.event(CallEvent::PatientLeft);
-                    self.send_therapist(
-                        ctx,
-                        ServerBody::PeerLeft {
-                            role: Role::Patient,
-                        },
-                    );
+                    let (role, id) = self.member(seat).map(|m| (m.role, m.id)).expect("seated");
+                    for other in partners.into_iter().filter(|&o| o != Seat::Therapist) {
+                        self.tell_left(ctx, other, role, id);
+                    }
+                    if self.therapist().is_some_and(|t| !t.v2()) {
+                        self.tell_left(ctx, Seat::Therapist, role, id);
+                    }
                 }
                 self.send(ctx, seat, ServerBody::Waiting {});
                 if previous != Admission::Waiting {
                     self.event(CallEvent::PatientWaiting);
-                    self.send_therapist(ctx, ServerBody::PatientWaiting {});
+                    // Version 2: `participant_joined` (waiting) replaces
+                    // what the therapist knew.
+                    self.tell_waiting(ctx, seat);
                 }
             }
             Seat::Therapist => {
@@ -686,7 +878,7 @@ impl Room {
                 }
                 let admitted = self.guests_in(AdmissionState::Admitted);
                 if admitted.is_empty() {
-                    self.send_therapist(ctx, ServerBody::PatientWaiting {});
+                    self.tell_waiting_v1(ctx);
                 }
                 for guest in admitted {
                     // The therapist is authenticated by login: the call
@@ -701,26 +893,11 @@ impl Room {
     /// The therapist and `guest` start a new peer connection in the same
     /// call.
     fn renegotiate(&mut self, ctx: &mut Ctx<'_>, guest: Seat) {
-        self.send_therapist(
-            ctx,
-            ServerBody::PeerJoined {
-                role: Role::Patient,
-            },
-        );
-        self.send(
-            ctx,
-            guest,
-            ServerBody::PeerLeft {
-                role: Role::Therapist,
-            },
-        );
-        self.send(
-            ctx,
-            guest,
-            ServerBody::PeerJoined {
-                role: Role::Therapist,
-            },
-        );
+        self.tell_joined(ctx, Seat::Therapist, guest);
+        if let Some(therapist) = self.therapist_id() {
+            self.tell_therapist_left(ctx, guest, therapist);
+        }
+        self.tell_joined(ctx, guest, Seat::Therapist);
     }
 
     /// A participant came back after a restart but missed messages that
@@ -734,8 +911,8 @@ impl Room {
             Seat::Guest(_) => self.send(ctx, seat, ServerBody::Waiting {}),
             Seat::Therapist => {
                 let admitted = self.guests_in(AdmissionState::Admitted);
-                if admitted.is_empty() && !self.guests().is_empty() {
-                    self.send_therapist(ctx, ServerBody::PatientWaiting {});
+                if admitted.is_empty() {
+                    self.tell_waiting_v1(ctx);
                 }
                 for guest in admitted {
                     self.renegotiate(ctx, guest);
@@ -767,15 +944,17 @@ impl Room {
     }
 
     /// Takes `guest` out (its last message already queued) and tells the
-    /// therapist.
+    /// therapist and, if it was in the call, the others in it.
     fn guest_gone(&mut self, ctx: &mut Ctx<'_>, guest: Seat, reason: CloseReason) {
+        let Some((role, id)) = self.member(guest).map(|m| (m.role, m.id)) else {
+            return;
+        };
+        let partners = self.partners(guest);
         self.remove(ctx, guest, reason);
-        self.send_therapist(
-            ctx,
-            ServerBody::PeerLeft {
-                role: Role::Patient,
-            },
-        );
+        self.tell_left(ctx, Seat::Therapist, role, id);
+        for other in partners.into_iter().filter(|&o| o != Seat::Therapist) {
+            self.tell_left(ctx, other, role, id);
+        }
     }
 
     /// `seat` sent `leave`.
@@ -822,15 +1001,9 @@ impl Room {
 
     /// Tells everyone the consultation is over (`bye`) and closes them.
     pub(crate) fn close_everyone(&mut self, ctx: &mut Ctx<'_>) {
-        for guest in self.guests() {
-            if self.in_call(guest) {
-                self.send(
-                    ctx,
-                    guest,
-                    ServerBody::PeerLeft {
-                        role: Role::Therapist,
-                    },
-                );
+        if let Some(therapist) = self.therapist_id() {
+            for guest in self.guests_in(AdmissionState::Admitted) {
+                self.tell_therapist_left(ctx, guest, therapist);
             }
         }
         self.send_therapist(
@@ -864,6 +1037,7 @@ impl Room {
                 if !in_call.is_empty() {
                     self.event(CallEvent::TherapistLeft);
                 }
+                let therapist = self.therapist_id().unwrap_or_default();
                 self.remove(ctx, Seat::Therapist, CloseReason::Bye);
                 for guest in self.guests_in(AdmissionState::Checking) {
                     self.set_admission(guest, Admission::Waiting);
@@ -871,14 +1045,9 @@ impl Room {
                 for guest in in_call {
                     // The patient goes back to the waiting room until a
                     // therapist admits again.
+                    // Version 2: `waiting` ends every peer connection.
                     self.set_admission(guest, Admission::Waiting);
-                    self.send(
-                        ctx,
-                        guest,
-                        ServerBody::PeerLeft {
-                            role: Role::Therapist,
-                        },
-                    );
+                    self.tell_therapist_left(ctx, guest, therapist);
                     self.send(ctx, guest, ServerBody::Waiting {});
                     self.event(CallEvent::PatientWaiting);
                 }
@@ -928,27 +1097,33 @@ impl Room {
     /// (they set up a new peer connection).
     fn announce_admission(&mut self, ctx: &mut Ctx<'_>, guest: Seat) {
         self.send(ctx, guest, ServerBody::Admitted {});
-        self.send(
-            ctx,
-            guest,
-            ServerBody::PeerJoined {
-                role: Role::Therapist,
-            },
-        );
-        self.send_therapist(
-            ctx,
-            ServerBody::PeerJoined {
-                role: Role::Patient,
-            },
-        );
+        for other in self.partners(guest) {
+            self.tell_joined(ctx, guest, other);
+        }
+        for other in self.partners(guest) {
+            self.tell_joined(ctx, other, guest);
+        }
     }
 
     /// A `stats` report of `seat`'s. A patient's counts for its own media;
     /// the therapist's, for every patient in the call with it.
-    pub(crate) fn on_stats(&mut self, ctx: &mut Ctx<'_>, seat: Seat, stats: &Stats, now: Instant) {
-        let guests = match seat {
-            Seat::Guest(_) => vec![seat],
-            Seat::Therapist => self.guests_in(AdmissionState::Admitted),
+    ///
+    /// Version 2 names the peer the report is about (`to`): the
+    /// therapist's report about one patient counts for that patient only; a
+    /// patient's report about another patient is no evidence.
+    pub(crate) fn on_stats(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        seat: Seat,
+        about: Option<Seat>,
+        stats: &Stats,
+        now: Instant,
+    ) {
+        let guests = match (seat, about) {
+            (Seat::Guest(_), None | Some(Seat::Therapist)) => vec![seat],
+            (Seat::Guest(_), Some(_)) => return,
+            (Seat::Therapist, None) => self.guests_in(AdmissionState::Admitted),
+            (Seat::Therapist, Some(guest)) => vec![guest],
         };
         for guest in guests {
             let policy = self.evidence_policy;
@@ -1008,8 +1183,15 @@ impl Room {
         m.media.evidence = Some(evidence);
         self.event(CallEvent::TwoWayEstablished { evidence });
         if first {
-            self.send_therapist(ctx, ServerBody::MediaEstablished {});
-            self.send(ctx, guest, ServerBody::MediaEstablished {});
+            let Seat::Guest(id) = guest else { return };
+            let therapist = self.therapist_id();
+            self.send_from(
+                ctx,
+                Seat::Therapist,
+                ServerBody::MediaEstablished {},
+                Some(id),
+            );
+            self.send_from(ctx, guest, ServerBody::MediaEstablished {}, therapist);
         }
     }
 
@@ -1122,6 +1304,7 @@ impl Room {
             room.members.push(Member {
                 id: p.id.unwrap_or(Uuid::nil()),
                 role: p.role,
+                version: p.version.unwrap_or(PROTOCOL_VERSION),
                 stream: Stream {
                     link: Presence::Disconnected { grace_until },
                     token: p.token,

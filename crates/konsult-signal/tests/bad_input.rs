@@ -238,7 +238,7 @@ fn hello_checks_happen_before_join() {
     assert!(ok.resume.is_none());
     let cases = [
         (
-            r#"{"type":"hello","version":2,"auth":{"link_token":"a"}}"#,
+            r#"{"type":"hello","version":3,"auth":{"link_token":"a"}}"#,
             ErrorCode::VersionMismatch,
         ),
         (r#"{"type":"ping"}"#, ErrorCode::HelloRequired),
@@ -274,6 +274,7 @@ fn joining_a_connection_twice_is_a_pump_bug() {
                 consultation: CONSULTATION,
                 participant: common::participant_id(Role::Therapist),
                 role: Role::Therapist,
+                version: 1,
                 candidate_policy: konsult_protocol::CandidatePolicy::All,
                 evidence_policy: konsult_signal::EvidencePolicy::ClientReported,
                 call_started: false,

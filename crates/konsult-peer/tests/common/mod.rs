@@ -57,7 +57,11 @@ impl Room {
     fn push(&mut self, role: Role, body: ServerBody) {
         if let Some(p) = self.slot(role) {
             p.seq += 1;
-            let message = ServerMessage { body, seq: p.seq };
+            let message = ServerMessage {
+                body,
+                seq: p.seq,
+                sender: None,
+            };
             p.history.push(message.clone());
             if let Some(tx) = &p.tx {
                 let _ = tx.send(message);
@@ -88,6 +92,8 @@ fn welcome(role: Role, token: &str, resumed: bool, peer_present: bool) -> Server
             rate_burst: 50,
             max_chat_chars: 2000,
         },
+        participant: None,
+        participants: None,
     }))
 }
 

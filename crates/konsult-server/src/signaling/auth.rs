@@ -24,8 +24,8 @@ pub struct Authenticated {
     pub clinic: ClinicId,
     /// The consultation.
     pub consultation: ConsultationId,
-    /// Who connects: the core's participant id (for now the patient's or
-    /// the therapist's id; one patient per consultation).
+    /// Who connects: its participant id, [`participant_id`] of the
+    /// consultation and the person (patient or therapist).
     pub participant: Uuid,
     /// What it may do.
     pub role: Role,
@@ -312,7 +312,7 @@ fn patient(
     Ok(Authenticated {
         clinic,
         consultation,
-        participant: c.patient.as_uuid(),
+        participant: participant_id(consultation, c.patient.as_uuid()),
         role: Role::Patient,
         policy: policy(&c, evidence_policy),
         evidence_policy,
@@ -322,6 +322,14 @@ fn patient(
         credential_ttl: (closes_at - now).to_std().unwrap_or(Duration::ZERO),
         session: None,
     })
+}
+
+/// A participant's id in a consultation, as protocol version 2 shows it to
+/// the others: derived from the consultation and the person (UUID v5), so
+/// it is stable for the consultation and across nodes, and no account or
+/// patient id goes on the wire.
+pub fn participant_id(consultation: ConsultationId, person: Uuid) -> Uuid {
+    Uuid::new_v5(&consultation.as_uuid(), person.as_bytes())
 }
 
 fn therapist(
@@ -354,7 +362,7 @@ fn therapist(
     Ok(Authenticated {
         clinic: session.clinic,
         consultation,
-        participant: session.therapist.as_uuid(),
+        participant: participant_id(consultation, session.therapist.as_uuid()),
         role: Role::Therapist,
         policy: policy(&c, evidence_policy),
         evidence_policy,

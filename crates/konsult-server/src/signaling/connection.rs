@@ -209,6 +209,7 @@ async fn hello(
         consultation,
         participant: who.participant,
         role: who.role,
+        version: hello.version,
         candidate_policy: who.policy,
         evidence_policy: who.evidence_policy,
         call_started: who.call_started,

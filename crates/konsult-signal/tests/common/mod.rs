@@ -258,12 +258,31 @@ impl Harness {
         policy: CandidatePolicy,
         resume: Option<Resume>,
     ) -> ConnId {
+        let version = konsult_protocol::PROTOCOL_VERSION;
+        self.join_with(role, participant_id(role), version, policy, resume)
+    }
+
+    /// Joins a new connection as participant `participant` speaking
+    /// protocol `version`.
+    pub fn join_as(&mut self, role: Role, participant: uuid::Uuid, version: u32) -> ConnId {
+        self.join_with(role, participant, version, self.policy, None)
+    }
+
+    pub fn join_with(
+        &mut self,
+        role: Role,
+        participant: uuid::Uuid,
+        version: u32,
+        policy: CandidatePolicy,
+        resume: Option<Resume>,
+    ) -> ConnId {
         let conn = self.new_conn();
         let token = self.fresh_token();
         let req = JoinRequest {
             consultation: self.consultation,
-            participant: participant_id(role),
+            participant,
             role,
+            version,
             candidate_policy: policy,
             evidence_policy: self.evidence_policy,
             call_started: self.call_started,
