@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use konsult_protocol::{
-    Auth, ByeReason, CandidatePolicy, ClientMessage, CloseCode, DeniedReason, ErrorCode, Features,
-    Hello, LinkToken, Resume, ResumeToken, Role, ServerBody, ServerMessage, SessionAuth, Welcome,
-    PROTOCOL_VERSION, WS_PATH,
+    Addressed, Auth, ByeReason, CandidatePolicy, ClientMessage, CloseCode, DeniedReason, ErrorCode,
+    Features, Hello, LinkToken, ParticipantState, Resume, ResumeToken, Role, ServerBody,
+    ServerMessage, SessionAuth, Welcome, PROTOCOL_VERSION, WS_PATH,
 };
 use serde::Serialize;
 use tokio::net::TcpStream;
@@ -120,6 +120,8 @@ pub struct ClientOptions {
     pub video: VideoConfig,
     /// Reconnection attempts after a dropped WebSocket before giving up.
     pub max_reconnects: u32,
+    /// The protocol version to speak (1 or 2; docs/protocol.md).
+    pub protocol: u32,
 }
 
 impl Default for ClientOptions {
@@ -130,6 +132,7 @@ impl Default for ClientOptions {
             network: NetworkScope::Any,
             video: VideoConfig::default(),
             max_reconnects: 10,
+            protocol: PROTOCOL_VERSION,
         }
     }
 }
@@ -254,11 +257,15 @@ pub struct PeerClient {
     options: ClientOptions,
     role: Role,
     welcome: Welcome,
-    outbox: mpsc::UnboundedSender<ClientMessage>,
+    outbox: mpsc::UnboundedSender<Addressed>,
     inbox: mpsc::UnboundedReceiver<Inbound>,
     drop_now: mpsc::UnboundedSender<()>,
     socket_task: JoinHandle<()>,
     call: Option<Call>,
+    /// Version 2: the participant of the call (the one peer connection's
+    /// other end), and the patient waiting to be admitted.
+    partner: Option<Uuid>,
+    waiting: Option<Uuid>,
     /// The patient's admission, or the therapist's `admit`: the reference
     /// for the time to first media.
     admitted_at: Option<Instant>,
@@ -290,7 +297,7 @@ impl PeerClient {
     ) -> Result<Self, ClientError> {
         let url = ws_url(server_url)?;
         let hello = Hello {
-            version: PROTOCOL_VERSION,
+            version: options.protocol,
             auth: credentials.auth(),
             resume: None,
             features: Features::default(),
@@ -307,11 +314,12 @@ impl PeerClient {
             last_seq: 0,
             ping_interval: Duration::from_millis(welcome.limits.ping_interval_ms.max(1000)),
             max_reconnects: options.max_reconnects,
+            version: options.protocol,
             pending: Vec::new(),
             terminal_seen: false,
         };
         let socket_task = tokio::spawn(connection.run(socket, outbox_rx, inbox_tx, drop_rx));
-        Ok(Self {
+        let mut client = Self {
             options,
             role: welcome.role,
             welcome,
@@ -320,13 +328,17 @@ impl PeerClient {
             drop_now,
             socket_task,
             call: None,
+            partner: None,
+            waiting: None,
             admitted_at: None,
             admit_attempts: 0,
             media_established: false,
             resumes: 0,
             fresh_starts: 0,
             last_media: None,
-        })
+        };
+        client.admit_from_roster();
+        Ok(client)
     }
 
     /// The latest `welcome` (ICE servers, candidate policy, role, ...).
@@ -362,7 +374,7 @@ impl PeerClient {
 
     /// Sends `leave`, waits briefly for `bye`, and closes the call.
     pub async fn leave(mut self) -> Result<CallReport, ClientError> {
-        let _ = self.outbox.send(ClientMessage::Leave {});
+        let _ = self.outbox.send(Addressed::new(ClientMessage::Leave {}));
         let deadline = tokio::time::Instant::now() + LEAVE_TIMEOUT;
         loop {
             tokio::select! {
@@ -448,9 +460,43 @@ impl PeerClient {
     }
 
     fn send(&self, message: ClientMessage) {
+        // Version 2 names the partner on what goes to it.
+        let to = self
+            .partner
+            .filter(|_| self.options.protocol > PROTOCOL_VERSION)
+            .filter(|_| Addressed::addressable(&message));
+        self.send_to(message, to);
+    }
+
+    fn send_to(&self, message: ClientMessage, to: Option<Uuid>) {
         // The socket task outlives the client's use of it; if it is gone,
         // the next inbox read reports why.
-        let _ = self.outbox.send(message);
+        let _ = self.outbox.send(Addressed { message, to });
+    }
+
+    /// Version 2 therapist: a patient already waiting when it joined is in
+    /// its welcome's roster, not announced.
+    fn admit_from_roster(&mut self) {
+        if !self.options.admit || self.call.is_some() {
+            return;
+        }
+        let waiting = self
+            .welcome
+            .participants
+            .iter()
+            .flatten()
+            .find(|p| p.role == Role::Patient && p.state == ParticipantState::Waiting);
+        if let Some(patient) = waiting {
+            self.waiting = Some(patient.id);
+            self.admit_attempts = 1;
+            self.admitted_at = Some(Instant::now());
+            self.admit();
+        }
+    }
+
+    /// Therapist: admits the waiting patient (by id in version 2).
+    fn admit(&self) {
+        self.send_to(ClientMessage::Admit {}, self.waiting);
     }
 
     async fn on_message(&mut self, body: ServerBody) -> Result<(), ClientError> {
@@ -465,7 +511,7 @@ impl PeerClient {
                         // An admit sent just before the server went away may
                         // be lost with it: ask again (a patient no longer
                         // waiting makes the server answer `wrong_state`).
-                        self.send(ClientMessage::Admit {});
+                        self.admit();
                     }
                 } else {
                     self.fresh_starts += 1;
@@ -475,29 +521,36 @@ impl PeerClient {
                     self.media_established = false;
                 }
                 self.welcome = welcome;
+                if !self.welcome.resumed {
+                    self.admit_from_roster();
+                }
             }
             ServerBody::PatientWaiting {} if self.options.admit => {
                 self.admit_attempts = 1;
                 self.admitted_at = Some(Instant::now());
-                self.send(ClientMessage::Admit {});
+                self.admit();
             }
             ServerBody::Admitted {} => self.admitted_at = Some(Instant::now()),
-            ServerBody::PeerJoined { .. } => {
-                self.admit_attempts = 0;
-                self.end_call().await?;
-                self.media_established = false;
-                let started = *self.admitted_at.get_or_insert_with(Instant::now);
-                let mut call = Call::new(
-                    self.peer_config(),
-                    Negotiation::for_role(self.role),
-                    started,
-                )
-                .await?;
-                for message in call.start().await? {
-                    self.send(message);
+            ServerBody::ParticipantJoined { participant } => match participant.state {
+                ParticipantState::Waiting if self.options.admit => {
+                    self.waiting = Some(participant.id);
+                    self.admit_attempts = 1;
+                    self.admitted_at = Some(Instant::now());
+                    self.admit();
                 }
-                self.call = Some(call);
+                ParticipantState::Waiting => {}
+                ParticipantState::Admitted => {
+                    // One peer connection: with the latest participant in
+                    // the call.
+                    self.partner = Some(participant.id);
+                    self.start_call().await?;
+                }
+            },
+            ServerBody::ParticipantLeft { participant } if self.partner == Some(participant) => {
+                tracing::info!("the other participant left");
+                self.end_call().await?;
             }
+            ServerBody::PeerJoined { .. } => self.start_call().await?,
             ServerBody::PeerLeft { .. } => {
                 tracing::info!("the other participant left");
                 self.end_call().await?;
@@ -521,7 +574,7 @@ impl PeerClient {
                     if self.options.admit && self.admit_attempts < MAX_ADMIT_ATTEMPTS =>
                 {
                     self.admit_attempts += 1;
-                    self.send(ClientMessage::Admit {});
+                    self.admit();
                 }
                 code => tracing::warn!(%code, "the server refused a message"),
             },
@@ -538,6 +591,25 @@ impl PeerClient {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// A (new) peer connection with the other side of the call.
+    async fn start_call(&mut self) -> Result<(), ClientError> {
+        self.admit_attempts = 0;
+        self.end_call().await?;
+        self.media_established = false;
+        let started = *self.admitted_at.get_or_insert_with(Instant::now);
+        let mut call = Call::new(
+            self.peer_config(),
+            Negotiation::for_role(self.role),
+            started,
+        )
+        .await?;
+        for message in call.start().await? {
+            self.send(message);
+        }
+        self.call = Some(call);
         Ok(())
     }
 
@@ -670,8 +742,10 @@ struct Connection {
     last_seq: u64,
     ping_interval: Duration,
     max_reconnects: u32,
+    /// The protocol version of its hellos.
+    version: u32,
     /// Messages that could not be sent before the connection dropped.
-    pending: Vec<ClientMessage>,
+    pending: Vec<Addressed>,
     /// Whether `bye`, `denied` or `replaced` arrived: the close that
     /// follows is final.
     terminal_seen: bool,
@@ -691,7 +765,7 @@ impl Connection {
     async fn run(
         mut self,
         mut socket: Socket,
-        mut outbox: mpsc::UnboundedReceiver<ClientMessage>,
+        mut outbox: mpsc::UnboundedReceiver<Addressed>,
         inbox: mpsc::UnboundedSender<Inbound>,
         mut drop_now: mpsc::UnboundedReceiver<()>,
     ) {
@@ -726,12 +800,12 @@ impl Connection {
     async fn pump(
         &mut self,
         socket: &mut Socket,
-        outbox: &mut mpsc::UnboundedReceiver<ClientMessage>,
+        outbox: &mut mpsc::UnboundedReceiver<Addressed>,
         inbox: &mpsc::UnboundedSender<Inbound>,
         drop_now: &mut mpsc::UnboundedReceiver<()>,
     ) -> SocketEnd {
         for message in std::mem::take(&mut self.pending) {
-            if socket.send(Message::text(to_json(&message))).await.is_err() {
+            if socket.send(Message::text(message.to_json())).await.is_err() {
                 self.pending.push(message);
                 return SocketEnd::Dropped;
             }
@@ -756,7 +830,7 @@ impl Connection {
                 },
                 message = outbox.recv() => match message {
                     Some(message) => {
-                        if socket.send(Message::text(to_json(&message))).await.is_err() {
+                        if socket.send(Message::text(message.to_json())).await.is_err() {
                             self.pending.push(message);
                             return self.end_for(None);
                         }
@@ -825,7 +899,7 @@ impl Connection {
             let wait = BACKOFF[(attempt as usize).min(BACKOFF.len() - 1)];
             tokio::time::sleep(wait).await;
             let hello = Hello {
-                version: PROTOCOL_VERSION,
+                version: self.version,
                 auth: self.credentials.auth(),
                 resume: Some(Resume {
                     token: self.resume_token.clone(),

@@ -88,6 +88,11 @@ struct Join {
     /// the server is on a loopback address, all interfaces otherwise.
     #[arg(long, value_enum, default_value_t = Network::Auto)]
     network: Network,
+
+    /// The signaling protocol version to speak (docs/protocol.md).
+    #[arg(long, default_value_t = konsult_protocol::PROTOCOL_VERSION,
+          value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..=2))]
+    protocol: u32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -159,6 +164,7 @@ async fn run(join: Join) -> Output {
         admit: join.admit,
         relay_only: join.relay_only,
         network: network_scope(join.network, &join.server),
+        protocol: join.protocol,
         ..ClientOptions::default()
     };
     let mut client = match PeerClient::connect(&join.server, credentials, options).await {

@@ -25,6 +25,29 @@ pub struct Addressed {
     pub to: Option<Uuid>,
 }
 
+impl Addressed {
+    /// A message for no one in particular (version 1, or a message that
+    /// goes to everyone in the call).
+    pub fn new(message: ClientMessage) -> Self {
+        Addressed { message, to: None }
+    }
+
+    /// The text frame: the message's JSON with `to` beside its fields.
+    pub fn to_json(&self) -> String {
+        // Client messages hold strings, numbers and UUIDs only.
+        let mut value = serde_json::to_value(&self.message).expect("client messages serialize");
+        if let (Some(to), Some(object)) = (self.to, value.as_object_mut()) {
+            object.insert("to".into(), to.to_string().into());
+        }
+        value.to_string()
+    }
+
+    /// Whether this kind of message may carry `to`.
+    pub fn addressable(message: &ClientMessage) -> bool {
+        ADDRESSABLE.contains(&message.type_name())
+    }
+}
+
 /// The messages that may carry `to`.
 const ADDRESSABLE: &[&str] = &[
     "admit",

@@ -86,3 +86,36 @@ async fn a_direct_call_through_the_server_is_two_way_and_billable() {
     assert!(complete_is_billable(&app, &fx, &b).await);
     app.stop().await;
 }
+
+/// The same real call with both clients speaking protocol version 2: the
+/// therapist admits the patient by its id, the peers negotiate with `to`
+/// and `sender`, and the call is recorded and billed as a version 1 call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_call_through_the_server_is_two_way_and_billable() {
+    let app = TestApp::spawn(Db::Sqlite).await;
+    let fx = clinic(&app, "Nord").await;
+    let b = book(&app, &fx, Duration::minutes(5), false).await;
+
+    let (mut patient, mut therapist) =
+        connect_pair_speaking(&app, &fx, &b, konsult_protocol::PROTOCOL_VERSION_2).await;
+    assert_eq!(patient.welcome().version, 2);
+    assert!(patient.welcome().participant.is_some());
+    let (p, t) = tokio::join!(
+        patient.run_until_established(MEDIA_TIMEOUT),
+        therapist.run_until_established(MEDIA_TIMEOUT),
+    );
+    let (p, t) = (p.unwrap(), t.unwrap());
+    for (label, report) in [("therapist", &t), ("patient", &p)] {
+        assert!(report.media_established, "{label}: {report:?}");
+        assert_two_way(label, report.media.as_ref().unwrap());
+    }
+    therapist.leave().await.unwrap();
+    let after = patient.run_for(StdDuration::from_secs(10)).await;
+    assert!(
+        matches!(after, Err(ClientError::Ended(ByeReason::EndedByTherapist))),
+        "{after:?}"
+    );
+    wait_for_events(&app, &fx, &b, &WHOLE_CALL).await;
+    assert!(complete_is_billable(&app, &fx, &b).await);
+    app.stop().await;
+}

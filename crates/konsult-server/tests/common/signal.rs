@@ -842,9 +842,20 @@ pub async fn connect_pair(
     fx: &ClinicFixture,
     b: &Booking,
 ) -> (konsult_peer::PeerClient, konsult_peer::PeerClient) {
+    connect_pair_speaking(app, fx, b, konsult_protocol::PROTOCOL_VERSION).await
+}
+
+/// As [`connect_pair`], both speaking protocol `version`.
+pub async fn connect_pair_speaking(
+    app: &TestApp,
+    fx: &ClinicFixture,
+    b: &Booking,
+    version: u32,
+) -> (konsult_peer::PeerClient, konsult_peer::PeerClient) {
     use konsult_peer::{ClientOptions, Credentials, PeerClient};
     let local = ClientOptions {
         network: NetworkScope::Loopback,
+        protocol: version,
         ..ClientOptions::default()
     };
     let patient = PeerClient::connect(
