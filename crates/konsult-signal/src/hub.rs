@@ -1065,10 +1065,11 @@ impl Hub {
                 // Who hears it: version 1, the other side; version 2, the
                 // participant named by `to`, or (chat, media state) everyone
                 // in the call.
-                let partners = room.partners(seat);
-                let recipients: Vec<Seat> = match (&in_call, to) {
+                // One recipient, or (version 2 chat and media state) all
+                // partners: no allocation on the common path.
+                let (one, all): (Option<Seat>, Vec<Seat>) = match (&in_call, to) {
                     (ClientMessage::Stats(stats), about) => {
-                        if about.is_some_and(|a| !partners.contains(&a)) {
+                        if about.is_some_and(|a| !room.is_partner(seat, a)) {
                             return Err((
                                 ErrorCode::WrongState,
                                 "not in a call with that participant",
@@ -1078,16 +1079,16 @@ impl Hub {
                         return Ok(());
                     }
                     (ClientMessage::Chat { .. } | ClientMessage::MediaState(_), _) if v2 => {
-                        partners
+                        (None, room.partners(seat))
                     }
                     (_, Some(target)) => {
-                        if !partners.contains(&target) {
+                        if !room.is_partner(seat, target) {
                             return Err((
                                 ErrorCode::WrongState,
                                 "not in a call with that participant",
                             ));
                         }
-                        vec![target]
+                        (Some(target), Vec::new())
                     }
                     (_, None) if v2 => {
                         return Err((
@@ -1095,7 +1096,7 @@ impl Hub {
                             "`to` names the participant it is for",
                         ))
                     }
-                    (_, None) => room.counterpart(seat).into_iter().collect(),
+                    (_, None) => (room.counterpart(seat), Vec::new()),
                 };
                 let policy = room.policy;
                 let relays = &room.relays;
@@ -1135,7 +1136,7 @@ impl Hub {
                     | ClientMessage::Stats(_) => unreachable!("handled above"),
                 };
                 let media_state = matches!(body, ServerBody::MediaState { .. });
-                for peer in recipients {
+                for peer in one.into_iter().chain(all) {
                     // Media state only to a peer that asked for it in its
                     // hello.
                     let wants = !media_state

@@ -382,11 +382,15 @@ impl Room {
 
     /// The seats of the participants in `state`.
     fn guests_in(&self, state: AdmissionState) -> Vec<Seat> {
+        self.members_in(state).map(Member::seat).collect()
+    }
+
+    /// The participants (not the therapist) in `state`, without allocating
+    /// (the relay path asks on every message).
+    fn members_in(&self, state: AdmissionState) -> impl Iterator<Item = &Member> + '_ {
         self.members
             .iter()
-            .filter(|m| !m.is_therapist() && m.admission.state() == state)
-            .map(Member::seat)
-            .collect()
+            .filter(move |m| !m.is_therapist() && m.admission.state() == state)
     }
 
     fn admission(&self, seat: Seat) -> Admission {
@@ -417,7 +421,8 @@ impl Room {
     pub(crate) fn in_call(&self, seat: Seat) -> bool {
         match seat {
             Seat::Therapist => {
-                self.therapist().is_some() && !self.guests_in(AdmissionState::Admitted).is_empty()
+                self.therapist().is_some()
+                    && self.members_in(AdmissionState::Admitted).next().is_some()
             }
             Seat::Guest(_) => {
                 self.therapist().is_some() && self.admission(seat) == Admission::Admitted
@@ -432,10 +437,10 @@ impl Room {
         match seat {
             Seat::Guest(_) => self.therapist().map(Member::seat),
             Seat::Therapist => self
-                .guests_in(AdmissionState::Admitted)
-                .into_iter()
+                .members_in(AdmissionState::Admitted)
                 .next()
-                .or_else(|| self.guests().into_iter().next()),
+                .or_else(|| self.members.iter().find(|m| !m.is_therapist()))
+                .map(Member::seat),
         }
     }
 
@@ -523,6 +528,11 @@ impl Room {
             .map(Member::seat)
             .filter(|&other| other != seat && self.in_call(other))
             .collect()
+    }
+
+    /// Whether `a` and `b` are in a call together.
+    pub(crate) fn is_partner(&self, a: Seat, b: Seat) -> bool {
+        a != b && self.member(b).is_some() && self.in_call(a) && self.in_call(b)
     }
 
     /// Tells `viewer` that `subject` is now where it can see it, or starts
