@@ -352,3 +352,320 @@ fn a_version_2_pair_works_with_a_version_1_partner() {
     let m = h.take_one(pa);
     assert_eq!((m.body.type_name(), m.sender), ("ice_restart", None));
 }
+
+mod random_groups {
+    //! Property test: random sessions of a therapist and three patients,
+    //! all speaking version 2 (joins and resumes, messages to random
+    //! participants, drops, admission answers, commits held back, clock
+    //! steps). Whatever happens: nothing is sent after a close and sequence
+    //! numbers grow; nobody hears of an admission, two-way media or the end
+    //! before its write is committed; a patient never learns of another
+    //! patient who waits; negotiation and chat reach a participant only
+    //! from one it was told is in the call with it, and a patient only while
+    //! it is in the call; and in the end the hub is empty.
+
+    use super::*;
+    use konsult_protocol::{ByeReason, Resume};
+    use konsult_signal::{Output, WriteId};
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::Duration;
+
+    /// Participant 0 is the therapist; 1 to 3 are patients.
+    const PEOPLE: usize = 4;
+
+    fn id(who: usize) -> Uuid {
+        if who == 0 {
+            therapist()
+        } else {
+            Uuid::from_u128(0xa0 + who as u128)
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Act {
+        Join { who: usize, resume: bool },
+        Msg { who: usize, kind: u8, to: usize },
+        Disconnect { who: usize },
+        Advance { millis: u32 },
+        Check { ok: bool },
+        Commit { writes: u8 },
+        Relay,
+    }
+
+    fn act() -> impl Strategy<Value = Act> {
+        prop_oneof![
+            3 => (0..PEOPLE, any::<bool>()).prop_map(|(who, resume)| Act::Join { who, resume }),
+            12 => (0..PEOPLE, kind(), 0..PEOPLE).prop_map(|(who, kind, to)| Act::Msg { who, kind, to }),
+            1 => (0..PEOPLE).prop_map(|who| Act::Disconnect { who }),
+            3 => (0u32..3_000).prop_map(|millis| Act::Advance { millis }),
+            1 => (0u32..40_000).prop_map(|millis| Act::Advance { millis }),
+            3 => prop_oneof![4 => Just(true), 1 => Just(false)].prop_map(|ok| Act::Check { ok }),
+            4 => (1u8..4).prop_map(|writes| Act::Commit { writes }),
+            1 => Just(Act::Relay),
+        ]
+    }
+
+    /// Message kinds of [`message`], admissions and negotiation often,
+    /// leaving seldom (it ends a participant's part).
+    fn kind() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            6 => Just(0u8),
+            1 => Just(1u8),
+            3 => 2u8..6,
+            2 => Just(6u8),
+            2 => Just(7u8),
+            1 => Just(8u8),
+            1 => Just(9u8),
+        ]
+    }
+
+    fn message(kind: u8, to: Uuid, step: u64) -> serde_json::Value {
+        match kind {
+            0 => json!({"type": "admit", "to": to}),
+            1 => json!({"type": "deny", "to": to}),
+            2 => json!({"type": "offer", "sdp": "v=0\r\n", "to": to}),
+            3 => json!({"type": "answer", "sdp": "v=0\r\n", "to": to}),
+            4 => {
+                json!({"type": "candidate", "candidate": "candidate:1 1 udp 1 203.0.113.1 5 typ relay", "to": to})
+            }
+            5 => json!({"type": "ice_restart", "to": to}),
+            6 => {
+                json!({"type": "stats", "connection_state": "connected", "bytes_received": 10 + step * 1000,
+                        "frames_received": 1 + step, "audio_packets_received": 1, "to": to})
+            }
+            7 => json!({"type": "chat", "text": "hej"}),
+            8 => json!({"type": "leave"}),
+            _ => json!({"type": "ping"}),
+        }
+    }
+
+    /// What a connection's own stream has told it.
+    #[derive(Debug, Clone, Default)]
+    struct View {
+        /// A patient: admitted (in the call).
+        in_call: bool,
+        /// Participants it was told are in the call with it.
+        partners: BTreeSet<Uuid>,
+    }
+
+    #[derive(Default)]
+    struct Checker {
+        who: BTreeMap<ConnId, usize>,
+        views: BTreeMap<ConnId, View>,
+        /// Each participant's latest connection that got a welcome.
+        latest: BTreeMap<usize, ConnId>,
+        closed: BTreeSet<ConnId>,
+        last_seq: BTreeMap<ConnId, u64>,
+        seen: usize,
+        unacked: BTreeMap<WriteId, Vec<CallEvent>>,
+        committed: BTreeSet<&'static str>,
+    }
+
+    impl Checker {
+        fn announced(&self, code: &str, what: &str) -> Result<(), TestCaseError> {
+            let pending = self.unacked.values().flatten().any(|e| e.code() == code);
+            prop_assert!(!pending, "{what} sent before {code} was committed");
+            prop_assert!(
+                self.committed.contains(code),
+                "{what} sent without a committed {code}"
+            );
+            Ok(())
+        }
+
+        fn check(&mut self, h: &Harness) -> Result<(), TestCaseError> {
+            for output in &h.log[self.seen..] {
+                match output {
+                    Output::Send { conn, message } => {
+                        prop_assert!(!self.closed.contains(conn), "send after close to {conn}");
+                        if message.seq > 0 {
+                            let last = self.last_seq.entry(*conn).or_insert(0);
+                            prop_assert!(message.seq > *last, "seq went back on {conn}");
+                            *last = message.seq;
+                        }
+                        let who = self.who[conn];
+                        let patient = who != 0;
+                        if let ServerBody::Welcome(w) = &message.body {
+                            // A resumed connection continues its
+                            // participant's stream.
+                            let carried = match self.latest.get(&who) {
+                                Some(previous) if w.resumed => self.views[previous].clone(),
+                                _ => View::default(),
+                            };
+                            self.views.insert(*conn, carried);
+                            self.latest.insert(who, *conn);
+                            if patient {
+                                for p in w.participants.iter().flatten() {
+                                    prop_assert!(
+                                        p.role == Role::Therapist
+                                            || p.state == ParticipantState::Admitted,
+                                        "a patient's roster shows a waiting patient"
+                                    );
+                                }
+                            }
+                            continue;
+                        }
+                        let view = self.views.entry(*conn).or_default();
+                        match &message.body {
+                            ServerBody::Admitted {} => {
+                                self.announced("admitted", "admitted")?;
+                                self.views.get_mut(conn).unwrap().in_call = true;
+                            }
+                            ServerBody::Waiting {}
+                            | ServerBody::Denied(_)
+                            | ServerBody::Bye { .. } => {
+                                // `waiting` ends every peer connection.
+                                *view = View::default();
+                            }
+                            ServerBody::ParticipantJoined { participant } => {
+                                prop_assert_ne!(participant.id, id(who), "told about itself");
+                                if patient {
+                                    prop_assert!(
+                                        participant.role == Role::Therapist
+                                            || participant.state == ParticipantState::Admitted,
+                                        "a patient learnt of a waiting patient"
+                                    );
+                                    prop_assert!(
+                                        view.in_call,
+                                        "a waiting patient learnt of someone joining"
+                                    );
+                                }
+                                if participant.state == ParticipantState::Admitted {
+                                    view.partners.insert(participant.id);
+                                    self.announced("admitted", "participant_joined (admitted)")?;
+                                } else {
+                                    view.partners.remove(&participant.id);
+                                }
+                            }
+                            ServerBody::ParticipantLeft { participant } => {
+                                view.partners.remove(participant);
+                            }
+                            ServerBody::MediaEstablished {} => {
+                                self.announced("two_way_established", "media_established")?;
+                            }
+                            body @ (ServerBody::Offer { .. }
+                            | ServerBody::Answer { .. }
+                            | ServerBody::Candidate(_)
+                            | ServerBody::EndOfCandidates(_)
+                            | ServerBody::IceRestart {}
+                            | ServerBody::Chat { .. }) => {
+                                let sender = message.sender;
+                                prop_assert!(
+                                    sender.is_some_and(|s| view.partners.contains(&s)),
+                                    "{} from {sender:?}, not a partner of {who} ({:?})",
+                                    body.type_name(),
+                                    view.partners
+                                );
+                                if patient {
+                                    prop_assert!(
+                                        view.in_call,
+                                        "{} to a patient not in the call",
+                                        body.type_name()
+                                    );
+                                }
+                            }
+                            _ => {}
+                        }
+                        if let ServerBody::Bye {
+                            reason: ByeReason::EndedByTherapist,
+                        } = &message.body
+                        {
+                            self.announced("ended", "bye")?;
+                        }
+                    }
+                    Output::Close { conn, .. } => {
+                        self.closed.insert(*conn);
+                    }
+                    Output::Write { write, events, .. } => {
+                        self.unacked.insert(*write, events.clone());
+                    }
+                    Output::AdmissionCheck { .. } | Output::RoomClosed { .. } => {}
+                }
+            }
+            self.seen = h.log.len();
+            Ok(())
+        }
+    }
+
+    fn commit(h: &mut Harness, checker: &mut Checker) -> Result<(), TestCaseError> {
+        let Some((_, write, events, _)) = h.pending_writes.front().cloned() else {
+            return Ok(());
+        };
+        checker.check(h)?;
+        checker.unacked.remove(&write);
+        checker.committed.extend(events.iter().map(|e| e.code()));
+        h.commit_next();
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_groups_keep_the_invariants(acts in prop::collection::vec(act(), 1..160)) {
+            let mut h = Harness::with_config(konsult_signal::Config {
+                evidence: konsult_domain::EvidenceRules {
+                    min_span: Duration::from_secs(2),
+                    min_packets: 10,
+                },
+                ..konsult_signal::Config::default()
+            });
+            h.hold_writes();
+            let mut checker = Checker::default();
+            let mut step = 0u64;
+            // Everyone comes first; the acts take it from there.
+            let start = (0..PEOPLE).map(|who| Act::Join { who, resume: false });
+            for act in start.chain(acts) {
+                match act {
+                    Act::Join { who, resume } => {
+                        let role = if who == 0 { Role::Therapist } else { Role::Patient };
+                        let resume: Option<Resume> = resume
+                            .then(|| checker.latest.get(&who).and_then(|&c| h.try_resume_for(c)))
+                            .flatten();
+                        let policy = h.policy;
+                        let conn = h.join_with(role, id(who), V2, policy, resume);
+                        // Checked below, after the join's messages.
+                        checker.who.insert(conn, who);
+                    }
+                    Act::Msg { who, kind, to } => {
+                        if let Some(&c) = checker.latest.get(&who) {
+                            step += 1;
+                            h.send_json(c, message(kind, id(to), step));
+                        }
+                    }
+                    Act::Disconnect { who } => {
+                        if let Some(&c) = checker.latest.get(&who) {
+                            h.disconnect(c);
+                        }
+                    }
+                    Act::Advance { millis } => h.advance(Duration::from_millis(millis.into())),
+                    Act::Check { ok } => {
+                        if !h.checks.is_empty() {
+                            h.answer_check(if ok { Ok(()) } else { Err(vec!["assessment_revoked".into()]) });
+                        }
+                    }
+                    Act::Commit { writes } => {
+                        for _ in 0..writes {
+                            commit(&mut h, &mut checker)?;
+                        }
+                    }
+                    Act::Relay => {
+                        let flow = konsult_signal::ObservedFlow { packets: 500, bytes: 450_000, span: Duration::from_secs(3) };
+                        h.relay_media(flow, flow);
+                    }
+                }
+                checker.check(&h)?;
+            }
+            for _ in 0..4 {
+                while !h.pending_writes.is_empty() {
+                    commit(&mut h, &mut checker)?;
+                }
+                h.advance(Duration::from_secs(120));
+                checker.check(&h)?;
+            }
+            prop_assert!(h.pending_writes.is_empty());
+            prop_assert!(h.room().is_none());
+            prop_assert_eq!(h.hub.poll_timeout(), None);
+        }
+    }
+}
