@@ -1100,7 +1100,7 @@ impl Hub {
                 };
                 let policy = room.policy;
                 let relays = &room.relays;
-                let body = match in_call {
+                let mut body = match in_call {
                     ClientMessage::Offer { sdp } => ServerBody::Offer {
                         sdp: filtered_sdp(&sdp, policy, relays)?,
                     },
@@ -1136,18 +1136,28 @@ impl Hub {
                     | ClientMessage::Stats(_) => unreachable!("handled above"),
                 };
                 let media_state = matches!(body, ServerBody::MediaState { .. });
-                for peer in one.into_iter().chain(all) {
-                    // Media state only to a peer that asked for it in its
-                    // hello.
-                    let wants = !media_state
+                // Media state only to a peer that asked for it in its hello.
+                let conns = &self.conns;
+                let wants = |room: &Room, peer: Seat| {
+                    !media_state
                         || room
                             .member(peer)
                             .and_then(|m| m.stream.conn())
-                            .and_then(|c| self.conns.get(&c))
-                            .is_some_and(|c| c.features.media_state);
-                    if wants {
-                        room.send_from(&mut ctx, peer, body.clone(), from);
-                    }
+                            .and_then(|c| conns.get(&c))
+                            .is_some_and(|c| c.features.media_state)
+                };
+                let mut targets = one.into_iter().chain(all);
+                // The body is copied for all but the last recipient (a
+                // 1:1 relay copies nothing).
+                let mut next = targets.find(|&peer| wants(room, peer));
+                while let Some(peer) = next {
+                    next = targets.find(|&peer| wants(room, peer));
+                    let body = if next.is_some() {
+                        body.clone()
+                    } else {
+                        std::mem::replace(&mut body, ServerBody::Pong {})
+                    };
+                    room.send_from(&mut ctx, peer, body, from);
                 }
                 Ok(())
             }
