@@ -206,7 +206,8 @@ export async function screenshot(page, name) {
 export async function controllableSignaling(page) {
   let offline = false;
   const open = new Set();
-  await page.routeWebSocket(/\/ws$/, (ws) => {
+  // /ws, with or without ?room= (the join page and the dashboard add it).
+  await page.routeWebSocket(/\/ws(\?[^/]*)?$/, (ws) => {
     if (offline) {
       ws.close({ code: 1001, reason: 'offline' });
       return;
