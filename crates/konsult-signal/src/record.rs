@@ -99,6 +99,11 @@ pub struct ParticipantRecord {
     /// continues in the same version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
+    /// A patient's own admission and two-way evidence (layout 2; in a
+    /// layout 1 record the room's `admitted` and `evidence` are the one
+    /// patient's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<CallRecord>,
     /// Therapist or patient.
     pub role: Role,
     /// The hash of the participant's current resume token.
@@ -110,6 +115,17 @@ pub struct ParticipantRecord {
     pub next_seq: u64,
     /// The patient's join link.
     pub link: Option<LinkRef>,
+}
+
+/// Where one patient of a saved room stood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallRecord {
+    /// Admitted (in the call).
+    pub admitted: bool,
+    /// Two-way media of its current call, if established, and by what.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
 }
 
 /// A room as saved: enough to take both participants back without a new

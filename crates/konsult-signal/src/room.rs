@@ -16,7 +16,9 @@ use crate::config::Config;
 use crate::filter::Relays;
 use crate::hub::{after, AdmissionState, JoinRequest, ParticipantSnapshot, Presence, RoomSnapshot};
 use crate::output::{CloseReason, ConnId, Output, RoomContext, WriteId};
-use crate::record::{LinkRef, ParticipantRecord, RoomRecord, TokenHash, RECORD_VERSION};
+use crate::record::{
+    CallRecord, LinkRef, ParticipantRecord, RoomRecord, TokenHash, RECORD_VERSION,
+};
 use konsult_domain::evidence::{
     client_two_way, relay_two_way, ClientReport, ClientReports, ObservedFlow,
 };
@@ -219,6 +221,10 @@ impl Member {
         ParticipantRecord {
             id: (!self.id.is_nil()).then_some(self.id),
             version: self.v2().then_some(self.version),
+            call: (!self.is_therapist()).then_some(CallRecord {
+                admitted: self.admission == Admission::Admitted,
+                evidence: self.media.evidence,
+            }),
             role: self.role,
             token: self.stream.token,
             superseded: self.stream.superseded.iter().copied().collect(),
@@ -1307,10 +1313,17 @@ impl Room {
         let mut room = Room::new(id, record.candidate_policy, record.evidence_policy);
         room.call_started = record.call_started;
         let has = |role| record.participants.iter().any(|p| p.role == role);
-        let admitted = record.admitted && has(Role::Therapist) && has(Role::Patient);
+        let in_call = has(Role::Therapist) && has(Role::Patient);
         for p in &record.participants {
             let next_seq = p.next_seq.max(1);
             let therapist = p.role == Role::Therapist;
+            // Layout 2 keeps each patient's own; layout 1, the room's (of
+            // its one patient).
+            let call = p.call.unwrap_or(CallRecord {
+                admitted: record.admitted,
+                evidence: record.evidence,
+            });
+            let admitted = in_call && call.admitted;
             room.members.push(Member {
                 id: p.id.unwrap_or(Uuid::nil()),
                 role: p.role,
@@ -1332,9 +1345,7 @@ impl Room {
                     Admission::Waiting
                 },
                 media: Media {
-                    evidence: (admitted && !therapist)
-                        .then_some(record.evidence)
-                        .flatten(),
+                    evidence: (admitted && !therapist).then_some(call.evidence).flatten(),
                     ..Media::default()
                 },
             });
